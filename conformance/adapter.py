@@ -1,0 +1,289 @@
+"""The adapter contract: how an implementation plugs into the suite.
+
+An implementation is reached through two objects:
+
+* an :class:`Implementation`, which names the implementation, declares its
+  capabilities and opens sessions;
+* a :class:`Session`, one per test, which owns a fresh interpreter (the
+  session's *main* interpreter) and offers one method per operation of the
+  PEP, plus what the tests need to drive and observe the implementation.
+
+Every handle a session returns (interpreters, code objects, other objects)
+is opaque to the suite: it is only ever passed back to the same session.
+Values stored in slots are plain ``int`` words; ``0`` is ``NULL``.
+
+Calls of the PEP's API that return their error value raise :class:`ApiError`
+carrying the name of the exception class the implementation set (or ``None``
+when it set none, itself a deviation).  A crash of the implementation is
+raised as :class:`ImplementationCrashed` by adapters that run it out of
+process; in-process adapters are isolated by the suite with ``fork``.
+
+The same contract is offered to C and Rust libraries as the C ABI declared
+in ``abi/coextra_abi.h`` and loaded by :mod:`.cabi`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+#: The co_flags bit that marks inline extra storage (PEP 8523).
+CO_INLINE_EXTRA = 0x20000000
+
+#: Minimum number of indices an interpreter offers (R-INDEX-2).
+MIN_INDICES = 255
+
+#: Minimum number of constructor hooks an interpreter accepts (R-HOOK-10).
+MIN_CONSTRUCTOR_HOOKS = 8
+
+#: Interpreter, code object and other-object handles are opaque.
+Handle = object
+
+
+class Capability(str, enum.Enum):
+    """Optional features; a test needing an undeclared one is N/A."""
+
+    #: ``release_index`` exists (PyUnstable_Eval_ReleaseCodeExtraIndex).
+    RELEASE = "release"
+    #: ``has_inline_extra`` exists: the CO_INLINE_EXTRA flag is implemented.
+    INLINE_FLAG = "inline-flag"
+    #: ``extra_bytes`` can measure a code object's extra-storage bytes.
+    STORAGE_SIZE = "storage-size"
+    #: ``sizeof`` returns what ``sys.getsizeof`` would.
+    SIZEOF = "sizeof"
+    #: ``add_hook``/``remove_hook`` exist (the constructor-hook chain).
+    HOOKS = "hooks"
+    #: Several interpreters can be live at once and share code objects.
+    INTERPRETERS = "interpreters"
+    #: ``end_interpreter`` finalizes an interpreter and frees its values.
+    FINALIZE = "finalize"
+    #: The session may be called from several threads at once.
+    THREADS = "threads"
+    #: ``fail_allocations`` injects allocation failures.
+    ALLOC_FAILURE = "alloc-failure"
+    #: ``copy_code`` copies code objects (replace(), unmarshal).
+    COPY = "copy"
+
+
+class ApiError(Exception):
+    """An API function returned its error value.
+
+    ``exc_type`` is the name of the exception class that was set, such as
+    ``"SystemError"``, or ``None`` when the function failed without setting
+    an exception.
+    """
+
+    def __init__(self, function: str, exc_type: str | None) -> None:
+        self.function = function
+        self.exc_type = exc_type
+        what = exc_type if exc_type is not None else "no exception set"
+        super().__init__(f"{function} failed ({what})")
+
+
+class ImplementationCrashed(Exception):
+    """The implementation under test died (signal, abort, lost worker)."""
+
+
+class FreeAction(str, enum.Enum):
+    """What a recording free function does after recording its call."""
+
+    RECORD = "record"
+    #: Call Get on ``FreeFunc.code``/``index``; result in FreeCall.result.
+    GET = "get"
+    #: Call Set on ``FreeFunc.code``/``index`` with ``FreeFunc.value``.
+    SET = "set"
+    #: Construct one code object in the session's main interpreter and
+    #: drop it again.
+    NEW_CODE = "new-code"
+
+
+@dataclass(frozen=True)
+class FreeFunc:
+    """A recording free function to register with ``request_index``.
+
+    Each distinct ``tag`` must map to a distinct C function (the free
+    function is not told its index, so the tag identifies it).  Tags run
+    from 0 to 15.
+    """
+
+    tag: int
+    action: FreeAction = FreeAction.RECORD
+    code: Handle | None = None
+    index: int = 0
+    value: int = 0
+    interp: Handle | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class FreeCall:
+    """One call of a recording free function, in call order."""
+
+    tag: int
+    value: int
+    #: For GET: the value read; for SET and NEW_CODE: 0 on success.
+    result: int | None = None
+    #: Exception class name if the action's API call failed.
+    error: str | None = None
+
+
+class HookAction(str, enum.Enum):
+    """What a recording constructor hook does after recording its call."""
+
+    RECORD = "record"
+    #: Set an exception (RuntimeError) and return -1.
+    FAIL = "fail"
+    #: Store ``Hook.value`` under ``Hook.index`` on the new code object.
+    SET_EXTRA = "set-extra"
+    #: When not already inside this hook, construct one code object in
+    #: the same interpreter and drop it.
+    NEW_CODE = "new-code"
+
+
+@dataclass(frozen=True)
+class Hook:
+    """A recording constructor hook to register with ``add_hook``."""
+
+    tag: int
+    action: HookAction = HookAction.RECORD
+    index: int = 0
+    value: int = 0
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One call of a recording hook: which hook saw which code object."""
+
+    tag: int
+    code_id: int
+
+
+@runtime_checkable
+class Session(Protocol):
+    """One test's view of an implementation; see the module docstring."""
+
+    @property
+    def main(self) -> Handle:
+        """The session's main interpreter, fresh for this session."""
+
+    # -- object model -------------------------------------------------
+
+    def new_interpreter(self) -> Handle:
+        """Create another interpreter (Capability.INTERPRETERS)."""
+
+    def end_interpreter(self, interp: Handle) -> None:
+        """Finalize an interpreter (Capability.FINALIZE)."""
+
+    def new_code(
+        self, interp: Handle, *, nested: int = 0, flags: int = 0
+    ) -> Handle:
+        """Construct a code object in ``interp``.
+
+        ``nested`` code objects are constructed as its constants (inner
+        first, as a compiler does); ``flags`` are caller-supplied co_flags
+        bits.
+        """
+
+    def nested(self, code: Handle) -> list[Handle]:
+        """Return handles to the nested code objects of ``code``."""
+
+    def copy_code(self, interp: Handle, code: Handle, how: str) -> Handle:
+        """Copy ``code`` in ``interp``; ``how`` is "replace" or "marshal"."""
+
+    def new_non_code(self, interp: Handle) -> Handle:
+        """Return an object that is not a code object."""
+
+    def drop(self, obj: Handle) -> None:
+        """Release the session's reference; destroys an unreferenced object.
+
+        After ``drop`` returns the object is destroyed if nothing else
+        refers to it (adapters collect cycles as needed).
+        """
+
+    def code_id(self, code: Handle) -> int:
+        """Return the identity hooks record for ``code``."""
+
+    # -- the API of the PEP ---------------------------------------------
+
+    def request_index(self, interp: Handle, free: FreeFunc | None) -> int:
+        """PyUnstable_Eval_RequestCodeExtraIndex."""
+
+    def release_index(self, interp: Handle, index: int) -> None:
+        """PyUnstable_Eval_ReleaseCodeExtraIndex (Capability.RELEASE)."""
+
+    def get_extra(self, interp: Handle, code: Handle, index: int) -> int:
+        """PyUnstable_Code_GetExtra; returns the value read."""
+
+    def get_extra_on_error(
+        self, interp: Handle, code: Handle, index: int
+    ) -> tuple[str | None, int]:
+        """Call Get expecting failure; return (exception, *extra after).
+
+        The output word is primed with a non-NULL sentinel before the call
+        so that R-STORE-10 can see whether it was cleared.  Raises
+        ``AssertionError`` if the call unexpectedly succeeds.
+        """
+
+    def set_extra(
+        self, interp: Handle, code: Handle, index: int, value: int
+    ) -> None:
+        """PyUnstable_Code_SetExtra."""
+
+    def add_hook(self, interp: Handle, hook: Hook) -> int:
+        """PyUnstable_Code_AddConstructorHook (Capability.HOOKS)."""
+
+    def remove_hook(self, interp: Handle, hook_id: int) -> None:
+        """PyUnstable_Code_RemoveConstructorHook (Capability.HOOKS)."""
+
+    def has_inline_extra(self, code: Handle) -> bool:
+        """PyUnstable_Code_HasInlineExtra (Capability.INLINE_FLAG)."""
+
+    # -- observation ------------------------------------------------------
+
+    def co_flags(self, code: Handle) -> int:
+        """Return the code object's co_flags."""
+
+    def extra_bytes(self, code: Handle) -> int:
+        """Bytes the code object spends on extra storage, including any
+        always-present pointer field (Capability.STORAGE_SIZE)."""
+
+    def sizeof(self, code: Handle) -> int:
+        """What sys.getsizeof() reports (Capability.SIZEOF)."""
+
+    def fail_allocations(self, after: int, count: int = 1) -> None:
+        """Make allocations fail (Capability.ALLOC_FAILURE).
+
+        The next ``after`` allocations succeed, then ``count`` fail, then
+        allocation works again.
+        """
+
+    def take_free_calls(self) -> list[FreeCall]:
+        """Return and forget the free calls recorded so far, in order."""
+
+    def take_hook_calls(self) -> list[HookCall]:
+        """Return and forget the hook calls recorded so far, in order."""
+
+    def take_unraisable(self) -> list[str]:
+        """Return and forget exception class names reported unraisable."""
+
+    def pending_error(self) -> str | None:
+        """Return (and clear) an exception left set, if any."""
+
+    def close(self) -> None:
+        """Drop every handle and finalize the session's interpreters."""
+
+
+@runtime_checkable
+class Implementation(Protocol):
+    """The object a ``--coextra-impl`` name resolves to."""
+
+    name: str
+    version: str
+    capabilities: frozenset[Capability]
+    #: True when the implementation runs inside the pytest process, so
+    #: the suite isolates crash-prone tests with fork; False when the
+    #: adapter runs it elsewhere and raises ImplementationCrashed itself.
+    in_process: bool
+
+    def open_session(self) -> Session:
+        """Return a session with a fresh main interpreter."""
