@@ -138,6 +138,12 @@ class HookAction(str, enum.Enum):
     #: When not already inside this hook, construct one code object in
     #: the same interpreter and drop it.
     NEW_CODE = "new-code"
+    #: Add a RECORD hook tagged ``Hook.value`` to the same interpreter,
+    #: unless a hook with that tag is registered there (R-HOOK-11).
+    ADD_HOOK = "add-hook"
+    #: Remove the hook tagged ``Hook.value`` from the same interpreter,
+    #: if one is registered there (R-HOOK-11).
+    REMOVE_HOOK = "remove-hook"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,73 @@
+"""Sphinx configuration: the one docs site of the project.
+
+Build it with ``tox -e docs``, which runs::
+
+    sphinx-build -n -W --keep-going -b html . docs/_build/html
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parent
+# The traceability extension lives in the repository, not on PyPI.
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+
+# -- Project information ---------------------------------------------------
+
+project = "PEP 8523: code-object extra storage"
+author = "the PEP 8523 authors"
+copyright = "2026, the PEP 8523 authors"
+release = "1.0.0"  # the suite's version; the spec's is the PEP header's
+
+# -- General configuration -------------------------------------------------
+
+extensions = ["coextra_docs"]
+
+# Only these are documents: the repository holds much else.
+include_patterns = ["index.rst", "pep/*.rst", "docs/*.rst"]
+exclude_patterns = ["docs/_build"]
+root_doc = "index"
+templates_path: list[str] = []
+
+nitpicky = True
+# C types of CPython that the PEP's signatures mention; they are defined
+# in the CPython docs, which the build does not fetch (no intersphinx,
+# so that the build works offline).
+nitpick_ignore = [
+    ("c:identifier", name)
+    for name in (
+        "PyObject",
+        "PyCodeObject",
+        "PyInterpreterState",
+        "Py_ssize_t",
+        "freefunc",
+        "size_t",
+        "uint32_t",
+        "uintptr_t",
+        "intptr_t",
+    )
+]
+
+# reST that ends up on every page.
+rst_epilog = ""
+
+# The traceability extension (docs/_ext/coextra_docs).
+coextra_pep_docs = ["pep/pep-*"]
+coextra_results_dir = "results"
+coextra_report_schema = "conformance/report.schema.json"
+coextra_benchmarks = "benchmarks/results/latest.json"
+coextra_benchmarks_schema = "benchmarks/results.schema.json"
+
+# -- Options for HTML output -----------------------------------------------
+
+html_theme = "furo"
+html_title = "PEP 8523"
+html_static_path = ["docs/_static"]
+html_css_files = ["coextra.css"]
+html_theme_options = {
+    "navigation_with_keys": True,
+}
+html_show_sourcelink = False
+html_last_updated_fmt = None

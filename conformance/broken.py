@@ -1,0 +1,327 @@
+"""Deliberately broken implementations, to prove that the suite bites.
+
+Each is the model (:mod:`.model`) with one mutation, the kind of mistake a
+real implementation makes.  Each is a module attribute usable as
+``--coextra-impl=coextra_conformance.broken:NAME`` and carries, in
+``EXPECTED_FAILURES``, the requirement IDs the suite must report as
+failed against it.  ``meta_tests/test_broken_caught.py`` checks that it
+does.  :data:`BROKEN` lists them all by name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .adapter import ApiError, FreeFunc, Handle
+from .model import (
+    REQUEST,
+    SET,
+    Freeing,
+    ModelImplementation,
+    ModelSession,
+    _Code,
+    _Interp,
+)
+
+
+@dataclass
+class BrokenImplementation(ModelImplementation):
+    """The model with one mutation and the IDs that must catch it."""
+
+    EXPECTED_FAILURES: frozenset[str] = frozenset()
+
+
+# -- INDEX ---------------------------------------------------------------
+
+
+class _ReusesAllocatedIndex(ModelSession):
+    """Hands out the count of allocated indices, as if none were freed."""
+
+    def _find_free_index(self, interp: _Interp) -> int | None:
+        count = len(interp.indices)
+        return count if count < self.index_capacity else None
+
+
+class _CapacityShortByOne(ModelSession):
+    index_capacity = 254
+
+
+class _NoExceptionOnExhaustion(ModelSession):
+    """Returns -1 on exhaustion but forgets to set RuntimeError."""
+
+    def request_index(self, interp: Handle, free: FreeFunc | None) -> int:
+        try:
+            return super().request_index(interp, free)
+        except ApiError as exc:
+            if exc.exc_type == "RuntimeError":
+                raise ApiError(REQUEST, None) from None
+            raise
+
+
+# -- STORE ---------------------------------------------------------------
+
+
+class _GetInvalidIndexSucceeds(ModelSession):
+    """Reads a NULL for any non-negative index, allocated or not."""
+
+    def get_extra(self, interp: Handle, code: Handle, index: int) -> int:
+        try:
+            return super().get_extra(interp, code, index)
+        except ApiError:
+            if isinstance(code, _Code) and index >= 0:
+                return 0
+            raise
+
+
+# -- FREE ----------------------------------------------------------------
+
+
+class _FreesOnRestore(ModelSession):
+    """Frees the old value even when the same value is stored again."""
+
+    def _unchanged(self, old: int, value: int) -> bool:
+        return False
+
+
+class _FreesNull(ModelSession):
+    """Passes NULL slots to the free function too."""
+
+    def _run_frees(self, frees: Iterable[Freeing]) -> None:
+        for free, value in frees:
+            if free is not None:
+                self._call_free(free, value)
+
+
+class _NoFreeOnDestroy(ModelSession):
+    def _destruction_order(self, frees: list[Freeing]) -> list[Freeing]:
+        return []
+
+
+class _DoubleFreeOnDestroy(ModelSession):
+    def _destruction_order(self, frees: list[Freeing]) -> list[Freeing]:
+        return frees + frees
+
+
+class _WrongDestroyOrder(ModelSession):
+    def _destruction_order(self, frees: list[Freeing]) -> list[Freeing]:
+        return frees[::-1]
+
+
+class _StaleAfterDestroy(ModelSession):
+    """Frees the values but leaves the out-of-line entry behind, so a
+    code object at the same address inherits them."""
+
+    def _forget_out_of_line(self, owner: _Interp, code: _Code) -> None:
+        pass
+
+
+# -- FLAG ----------------------------------------------------------------
+
+
+class _FlagForgeable(ModelSession):
+    def _strip_flags(self, flags: int) -> int:
+        return flags
+
+
+class _ZeroCostViolated(ModelSession):
+    """Every code object pays for a co_extra pointer, as in CPython."""
+
+    def extra_bytes(self, code: Handle) -> int:
+        return super().extra_bytes(code) + 8
+
+
+# -- HOOK ----------------------------------------------------------------
+
+
+class _HookSkipsNested(ModelSession):
+    def _construct_nested(self, interp: _Interp) -> _Code:
+        return self._construct(interp, 0, [], False)
+
+
+class _HookErrorPropagates(ModelSession):
+    """Lets a hook's exception fail the construction."""
+
+    def _hook_failed(self, interp: _Interp, code: _Code, error: str) -> None:
+        raise ApiError("PyCode_New", error)
+
+
+# -- INTERP --------------------------------------------------------------
+
+
+class _ValuesSharedBetweenInterpreters(ModelSession):
+    """Keeps one storage for all interpreters: the main one's."""
+
+    def _owner(self, interp: _Interp) -> _Interp:
+        main = self.main
+        assert isinstance(main, _Interp)
+        return main
+
+
+# -- ALLOC ---------------------------------------------------------------
+
+
+class _SetNotAtomicOnAllocFailure(ModelSession):
+    """On MemoryError, frees the value the caller still owns."""
+
+    def _set_failed(self, free: FreeFunc | None, value: int) -> None:
+        self._run_frees([(free, value)])
+
+
+# -- COPY ----------------------------------------------------------------
+
+
+class _CopiesValuesOnReplace(ModelSession):
+    """replace() copies the original's values into the copy."""
+
+    def copy_code(self, interp: Handle, code: Handle, how: str) -> Handle:
+        copy = super().copy_code(interp, code, how)
+        assert isinstance(code, _Code) and isinstance(copy, _Code)
+        if how == "replace":
+            with self._lock:
+                for state in self._interps:
+                    for index, value in self._slots(state, code).items():
+                        if value:
+                            self._write(state, copy, index, value)
+        return copy
+
+
+# -- THREAD --------------------------------------------------------------
+
+
+class _ThreadsLoseUpdates(ModelSession):
+    """Read-modify-write without the lock held across it."""
+
+    def set_extra(
+        self, interp: Handle, code: Handle, index: int, value: int
+    ) -> None:
+        state = self._as_interp(interp)
+        with self._lock:
+            checked, free = self._check(SET, state, code, index)
+            old = self._read(state, checked, index)
+            inline = self._inline_covers(state, checked, index)
+            tables = {a: dict(t) for a, t in state.out_of_line.items()}
+            table = tables.setdefault(checked.address, {})
+            if not inline and value and index not in table:
+                if not self._allocate():
+                    raise ApiError(SET, "MemoryError")
+        time.sleep(0)  # Another thread runs here and its update is lost.
+        with self._lock:
+            if inline:
+                assert checked.inline is not None
+                checked.inline[index] = value
+            else:
+                table[index] = value
+                state.out_of_line = tables
+        if old != value:
+            self._run_frees([(free, old)])
+
+    def request_index(self, interp: Handle, free: FreeFunc | None) -> int:
+        state = self._as_interp(interp)
+        with self._lock:
+            index = self._find_free_index(state)
+            if index is None:
+                raise ApiError(REQUEST, "RuntimeError")
+            if not self._allocate():
+                raise ApiError(REQUEST, "MemoryError")
+        time.sleep(0)  # Another thread may pick the same index here.
+        with self._lock:
+            state.indices[index] = free
+        return index
+
+
+def _broken(
+    name: str, session_class: type[ModelSession], *expected: str
+) -> BrokenImplementation:
+    return BrokenImplementation(
+        name=f"broken:{name}",
+        session_class=session_class,
+        EXPECTED_FAILURES=frozenset(expected),
+    )
+
+
+reuses_allocated_index = _broken(
+    "reuses_allocated_index", _ReusesAllocatedIndex, "R-INDEX-1"
+)
+capacity_short_by_one = _broken(
+    "capacity_short_by_one", _CapacityShortByOne, "R-INDEX-2"
+)
+no_exception_on_exhaustion = _broken(
+    "no_exception_on_exhaustion", _NoExceptionOnExhaustion, "R-INDEX-3"
+)
+get_invalid_index_succeeds = _broken(
+    "get_invalid_index_succeeds",
+    _GetInvalidIndexSucceeds,
+    "R-STORE-6",
+    "R-STORE-10",
+    "R-INDEX-10",
+)
+frees_on_restore = _broken("frees_on_restore", _FreesOnRestore, "R-FREE-5")
+frees_null = _broken("frees_null", _FreesNull, "R-FREE-4")
+no_free_on_destroy = _broken(
+    "no_free_on_destroy", _NoFreeOnDestroy, "R-FREE-3"
+)
+double_free_on_destroy = _broken(
+    "double_free_on_destroy", _DoubleFreeOnDestroy, "R-FREE-3"
+)
+wrong_destroy_order = _broken(
+    "wrong_destroy_order", _WrongDestroyOrder, "R-FREE-7"
+)
+stale_after_destroy = _broken(
+    "stale_after_destroy", _StaleAfterDestroy, "R-FREE-8"
+)
+flag_forgeable = _broken("flag_forgeable", _FlagForgeable, "R-FLAG-7")
+zero_cost_violated = _broken(
+    "zero_cost_violated", _ZeroCostViolated, "R-FLAG-1", "R-FLAG-8"
+)
+hook_skips_nested = _broken("hook_skips_nested", _HookSkipsNested, "R-HOOK-2")
+hook_error_propagates = _broken(
+    "hook_error_propagates", _HookErrorPropagates, "R-HOOK-8"
+)
+values_shared_between_interpreters = _broken(
+    "values_shared_between_interpreters",
+    _ValuesSharedBetweenInterpreters,
+    "R-INTERP-2",
+)
+set_not_atomic_on_alloc_failure = _broken(
+    "set_not_atomic_on_alloc_failure",
+    _SetNotAtomicOnAllocFailure,
+    "R-ALLOC-2",
+    "R-STORE-11",
+)
+copies_values_on_replace = _broken(
+    "copies_values_on_replace", _CopiesValuesOnReplace, "R-COPY-1"
+)
+threads_lose_updates = _broken(
+    "threads_lose_updates",
+    _ThreadsLoseUpdates,
+    "R-THREAD-1",
+    "R-THREAD-2",
+    "R-THREAD-3",
+)
+
+#: Every broken implementation, by attribute name.
+BROKEN: dict[str, BrokenImplementation] = {
+    impl.name.removeprefix("broken:"): impl
+    for impl in (
+        reuses_allocated_index,
+        capacity_short_by_one,
+        no_exception_on_exhaustion,
+        get_invalid_index_succeeds,
+        frees_on_restore,
+        frees_null,
+        no_free_on_destroy,
+        double_free_on_destroy,
+        wrong_destroy_order,
+        stale_after_destroy,
+        flag_forgeable,
+        zero_cost_violated,
+        hook_skips_nested,
+        hook_error_propagates,
+        values_shared_between_interpreters,
+        set_not_atomic_on_alloc_failure,
+        copies_values_on_replace,
+        threads_lose_updates,
+    )
+}

@@ -1,0 +1,693 @@
+"""An executable model of PEP 8523, in pure Python.
+
+The model is the readable reading of the specification: every rule of the
+PEP that the suite checks is a line here, with its requirement ID in a
+comment.  It is also the oracle of the differential test
+(``tests/test_differential.py``), and the base of the deliberately broken
+implementations in :mod:`.broken`.
+
+Object model
+    Interpreters, code objects and other objects are Python objects.
+    Objects are reference counted: every handle the session returns is a
+    new reference, :meth:`ModelSession.drop` releases one, and a code
+    object holds references to its nested code objects (its constants).
+    A code object's identity (:meth:`ModelSession.code_id`) is its
+    *address*; freed addresses are reused last-in first-out, as ``malloc``
+    tends to, so that stale storage would show.
+
+Storage
+    A code object constructed while a consumer is active gets inline
+    storage: one slot for every index up to the highest allocated one in
+    its interpreter.  Every other (interpreter, code object, index) slot is
+    out-of-line, in a per-interpreter table keyed by the code object's
+    address and created on the first non-NULL store.
+
+Accounting (``extra_bytes``)
+    8 bytes per inline slot plus an 8-byte inline header (the slot count),
+    and for every out-of-line table 16 bytes of header (key and count)
+    plus 8 bytes per slot.  A code object without extra storage spends 0.
+    ``sizeof`` is :data:`BASE_SIZE` plus ``extra_bytes``.
+
+Allocation failure
+    One counter, set by ``fail_allocations``, is consulted at exactly the
+    points the PEP says may allocate: an index request, a Set that needs a
+    new out-of-line slot, the construction of a code object that gets
+    inline storage, and a hook registration.
+
+Threads
+    One lock guards the state.  Free functions and hooks always run with
+    the lock released, so that they may call back into the API.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import __version__
+from .adapter import (
+    CO_INLINE_EXTRA,
+    ApiError,
+    Capability,
+    FreeAction,
+    FreeCall,
+    FreeFunc,
+    Handle,
+    Hook,
+    HookAction,
+    HookCall,
+    Session,
+)
+
+#: Indices one interpreter offers: exactly the minimum (R-INDEX-2).
+INDEX_CAPACITY = 255
+#: Hooks one interpreter accepts (at least 8, R-HOOK-10).
+HOOK_CAPACITY = 64
+#: Bytes of one slot (a pointer).
+WORD = 8
+#: Bytes of the inline storage header.
+INLINE_HEADER = 8
+#: Bytes of the header of one out-of-line table.
+OUT_OF_LINE_HEADER = 16
+#: ``sizeof`` of a code object without extra storage.
+BASE_SIZE = 160
+
+REQUEST = "PyUnstable_Eval_RequestCodeExtraIndex"
+RELEASE = "PyUnstable_Eval_ReleaseCodeExtraIndex"
+GET = "PyUnstable_Code_GetExtra"
+SET = "PyUnstable_Code_SetExtra"
+ADD_HOOK = "PyUnstable_Code_AddConstructorHook"
+REMOVE_HOOK = "PyUnstable_Code_RemoveConstructorHook"
+HAS_INLINE = "PyUnstable_Code_HasInlineExtra"
+CONSTRUCT = "PyCode_New"
+
+#: A value leaving a slot, with the free function it goes to.
+Freeing = tuple[FreeFunc | None, int]
+
+
+class _Interp:
+    """An interpreter state: indices, hooks and out-of-line tables."""
+
+    def __init__(self, serial: int) -> None:
+        self.serial = serial
+        self.alive = True
+        self.indices: dict[int, FreeFunc | None] = {}
+        self.hooks: list[tuple[int, Hook]] = []
+        self.next_hook_id = 0
+        #: code address -> {index: value}; out-of-line storage.
+        self.out_of_line: dict[int, dict[int, int]] = {}
+
+
+class _Object:
+    """Any object: reference counted."""
+
+    def __init__(self) -> None:
+        self.refs = 1
+
+
+@dataclass(eq=False)
+class _Code(_Object):
+    """A code object: flags, optional inline storage, nested code."""
+
+    serial: int
+    address: int
+    interp: _Interp
+    flags: int
+    #: Inline slots, for indices of ``interp``; None without the flag.
+    inline: list[int] | None
+    consts: list[_Code] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _Object.__init__(self)
+
+
+class ModelSession:
+    """One session of the model; implements :class:`.adapter.Session`."""
+
+    index_capacity = INDEX_CAPACITY
+    hook_capacity = HOOK_CAPACITY
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._interps: list[_Interp] = []
+        #: Live code objects by serial, in construction order.
+        self._codes: dict[int, _Code] = {}
+        self._serial = 0
+        self._next_address = 0x1000
+        self._free_addresses: list[int] = []
+        self._free_calls: list[FreeCall | None] = []
+        self._hook_calls: list[HookCall] = []
+        self._unraisable: list[str] = []
+        self._alloc_after = 0
+        self._alloc_fail = 0
+        self._main = self.new_interpreter()
+
+    # -- helpers (called with the lock held unless said otherwise) ------
+
+    @staticmethod
+    def _as_interp(handle: Handle) -> _Interp:
+        assert isinstance(handle, _Interp), "not an interpreter handle"
+        return handle
+
+    def _allocate(self) -> bool:
+        """Consult the allocation-failure counter."""
+        if self._alloc_after > 0:
+            self._alloc_after -= 1
+            return True
+        if self._alloc_fail > 0:
+            self._alloc_fail -= 1
+            return False
+        return True
+
+    def _find_free_index(self, interp: _Interp) -> int | None:
+        # The lowest index not allocated: distinct (R-INDEX-1) and dense
+        # (R-INDEX-6).
+        for index in range(self.index_capacity):
+            if index not in interp.indices:
+                return index
+        return None
+
+    def _check(
+        self, function: str, interp: _Interp, code: Handle, index: int
+    ) -> tuple[_Code, FreeFunc | None]:
+        # A non-code object (R-STORE-8, R-STORE-9) or an index that is
+        # not allocated (R-STORE-6, R-STORE-7, R-INDEX-10) is misuse.
+        if not isinstance(code, _Code):
+            raise ApiError(function, "SystemError")
+        if index not in interp.indices:
+            raise ApiError(function, "SystemError")
+        return code, interp.indices[index]
+
+    def _owner(self, interp: _Interp) -> _Interp:
+        """Return the interpreter whose storage ``interp`` uses."""
+        return interp  # R-INTERP-2: values are per interpreter.
+
+    @staticmethod
+    def _inline_covers(owner: _Interp, code: _Code, index: int) -> bool:
+        return (
+            code.interp is owner
+            and code.inline is not None
+            and index < len(code.inline)
+        )
+
+    def _read(self, interp: _Interp, code: _Code, index: int) -> int:
+        owner = self._owner(interp)
+        if self._inline_covers(owner, code, index):
+            assert code.inline is not None
+            return code.inline[index]
+        # R-STORE-1: a slot never written reads NULL.
+        return owner.out_of_line.get(code.address, {}).get(index, 0)
+
+    def _write(
+        self, interp: _Interp, code: _Code, index: int, value: int
+    ) -> None:
+        owner = self._owner(interp)
+        if self._inline_covers(owner, code, index):
+            assert code.inline is not None
+            code.inline[index] = value  # R-FLAG-6: no allocation.
+            return
+        # R-FLAG-4, R-INTERP-4: out-of-line storage; the flag stays
+        # (R-FLAG-5).
+        table = owner.out_of_line.get(code.address)
+        if table is None or index not in table:
+            if value == 0:
+                return  # Clearing an absent slot needs no storage.
+            if not self._allocate():
+                # R-ALLOC-1, R-ALLOC-2: nothing changed.
+                raise ApiError(SET, "MemoryError")
+            table = owner.out_of_line.setdefault(code.address, {})
+        table[index] = value
+
+    def _slots(self, interp: _Interp, code: _Code) -> dict[int, int]:
+        """Every slot ``interp`` has on ``code``, NULL ones included."""
+        owner = self._owner(interp)
+        slots: dict[int, int] = {}
+        if code.interp is owner and code.inline is not None:
+            slots.update(enumerate(code.inline))
+        slots.update(owner.out_of_line.get(code.address, {}))
+        return slots
+
+    def _take_values(self, interp: _Interp, code: _Code) -> list[Freeing]:
+        """Empty ``interp``'s slots on ``code``; return what left them."""
+        slots = self._slots(interp, code)
+        owner = self._owner(interp)
+        if code.interp is owner and code.inline is not None:
+            code.inline[:] = [0] * len(code.inline)
+        self._forget_out_of_line(owner, code)
+        # R-FREE-7: ascending index order.
+        return [(interp.indices.get(i), v) for i, v in sorted(slots.items())]
+
+    def _forget_out_of_line(self, owner: _Interp, code: _Code) -> None:
+        owner.out_of_line.pop(code.address, None)
+
+    def _destruction_order(self, frees: list[Freeing]) -> list[Freeing]:
+        return frees
+
+    def _strip_flags(self, flags: int) -> int:
+        return flags & ~CO_INLINE_EXTRA  # R-FLAG-7
+
+    def _new_address(self) -> int:
+        if self._free_addresses:
+            return self._free_addresses.pop()
+        self._next_address += 0x100
+        return self._next_address
+
+    def _running(self) -> set[tuple[int, int]]:
+        """Hooks running in this thread, as (interpreter, hook id)."""
+        running: set[tuple[int, int]] | None = getattr(
+            self._local, "running", None
+        )
+        if running is None:
+            running = self._local.running = set()
+        return running
+
+    # -- calling out (lock released) ------------------------------------
+
+    def _run_frees(self, frees: Iterable[Freeing]) -> None:
+        for free, value in frees:
+            # R-INDEX-5: no free function; R-FREE-4: never NULL.
+            if free is not None and value != 0:
+                self._call_free(free, value)
+
+    def _call_free(self, free: FreeFunc, value: int) -> None:
+        with self._lock:
+            position = len(self._free_calls)
+            self._free_calls.append(None)
+        interp = free.interp if free.interp is not None else self._main
+        result: int | None = None
+        error: str | None = None
+        try:
+            # R-FREE-10: a free function may use the API.
+            if free.action is FreeAction.GET:
+                result = self.get_extra(interp, free.code, free.index)
+            elif free.action is FreeAction.SET:
+                self.set_extra(interp, free.code, free.index, free.value)
+                result = 0
+            elif free.action is FreeAction.NEW_CODE:
+                self.drop(self.new_code(self._main))
+                result = 0
+        except ApiError as exc:
+            error = exc.exc_type
+        with self._lock:
+            self._free_calls[position] = FreeCall(
+                free.tag, value, result, error
+            )
+
+    def _run_hooks(self, interp: _Interp, code: _Code) -> None:
+        # R-HOOK-4: registration order; R-HOOK-11: the chain is the one
+        # registered when this construction started.
+        with self._lock:
+            chain = list(interp.hooks)
+        for hook_id, hook in chain:
+            with self._lock:
+                self._hook_calls.append(HookCall(hook.tag, code.address))
+            error = self._hook_action(interp, hook_id, hook, code)
+            if error is not None:
+                self._hook_failed(interp, code, error)
+
+    def _hook_failed(self, interp: _Interp, code: _Code, error: str) -> None:
+        # R-HOOK-8: reported as unraisable; construction goes on.
+        with self._lock:
+            self._unraisable.append(error)
+
+    def _hook_action(
+        self, interp: _Interp, hook_id: int, hook: Hook, code: _Code
+    ) -> str | None:
+        """Run what the hook does; return an exception name on error."""
+        try:
+            if hook.action is HookAction.FAIL:
+                return "RuntimeError"
+            if hook.action is HookAction.SET_EXTRA:
+                self.set_extra(interp, code, hook.index, hook.value)
+            elif hook.action is HookAction.NEW_CODE:
+                key = (interp.serial, hook_id)
+                running = self._running()
+                if key not in running:
+                    running.add(key)
+                    try:
+                        # R-HOOK-9: re-entrant construction.
+                        self.drop(self.new_code(interp))
+                    finally:
+                        running.discard(key)
+            elif hook.action is HookAction.ADD_HOOK:
+                if all(h.tag != hook.value for _, h in interp.hooks):
+                    self.add_hook(interp, Hook(hook.value))
+            elif hook.action is HookAction.REMOVE_HOOK:
+                for other_id, other in list(interp.hooks):
+                    if other.tag == hook.value:
+                        self.remove_hook(interp, other_id)
+        except ApiError as exc:
+            return exc.exc_type or "SystemError"
+        return None
+
+    # -- object model -----------------------------------------------------
+
+    @property
+    def main(self) -> Handle:
+        """The session's main interpreter."""
+        return self._main
+
+    def new_interpreter(self) -> Handle:
+        """Create another interpreter."""
+        with self._lock:
+            interp = _Interp(len(self._interps))
+            self._interps.append(interp)
+        return interp
+
+    def end_interpreter(self, interp: Handle) -> None:
+        """Finalize an interpreter: free its values, forget its state."""
+        state = self._as_interp(interp)
+        with self._lock:
+            if not state.alive:
+                return
+            # R-FREE-11, R-INTERP-5: free this interpreter's values in
+            # every live code object; other interpreters keep theirs.
+            frees: list[Freeing] = []
+            for code in self._codes.values():
+                frees += self._take_values(state, code)
+            state.alive = False
+            state.out_of_line.clear()
+            state.hooks.clear()
+        self._run_frees(frees)
+        with self._lock:
+            state.indices.clear()
+
+    def _construct(
+        self, interp: _Interp, flags: int, consts: list[_Code], hooks: bool
+    ) -> _Code:
+        """Construct one code object owning ``consts``; run the hooks."""
+        with self._lock:
+            inline: list[int] | None = None
+            if interp.indices:
+                # R-FLAG-2: a consumer is active, so the object gets
+                # inline storage for every allocated index (R-COPY-2).
+                if not self._allocate():
+                    raise ApiError(CONSTRUCT, "MemoryError")  # R-ALLOC-4
+                inline = [0] * (max(interp.indices) + 1)
+            # R-FLAG-1, R-FLAG-8: no consumer, no bytes; R-FLAG-3: the
+            # flag tells exactly whether there is inline storage.
+            flags = self._strip_flags(flags)
+            if inline is not None:
+                flags |= CO_INLINE_EXTRA
+            self._serial += 1
+            code = _Code(
+                self._serial,
+                self._new_address(),
+                interp,
+                flags,
+                inline,
+                consts,
+            )
+            self._codes[code.serial] = code
+        if hooks:
+            # R-HOOK-1, R-HOOK-5: the object is complete.
+            self._run_hooks(interp, code)
+        return code
+
+    def _construct_all(
+        self, interp: _Interp, flags: int, make_consts: list[Handle | None]
+    ) -> _Code:
+        """Construct nested objects (inner first, R-HOOK-2), then one."""
+        consts: list[_Code] = []
+        try:
+            for original in make_consts:
+                if original is None:
+                    consts.append(self._construct_nested(interp))
+                else:
+                    copied = self.copy_code(interp, original, "marshal")
+                    assert isinstance(copied, _Code)
+                    consts.append(copied)
+            return self._construct(interp, flags, consts, True)
+        except ApiError:
+            for const in consts:
+                self.drop(const)
+            raise
+
+    def _construct_nested(self, interp: _Interp) -> _Code:
+        return self._construct(interp, 0, [], True)  # R-HOOK-2
+
+    def new_code(
+        self, interp: Handle, *, nested: int = 0, flags: int = 0
+    ) -> Handle:
+        """Construct a code object with ``nested`` code constants."""
+        return self._construct_all(
+            self._as_interp(interp), flags, [None] * nested
+        )
+
+    def nested(self, code: Handle) -> list[Handle]:
+        """Return new references to the nested code objects."""
+        assert isinstance(code, _Code)
+        with self._lock:
+            for const in code.consts:
+                const.refs += 1
+            return list(code.consts)
+
+    def copy_code(self, interp: Handle, code: Handle, how: str) -> Handle:
+        """Copy a code object, as replace() or marshal does."""
+        state = self._as_interp(interp)
+        assert isinstance(code, _Code)
+        # R-COPY-1: a copy is a new construction and starts empty;
+        # R-HOOK-3: it goes through the hooks.
+        if how == "replace":
+            # replace() shares the constants.
+            with self._lock:
+                for const in code.consts:
+                    const.refs += 1
+            try:
+                return self._construct(
+                    state, code.flags, list(code.consts), True
+                )
+            except ApiError:
+                for const in code.consts:
+                    self.drop(const)
+                raise
+        if how == "marshal":
+            # Unmarshalling constructs the constants again.
+            return self._construct_all(state, code.flags, list(code.consts))
+        raise ValueError(f"unknown copy kind {how!r}")
+
+    def new_non_code(self, interp: Handle) -> Handle:
+        """Return an object that is not a code object."""
+        return _Object()
+
+    def drop(self, obj: Handle) -> None:
+        """Release a reference; destroy the object if it was the last."""
+        assert isinstance(obj, _Object)
+        with self._lock:
+            obj.refs -= 1
+            assert obj.refs >= 0, "object dropped too often"
+            if obj.refs > 0 or not isinstance(obj, _Code):
+                return
+            del self._codes[obj.serial]
+            # R-FREE-3, R-INTERP-3: every interpreter's values, each
+            # with its own free function.
+            frees: list[Freeing] = []
+            for interp in self._interps:
+                if interp.alive:
+                    frees += self._take_values(interp, obj)
+            frees = self._destruction_order(frees)
+        self._run_frees(frees)
+        for const in obj.consts:
+            self.drop(const)
+        with self._lock:
+            # R-FREE-8: the address may be reused, its storage is gone.
+            self._free_addresses.append(obj.address)
+
+    def code_id(self, code: Handle) -> int:
+        """Return the address of a code object."""
+        assert isinstance(code, _Code)
+        return code.address
+
+    # -- the API of the PEP ---------------------------------------------
+
+    def request_index(self, interp: Handle, free: FreeFunc | None) -> int:
+        """PyUnstable_Eval_RequestCodeExtraIndex."""
+        state = self._as_interp(interp)
+        with self._lock:
+            index = self._find_free_index(state)
+            if index is None:
+                # R-INDEX-3, R-INDEX-4: an error; nothing changes.
+                raise ApiError(REQUEST, "RuntimeError")
+            if not self._allocate():
+                raise ApiError(REQUEST, "MemoryError")  # R-ALLOC-3
+            state.indices[index] = free  # R-INDEX-5: free may be None.
+            return index
+
+    def release_index(self, interp: Handle, index: int) -> None:
+        """PyUnstable_Eval_ReleaseCodeExtraIndex."""
+        state = self._as_interp(interp)
+        with self._lock:
+            if index not in state.indices:
+                raise ApiError(RELEASE, "SystemError")  # R-INDEX-9
+            free = state.indices.pop(index)
+            # R-INDEX-7: free every value under the index in live code
+            # objects; R-INDEX-8: the slots read NULL if it is reused.
+            frees: list[Freeing] = []
+            for code in self._codes.values():
+                value = self._read(state, code, index)
+                if self._inline_covers(state, code, index):
+                    assert code.inline is not None
+                    code.inline[index] = 0
+                table = state.out_of_line.get(code.address)
+                if table is not None:
+                    table.pop(index, None)
+                    if not table:
+                        del state.out_of_line[code.address]
+                frees.append((free, value))
+        self._run_frees(frees)
+
+    def get_extra(self, interp: Handle, code: Handle, index: int) -> int:
+        """PyUnstable_Code_GetExtra."""
+        state = self._as_interp(interp)
+        with self._lock:
+            checked, _ = self._check(GET, state, code, index)
+            return self._read(state, checked, index)  # R-STORE-2
+
+    def get_extra_on_error(
+        self, interp: Handle, code: Handle, index: int
+    ) -> tuple[str | None, int]:
+        """Call Get expecting failure; *extra is cleared (R-STORE-10)."""
+        try:
+            value = self.get_extra(interp, code, index)
+        except ApiError as exc:
+            return exc.exc_type, 0
+        raise AssertionError(f"{GET} succeeded and read {value:#x}")
+
+    def set_extra(
+        self, interp: Handle, code: Handle, index: int, value: int
+    ) -> None:
+        """PyUnstable_Code_SetExtra."""
+        state = self._as_interp(interp)
+        with self._lock:
+            checked, free = self._check(SET, state, code, index)
+            old = self._read(state, checked, index)
+            if self._unchanged(old, value):
+                return  # R-FREE-5: re-storing frees nothing.
+            try:
+                # R-FREE-9: the new value is in place before the free.
+                self._write(state, checked, index, value)
+            except ApiError as exc:
+                error = exc
+            else:
+                error = None
+        if error is not None:
+            self._set_failed(free, value)
+            raise error
+        # R-FREE-1, R-FREE-2, R-FREE-6: once, with the index's function.
+        self._run_frees([(free, old)])
+
+    def _unchanged(self, old: int, value: int) -> bool:
+        return value == old
+
+    def _set_failed(self, free: FreeFunc | None, value: int) -> None:
+        """R-STORE-11, R-ALLOC-2: the caller keeps ``value``."""
+
+    def add_hook(self, interp: Handle, hook: Hook) -> int:
+        """PyUnstable_Code_AddConstructorHook."""
+        state = self._as_interp(interp)
+        with self._lock:
+            if len(state.hooks) >= self.hook_capacity:
+                raise ApiError(ADD_HOOK, "RuntimeError")  # R-HOOK-10
+            if not self._allocate():
+                raise ApiError(ADD_HOOK, "MemoryError")  # R-ALLOC-5
+            # Ids are never reused, so a stale id cannot remove another
+            # hook (R-HOOK-7).
+            hook_id = state.next_hook_id
+            state.next_hook_id += 1
+            state.hooks.append((hook_id, hook))
+            return hook_id
+
+    def remove_hook(self, interp: Handle, hook_id: int) -> None:
+        """PyUnstable_Code_RemoveConstructorHook."""
+        state = self._as_interp(interp)
+        with self._lock:
+            for position, (registered, _) in enumerate(state.hooks):
+                if registered == hook_id:
+                    del state.hooks[position]  # R-HOOK-6
+                    return
+        raise ApiError(REMOVE_HOOK, "ValueError")  # R-HOOK-7
+
+    def has_inline_extra(self, code: Handle) -> bool:
+        """PyUnstable_Code_HasInlineExtra."""
+        if not isinstance(code, _Code):
+            raise ApiError(HAS_INLINE, "SystemError")
+        return code.inline is not None  # R-FLAG-3
+
+    # -- observation ------------------------------------------------------
+
+    def co_flags(self, code: Handle) -> int:
+        """Return co_flags."""
+        assert isinstance(code, _Code)
+        return code.flags
+
+    def extra_bytes(self, code: Handle) -> int:
+        """Bytes of inline and out-of-line storage (module docstring)."""
+        assert isinstance(code, _Code)
+        with self._lock:
+            size = 0
+            if code.inline is not None:
+                size += INLINE_HEADER + WORD * len(code.inline)
+            for interp in self._interps:
+                table = interp.out_of_line.get(code.address)
+                if table is not None:
+                    size += OUT_OF_LINE_HEADER + WORD * len(table)
+            return size
+
+    def sizeof(self, code: Handle) -> int:
+        """What sys.getsizeof() reports: R-FLAG-9."""
+        return BASE_SIZE + self.extra_bytes(code)
+
+    def fail_allocations(self, after: int, count: int = 1) -> None:
+        """Let ``after`` allocations succeed, then fail ``count``."""
+        with self._lock:
+            self._alloc_after = after
+            self._alloc_fail = count
+
+    def take_free_calls(self) -> list[FreeCall]:
+        """Return and forget the finished free calls."""
+        with self._lock:
+            done = [c for c in self._free_calls if c is not None]
+            self._free_calls = [c for c in self._free_calls if c is None]
+        return done
+
+    def take_hook_calls(self) -> list[HookCall]:
+        """Return and forget the hook calls."""
+        with self._lock:
+            calls, self._hook_calls = self._hook_calls, []
+        return calls
+
+    def take_unraisable(self) -> list[str]:
+        """Return and forget the unraisable exceptions."""
+        with self._lock:
+            errors, self._unraisable = self._unraisable, []
+        return errors
+
+    def pending_error(self) -> str | None:
+        """The model raises every error at once: nothing stays pending."""
+        return None
+
+    def close(self) -> None:
+        """Finalize every interpreter, newest first."""
+        for interp in reversed(self._interps):
+            self.end_interpreter(interp)
+
+
+@dataclass
+class ModelImplementation:
+    """The model as an :class:`.adapter.Implementation`."""
+
+    name: str = "model"
+    version: str = __version__
+    capabilities: frozenset[Capability] = frozenset(Capability)
+    in_process: bool = True
+    session_class: type[ModelSession] = ModelSession
+
+    def open_session(self) -> Session:
+        """Return a session with a fresh main interpreter."""
+        return self.session_class()
+
+
+#: The entry point ``model`` of the group ``coextra.implementations``.
+implementation = ModelImplementation()

@@ -1,0 +1,449 @@
+"""The pytest plugin (entry point ``pytest11: coextra``).
+
+The plugin is installed with the suite and therefore loaded by every pytest
+run in the environment.  It stays inert unless an implementation is
+selected (``--coextra-impl`` or ``COEXTRA_IMPL``); collecting conformance
+tests without one is a usage error.  Loading, verdicts and isolation live
+in their own modules; this one wires them into pytest's hooks.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import cast
+
+import pytest
+from hypothesis import settings
+
+from . import isolation, loading, options
+from .adapter import Capability, Implementation, Session
+from .expectations import Expectation, ExpectationError, load_expectations
+from .report import (
+    CRASH_PROPERTY,
+    NOT_APPLICABLE,
+    REQUIREMENT_PROPERTY,
+    Recorder,
+    Verdicts,
+    build_report,
+    compute_verdicts,
+    summary_lines,
+    write_report,
+)
+from .requirements import Registry, load_registry
+
+#: The conformance tests shipped with the suite.
+SUITE_DIR = Path(__file__).parent / "tests"
+
+
+@dataclass
+class SuiteState:
+    """Everything the plugin knows once an implementation is selected."""
+
+    implementation: Implementation
+    capabilities: frozenset[Capability]
+    registry: Registry
+    expectations: dict[str, Expectation]
+    expectations_path: Path | None
+    docs_url: str
+    report_path: Path | None
+    previous_profile: str
+    recorder: Recorder = field(default_factory=Recorder)
+    verdicts: Verdicts | None = None
+
+
+STATE = pytest.StashKey[SuiteState]()
+
+_NO_VERDICT = (
+    pytest.ExitCode.INTERRUPTED,
+    pytest.ExitCode.INTERNAL_ERROR,
+    pytest.ExitCode.USAGE_ERROR,
+)
+
+
+# -- configuration ---------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add the --coextra-* options (see options.py)."""
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers; load the implementation if one is selected."""
+    config.addinivalue_line(
+        "markers",
+        "req(*ids): the PEP 8523 requirement IDs a conformance test checks.",
+    )
+    config.addinivalue_line(
+        "markers",
+        "requires(*capabilities): Capability members the test needs; "
+        "without them the test is not-applicable.",
+    )
+    config.addinivalue_line(
+        "markers",
+        "contract: the test checks the adapter contract, not a requirement "
+        "(the smoke layer); it needs no req marker.",
+    )
+    config.addinivalue_line(
+        "markers",
+        "isolated: run the test in a forked child when the implementation "
+        "is in-process, so that a crash is reported as crashed.",
+    )
+    options.register_profiles()
+    spec: str | None = config.getoption("coextra_impl")
+    if spec is None:
+        return
+    state = config.stash[STATE] = _load_state(config, spec)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(
+            _Results(state.recorder), "coextra-results"
+        )
+
+
+def _load_state(config: pytest.Config, spec: str) -> SuiteState:
+    try:
+        registry = load_registry()
+    except (OSError, ValueError, KeyError) as exc:
+        raise pytest.UsageError(
+            f"cannot read the requirement registry ({exc}): regenerate "
+            f"it with tools/gen_requirements.py"
+        ) from None
+    try:
+        implementation = loading.resolve(spec)
+        capabilities = loading.capabilities_of(implementation)
+    except loading.LoadError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    path: Path | None = config.getoption("coextra_expectations")
+    try:
+        expectations = load_expectations(path, registry.ids) if path else {}
+    except ExpectationError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    # Not every supported Hypothesis release has get_current_profile_name;
+    # without it the active profile is "default", which is then restored.
+    current = getattr(settings, "get_current_profile_name", lambda: "default")
+    previous = str(current())
+    settings.load_profile(config.getoption("coextra_hypothesis_profile"))
+    return SuiteState(
+        implementation=implementation,
+        capabilities=capabilities,
+        registry=registry,
+        expectations=expectations,
+        expectations_path=path,
+        docs_url=config.getoption("coextra_docs_url"),
+        report_path=config.getoption("coextra_report"),
+        previous_profile=previous,
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Restore the Hypothesis profile that was active before."""
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        settings.load_profile(state.previous_profile)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Show the implementation, its capabilities and COEXTRA_* variables."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return []
+    impl = state.implementation
+    where = "in-process" if impl.in_process else "out-of-process"
+    caps = ", ".join(sorted(c.value for c in state.capabilities))
+    expectations = (
+        f"{state.expectations_path} ({len(state.expectations)} entries)"
+        if state.expectations_path
+        else "none"
+    )
+    lines = [
+        f"coextra: implementation {impl.name} {impl.version} ({where})",
+        f"coextra: capabilities: {caps or 'none'}",
+        f"coextra: spec {state.registry.spec_version}, "
+        f"{len(state.registry.requirements)} requirements, "
+        f"expectations: {expectations}",
+    ]
+    lines.extend(
+        f"coextra: {name}={value}"
+        for name, value in sorted(os.environ.items())
+        if name.startswith("COEXTRA_")
+    )
+    return lines
+
+
+# -- collection --------------------------------------------------------------
+
+NO_IMPLEMENTATION = (
+    "no implementation selected: pass --coextra-impl=NAME or set "
+    "COEXTRA_IMPL (available: {names})"
+)
+
+
+def _no_implementation() -> pytest.UsageError:
+    names = ", ".join(loading.available_names()) or "none registered"
+    return pytest.UsageError(NO_IMPLEMENTATION.format(names=names))
+
+
+def _suite_dirs(config: pytest.Config) -> list[Path]:
+    extra: list[Path] = config.getini("coextra_suite_paths")
+    return [p.resolve() for p in [SUITE_DIR, *extra]]
+
+
+def in_suite(config: pytest.Config, path: Path) -> bool:
+    """Tell whether a test file belongs to the conformance suite."""
+    path = path.resolve()
+    return any(path.is_relative_to(d) for d in _suite_dirs(config))
+
+
+def requirement_ids(item: pytest.Item) -> list[str]:
+    """Return the requirement IDs of every req marker on ``item``."""
+    ids = [arg for mark in item.iter_markers("req") for arg in mark.args]
+    return list(dict.fromkeys(str(i) for i in ids))
+
+
+def required_capabilities(item: pytest.Item) -> list[object]:
+    """Return the arguments of every requires marker on ``item``."""
+    return [a for m in item.iter_markers("requires") for a in m.args]
+
+
+def marker_problems(
+    item: pytest.Item, registry: Registry, suite: bool
+) -> list[str]:
+    """Return what is wrong with the req/requires markers of ``item``."""
+    problems = []
+    ids = [a for m in item.iter_markers("req") for a in m.args]
+    if suite and not ids and item.get_closest_marker("contract") is None:
+        problems.append(
+            f"{item.nodeid}: no @pytest.mark.req(...) marker: every "
+            f"conformance test names the requirement IDs it checks (or is "
+            f"marked contract if it checks the adapter contract)"
+        )
+    problems.extend(
+        f"{item.nodeid}: unknown requirement ID {i!r} in "
+        f"@pytest.mark.req: use an ID of PEP 8523"
+        for i in ids
+        if i not in registry
+    )
+    for capability in required_capabilities(item):
+        try:
+            Capability(capability)
+        except ValueError:
+            problems.append(
+                f"{item.nodeid}: unknown capability {capability!r} in "
+                f"@pytest.mark.requires: use a Capability member"
+            )
+    return problems
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """Turn bad req/requires markers into collection errors."""
+    report: pytest.CollectReport = yield
+    state = collector.config.stash.get(STATE, None)
+    if state is None or not report.passed:
+        return report
+    problems = []
+    for node in report.result:
+        if isinstance(node, pytest.Item):
+            suite = in_suite(collector.config, node.path)
+            problems += marker_problems(node, state.registry, suite)
+    if not problems:
+        return report
+    return pytest.CollectReport(
+        report.nodeid, "failed", "\n".join(problems), []
+    )
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Tag tests with their requirements; gate them by capability."""
+    state = config.stash.get(STATE, None)
+    if state is None:
+        # An xdist worker leaves this check to the controller (below).
+        if not hasattr(config, "workerinput") and any(
+            in_suite(config, item.path) for item in items
+        ):
+            raise _no_implementation()
+        return
+    for item in items:
+        ids = requirement_ids(item)
+        if not ids:
+            continue
+        item.user_properties.extend((REQUIREMENT_PROPERTY, i) for i in ids)
+        _gate(item, state)
+        expected = [state.expectations.get(i) for i in ids]
+        # Only a test all of whose requirements are expected to fail is
+        # marked: if it covers one more requirement, its failure is a
+        # real one.  Strictness is judged per requirement at the end.
+        if all(expected):
+            reasons = "; ".join(
+                f"{e.requirement}: {e.reason}" for e in expected if e
+            )
+            item.add_marker(pytest.mark.xfail(reason=reasons, strict=False))
+
+
+def _gate(item: pytest.Item, state: SuiteState) -> None:
+    needed = [Capability(c) for c in required_capabilities(item)]
+    missing = [c.value for c in needed if c not in state.capabilities]
+    if missing:
+        item.add_marker(
+            pytest.mark.skip(
+                reason=f"{NOT_APPLICABLE}{state.implementation.name} does "
+                f"not declare {', '.join(missing)}"
+            )
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(
+    node: object, ids: list[str]
+) -> None:
+    """Under xdist: refuse conformance tests when no implementation."""
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    if config.stash.get(STATE, None) is not None:
+        return
+    if any(in_suite(config, config.rootpath / i.split("::")[0]) for i in ids):
+        raise _no_implementation()
+
+
+# -- running ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def implementation(request: pytest.FixtureRequest) -> Implementation:
+    """Return the implementation under test (--coextra-impl)."""
+    state = request.config.stash.get(STATE, None)
+    if state is None:
+        raise _no_implementation()
+    return state.implementation
+
+
+@pytest.fixture
+def session(
+    implementation: Implementation, request: pytest.FixtureRequest
+) -> Iterator[Session]:
+    """Give the test a fresh session; fail if it leaves an error set."""
+    opened = implementation.open_session()
+    try:
+        yield opened
+        left = opened.pending_error()
+    finally:
+        opened.close()
+    if left is not None:
+        _fail_pending(request.node, left)
+
+
+def _fail_pending(item: pytest.Item, error: str) -> None:
+    ids = ", ".join(requirement_ids(item)) or "no requirement"
+    pytest.fail(
+        f"{error} was left pending after the test ({ids}): an API call "
+        f"that succeeded, or whose error was read, must leave none",
+        pytrace=False,
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run tests marked isolated in a child for in-process implementations."""
+    state = pyfuncitem.config.stash.get(STATE, None)
+    if (
+        state is None
+        or not state.implementation.in_process
+        or pyfuncitem.get_closest_marker("isolated") is None
+        or not isolation.available()
+    ):
+        return None
+
+    def check() -> None:
+        # The child's copy of the session fixture holds what the test
+        # left; the parent's copy, checked at teardown, never saw it.
+        if "session" in pyfuncitem.funcargs:
+            opened = cast(Session, pyfuncitem.funcargs["session"])
+            left = opened.pending_error()
+            if left is not None:
+                _fail_pending(pyfuncitem, left)
+
+    isolation.run_isolated(pyfuncitem, check)
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Mark a test crashed when an adapter raised ImplementationCrashed."""
+    report: pytest.TestReport = yield
+    excinfo = call.excinfo
+    if excinfo is not None and any(
+        cls.__name__ == "ImplementationCrashed"
+        for cls in type(excinfo.value).__mro__
+    ):
+        # Matched by name: tests may import the adapter module under the
+        # source-tree name as well as the installed one.
+        item.user_properties.append(CRASH_PROPERTY)
+        report.user_properties.append(CRASH_PROPERTY)
+    return report
+
+
+# -- results ----------------------------------------------------------------
+
+
+class _Results:
+    """Feeds test reports to the recorder (not on xdist workers)."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Record a report; the xdist controller sees every worker's."""
+        self.recorder.add(report)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Compute the verdicts, write the report, fail on bad outcomes."""
+    config = session.config
+    state = config.stash.get(STATE, None)
+    if state is None or hasattr(config, "workerinput"):
+        return
+    if config.option.collectonly or session.exitstatus in _NO_VERDICT:
+        # Verdicts of a run that did not run every collected test would
+        # claim "untested" for what was never tried.
+        return
+    verdicts = compute_verdicts(
+        state.registry, state.recorder.results.values(), state.expectations
+    )
+    state.verdicts = verdicts
+    if state.report_path is not None:
+        report = build_report(
+            verdicts, state.implementation, state.capabilities
+        )
+        write_report(state.report_path, report)
+    if verdicts.failing and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Print the verdict per requirement, worst first, and the counts."""
+    state = config.stash.get(STATE, None)
+    if state is None or state.verdicts is None:
+        return
+    if not state.recorder.results:
+        # No conformance test ran (say, COEXTRA_IMPL is exported while
+        # other tests run): a verdict would only list untested IDs.
+        return
+    impl = state.implementation
+    terminalreporter.section(
+        f"PEP 8523 conformance: {impl.name} {impl.version}"
+    )
+    lines = summary_lines(
+        state.verdicts, state.docs_url, verbose=config.option.verbose > 0
+    )
+    for line in lines:
+        terminalreporter.write_line(line)

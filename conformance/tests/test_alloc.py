@@ -1,0 +1,177 @@
+"""Allocation failure: errors are MemoryError and operations atomic.
+
+``fail_allocations(0, n)`` makes the next ``n`` allocations fail.  Which
+operations allocate is the implementation's business, so each test repeats
+its operation on fresh objects until one fails, and checks every failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from ..adapter import MIN_INDICES, Capability, FreeFunc, Hook, Session
+from . import helpers as h
+
+pytestmark = pytest.mark.requires(Capability.ALLOC_FAILURE)
+
+#: Fresh objects to try before concluding that nothing allocates.
+ATTEMPTS = 64
+
+
+@contextmanager
+def _no_memory(session: Session) -> Iterator[None]:
+    session.fail_allocations(0, 1 << 30)
+    try:
+        yield
+    finally:
+        session.fail_allocations(0, 0)
+
+
+def _set_without_memory(
+    session: Session,
+) -> tuple[list[object], int, int, list[tuple[int, str | None]]]:
+    """Store out-of-line values with every allocation failing.
+
+    Returns the code objects (each holding 0x100 + n under ``kept``), the
+    ``kept`` and ``fresh`` indices, and the (n, exception) of each failed
+    Set of 0x200 + n under ``fresh``.
+    """
+    codes = [session.new_code(session.main) for _ in range(ATTEMPTS)]
+    kept = session.request_index(session.main, FreeFunc(1))
+    fresh = session.request_index(session.main, FreeFunc(2))
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, kept, 0x100 + n)
+    failed = []
+    with _no_memory(session):
+        for n, code in enumerate(codes):
+            try:
+                session.set_extra(session.main, code, fresh, 0x200 + n)
+            except h.ApiError as exc:
+                failed.append((n, exc.exc_type))
+    assert failed, (
+        f"{h.SET} of {ATTEMPTS} out-of-line values never needed memory; "
+        f"R-ALLOC-1 cannot hold"
+    )
+    return codes, kept, fresh, failed
+
+
+@pytest.mark.req("R-ALLOC-1")
+def test_failed_set_reports_memory_error(session: Session) -> None:
+    """R-ALLOC-1: "If Set cannot allocate storage it returns -1 with
+    MemoryError."
+    """
+    _, _, _, failed = _set_without_memory(session)
+    for _, error in failed:
+        assert error == "MemoryError", (
+            f"{h.SET} without memory must fail with MemoryError "
+            f"(R-ALLOC-1); got {error}"
+        )
+    session.take_free_calls()
+
+
+@pytest.mark.req("R-ALLOC-2", "R-STORE-11")
+@pytest.mark.isolated
+def test_failed_set_loses_nothing(session: Session) -> None:
+    """R-ALLOC-2: "After a Set failed for lack of memory, the slot holds
+    its previous value, no free function was called, and the new value
+    still belongs to the caller."
+    """
+    codes, kept, fresh, failures = _set_without_memory(session)
+    failed = {n for n, _ in failures}
+    h.assert_no_frees(h.SET, "R-ALLOC-2", session)
+    for n, code in enumerate(codes):
+        h.assert_get(session, session.main, code, kept, 0x100 + n, "R-ALLOC-2")
+        if n in failed:
+            h.assert_get(session, session.main, code, fresh, 0, "R-ALLOC-2")
+    for code in codes:
+        session.drop(code)
+    owned = [(1, 0x100 + n) for n in range(ATTEMPTS)]
+    owned += [(2, 0x200 + n) for n in range(ATTEMPTS) if n not in failed]
+    h.assert_frees(
+        "code object destruction", "R-ALLOC-2", h.frees(session), owned
+    )
+
+
+@pytest.mark.req("R-ALLOC-3")
+def test_failed_request_consumes_no_index(session: Session) -> None:
+    """R-ALLOC-3: "If a request cannot allocate it returns -1 with
+    MemoryError and no index is consumed."
+    """
+    first = session.request_index(session.main, None)
+    failures = 0
+    with _no_memory(session):
+        for _ in range(300):
+            try:
+                session.request_index(session.main, FreeFunc(1))
+            except h.ApiError as exc:
+                assert exc.exc_type == "MemoryError", (
+                    f"{h.REQUEST} without memory must fail with "
+                    f"MemoryError (R-ALLOC-3); got {exc.exc_type}"
+                )
+                failures += 1
+            else:
+                break
+    if failures == 0:
+        return  # Requests need no memory here: nothing to consume.
+    got = [
+        session.request_index(session.main, None)
+        for _ in range(MIN_INDICES - 1)
+    ]
+    assert first not in got and len(set(got)) == len(got), (
+        f"{h.REQUEST} returned duplicates after failures (R-ALLOC-3)"
+    )
+
+
+@pytest.mark.req("R-ALLOC-4")
+@pytest.mark.requires(Capability.HOOKS)
+@pytest.mark.isolated
+def test_failed_construction_calls_no_hook(session: Session) -> None:
+    """R-ALLOC-4: "If a code object's inline storage cannot be allocated,
+    construction fails with MemoryError and no hook is called."
+    """
+    session.request_index(session.main, FreeFunc(1))
+    session.add_hook(session.main, Hook(1))
+    with _no_memory(session):
+        for nested in (0, 2):
+            with h.api_error(h.CONSTRUCT, "MemoryError", "R-ALLOC-4"):
+                session.new_code(session.main, nested=nested)
+    calls = session.take_hook_calls()
+    assert calls == [], (
+        f"a construction that failed for lack of memory called hooks "
+        f"(R-ALLOC-4): {calls}"
+    )
+    h.assert_no_frees(h.CONSTRUCT, "R-ALLOC-4", session)
+    session.new_code(session.main)
+    assert len(session.take_hook_calls()) == 1, "hook lost (R-ALLOC-4)"
+
+
+@pytest.mark.req("R-ALLOC-5")
+@pytest.mark.requires(Capability.HOOKS)
+def test_failed_hook_registration_registers_nothing(
+    session: Session,
+) -> None:
+    """R-ALLOC-5: "If AddConstructorHook cannot allocate it returns -1 with
+    MemoryError and the hook is not registered."
+    """
+    failures = 0
+    with _no_memory(session):
+        for _ in range(ATTEMPTS):
+            try:
+                session.add_hook(session.main, Hook(2))
+            except h.ApiError as exc:
+                assert exc.exc_type == "MemoryError", (
+                    f"{h.ADD_HOOK} without memory must fail with "
+                    f"MemoryError (R-ALLOC-5); got {exc.exc_type}"
+                )
+                failures += 1
+    assert failures, f"{h.ADD_HOOK} never needed memory (R-ALLOC-5)"
+    code = session.new_code(session.main)
+    calls = session.take_hook_calls()
+    assert len(calls) == ATTEMPTS - failures, (
+        f"{failures} failed {h.ADD_HOOK} calls left hooks registered "
+        f"(R-ALLOC-5): {len(calls)} calls for one construction"
+    )
+    session.drop(code)

@@ -1,0 +1,245 @@
+"""Zero cost and the CO_INLINE_EXTRA flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..adapter import CO_INLINE_EXTRA, Capability, FreeFunc, Session
+from . import helpers as h
+
+
+def _flagged(session: Session, code: object) -> bool:
+    return bool(session.co_flags(code) & CO_INLINE_EXTRA)
+
+
+@pytest.mark.req("R-FLAG-1")
+@pytest.mark.requires(Capability.STORAGE_SIZE)
+def test_no_consumer_means_no_extra_bytes(session: Session) -> None:
+    """R-FLAG-1: "A code object constructed while no index is allocated in
+    its interpreter carries no extra-storage bytes."
+    """
+    code = session.new_code(session.main, nested=2)
+    for each in (code, *session.nested(code)):
+        size = session.extra_bytes(each)
+        assert size == 0, (
+            f"a code object constructed with no consumer spends {size} "
+            f"bytes on extra storage (R-FLAG-1)"
+        )
+        assert not _flagged(session, each), "CO_INLINE_EXTRA set (R-FLAG-1)"
+
+
+@pytest.mark.req("R-FLAG-2")
+def test_consumer_means_inline_storage_and_flag(session: Session) -> None:
+    """R-FLAG-2: "A code object constructed while at least one index is
+    allocated carries inline storage for every index allocated at that
+    moment and has CO_INLINE_EXTRA set."
+    """
+    session.request_index(session.main, FreeFunc(1))
+    code = session.new_code(session.main, nested=1)
+    for each in (code, *session.nested(code)):
+        assert _flagged(session, each), (
+            "a code object constructed with a consumer active lacks "
+            "CO_INLINE_EXTRA (R-FLAG-2)"
+        )
+
+
+@pytest.mark.req("R-FLAG-2", "R-FLAG-6")
+@pytest.mark.requires(Capability.STORAGE_SIZE)
+def test_inline_storage_covers_every_allocated_index(
+    session: Session,
+) -> None:
+    """R-FLAG-2, R-FLAG-6: "Storing under an index covered by a code
+    object's inline storage allocates no extra memory."
+    """
+    indices = [
+        session.request_index(session.main, FreeFunc(1)) for _ in range(5)
+    ]
+    code = session.new_code(session.main)
+    size = session.extra_bytes(code)
+    assert size >= 8 * len(indices), (
+        f"inline storage for {len(indices)} indices takes {size} bytes; "
+        f"R-FLAG-2 needs a slot per index"
+    )
+    for index in indices:
+        session.set_extra(session.main, code, index, 0x21 + index)
+        assert session.extra_bytes(code) == size, (
+            f"{h.SET} on an inline index grew the storage (R-FLAG-6)"
+        )
+
+
+@pytest.mark.req("R-FLAG-6", "R-FLAG-2")
+@pytest.mark.requires(Capability.ALLOC_FAILURE)
+def test_inline_store_does_not_allocate(session: Session) -> None:
+    """R-FLAG-6: a Set on an inline slot succeeds even when every
+    allocation fails.
+    """
+    indices = [
+        session.request_index(session.main, FreeFunc(1)) for _ in range(3)
+    ]
+    code = session.new_code(session.main)
+    session.fail_allocations(0, 1000)
+    try:
+        for index in indices:
+            try:
+                session.set_extra(session.main, code, index, 0x61)
+            except h.ApiError as exc:
+                pytest.fail(
+                    f"{h.SET} on an inline slot needed memory and failed "
+                    f"with {exc.exc_type} (R-FLAG-6)"
+                )
+    finally:
+        session.fail_allocations(0, 0)
+    for index in indices:
+        h.assert_get(session, session.main, code, index, 0x61, "R-FLAG-6")
+
+
+@pytest.mark.req("R-FLAG-3")
+@pytest.mark.requires(Capability.INLINE_FLAG)
+def test_flag_and_query_agree_with_storage(session: Session) -> None:
+    """R-FLAG-3: "CO_INLINE_EXTRA is set on a code object if and only if
+    it has inline storage; PyUnstable_Code_HasInlineExtra reports the
+    same."
+    """
+    bare = session.new_code(session.main)
+    forged = session.new_code(session.main, flags=CO_INLINE_EXTRA)
+    session.request_index(session.main, FreeFunc(1))
+    rich = session.new_code(session.main)
+    for code, inline in ((bare, False), (rich, True)):
+        assert _flagged(session, code) == inline, (
+            f"CO_INLINE_EXTRA must be {inline} (R-FLAG-3)"
+        )
+        assert session.has_inline_extra(code) == inline, (
+            f"{h.HAS_INLINE} must return {int(inline)} (R-FLAG-3)"
+        )
+    assert _flagged(session, forged) == session.has_inline_extra(forged), (
+        f"co_flags and {h.HAS_INLINE} disagree on a code object "
+        f"constructed with caller-supplied CO_INLINE_EXTRA (R-FLAG-3)"
+    )
+    other = session.new_non_code(session.main)
+    with h.api_error(h.HAS_INLINE, "SystemError", "R-FLAG-3"):
+        session.has_inline_extra(other)
+
+
+@pytest.mark.req("R-FLAG-4")
+def test_out_of_line_storage_serves_unflagged_code(
+    session: Session,
+) -> None:
+    """R-FLAG-4: "Get and Set work on a code object without inline storage
+    (created before the consumer, by another interpreter, or for an index
+    allocated later), using out-of-line storage."
+    """
+    early = session.new_code(session.main, nested=1)
+    first = session.request_index(session.main, FreeFunc(1))
+    inline = session.new_code(session.main)
+    later = session.request_index(session.main, FreeFunc(2))
+    cases = [
+        (early, first),
+        (early, later),
+        (inline, later),
+        (session.nested(early)[0], first),
+    ]
+    for n, (code, index) in enumerate(cases):
+        session.set_extra(session.main, code, index, 0x41 + n)
+    for n, (code, index) in enumerate(cases):
+        h.assert_get(session, session.main, code, index, 0x41 + n, "R-FLAG-4")
+    session.set_extra(session.main, early, first, 0)
+    h.assert_frees(h.SET, "R-FLAG-4", h.frees(session), [(1, 0x41)])
+
+
+@pytest.mark.req("R-FLAG-5")
+@pytest.mark.requires(Capability.RELEASE)
+def test_flag_never_changes(session: Session) -> None:
+    """R-FLAG-5: "The flag of a code object never changes during its
+    lifetime; out-of-line storage does not set it."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    inline = session.new_code(session.main)
+    flags = [session.co_flags(early), session.co_flags(inline)]
+    session.set_extra(session.main, early, index, 0x51)
+    session.set_extra(session.main, inline, index, 0x52)
+    assert [session.co_flags(early), session.co_flags(inline)] == flags, (
+        f"{h.SET} changed co_flags (R-FLAG-5)"
+    )
+    session.release_index(session.main, index)
+    assert [session.co_flags(early), session.co_flags(inline)] == flags, (
+        f"{h.RELEASE} changed co_flags (R-FLAG-5)"
+    )
+    assert not _flagged(session, early) and _flagged(session, inline), (
+        "CO_INLINE_EXTRA must stay as constructed (R-FLAG-5)"
+    )
+
+
+@pytest.mark.req("R-FLAG-7")
+def test_caller_cannot_forge_flag(session: Session) -> None:
+    """R-FLAG-7: "The constructor ignores CO_INLINE_EXTRA in
+    caller-supplied flags (including replace()); only the implementation
+    sets it."
+    """
+    code = session.new_code(session.main, flags=CO_INLINE_EXTRA, nested=1)
+    assert not _flagged(session, code), (
+        "a caller-supplied CO_INLINE_EXTRA was kept (R-FLAG-7)"
+    )
+
+
+@pytest.mark.req("R-FLAG-7")
+@pytest.mark.requires(Capability.COPY, Capability.RELEASE)
+def test_replace_cannot_forge_flag(session: Session) -> None:
+    """R-FLAG-7: replace() of a flagged object with no consumer active
+    constructs an unflagged copy.
+    """
+    index = session.request_index(session.main, FreeFunc(1))
+    flagged = session.new_code(session.main)
+    session.release_index(session.main, index)
+    for how in ("replace", "marshal"):
+        copy = session.copy_code(session.main, flagged, how)
+        assert not _flagged(session, copy), (
+            f"{how}() of a flagged code object kept CO_INLINE_EXTRA with no "
+            f"consumer active (R-FLAG-7)"
+        )
+
+
+@pytest.mark.req("R-FLAG-8")
+@pytest.mark.requires(Capability.RELEASE, Capability.STORAGE_SIZE)
+def test_zero_cost_again_after_last_release(session: Session) -> None:
+    """R-FLAG-8: "Once every index has been released, code objects
+    constructed afterwards again carry no extra-storage bytes."
+    """
+    indices = [
+        session.request_index(session.main, FreeFunc(1)) for _ in range(3)
+    ]
+    session.new_code(session.main)
+    for index in indices:
+        session.release_index(session.main, index)
+    code = session.new_code(session.main, nested=1)
+    for each in (code, *session.nested(code)):
+        size = session.extra_bytes(each)
+        assert size == 0, (
+            f"after every index was released a new code object spends "
+            f"{size} bytes (R-FLAG-8)"
+        )
+        assert not _flagged(session, each), "flag set (R-FLAG-8)"
+
+
+@pytest.mark.req("R-FLAG-9")
+@pytest.mark.requires(Capability.SIZEOF, Capability.STORAGE_SIZE)
+def test_sizeof_counts_extra_storage(session: Session) -> None:
+    """R-FLAG-9: "sys.getsizeof() of a code object includes its inline
+    and out-of-line extra storage."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    inline = session.new_code(session.main)
+    later = session.request_index(session.main, FreeFunc(1))
+    base = session.sizeof(early) - session.extra_bytes(early)
+    for code, slot in ((early, index), (inline, later), (inline, index)):
+        session.set_extra(session.main, code, slot, 0x91)
+        extra = session.extra_bytes(code)
+        size = session.sizeof(code)
+        assert size - extra == base, (
+            f"sys.getsizeof() is {size} with {extra} extra bytes; "
+            f"without extra storage it is {base} (R-FLAG-9)"
+        )
+    assert session.extra_bytes(early) > 0, (
+        "out-of-line storage must be counted (R-FLAG-9)"
+    )

@@ -1,0 +1,344 @@
+"""Ownership: when and how free functions are called."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..adapter import Capability, FreeAction, FreeFunc, Session
+from . import helpers as h
+
+DESTROY = "code object destruction"
+
+
+@pytest.mark.req("R-FREE-1")
+def test_overwrite_frees_old_value_once(session: Session) -> None:
+    """R-FREE-1: "Overwriting a non-NULL value with a different value
+    calls the index's free function exactly once with the old value,
+    before Set returns."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    inline = session.new_code(session.main)
+    for code in (early, inline):
+        session.set_extra(session.main, code, index, 0x11)
+        h.assert_no_frees(h.SET, "R-FREE-1", session)
+        session.set_extra(session.main, code, index, 0x12)
+        h.assert_frees(h.SET, "R-FREE-1", h.frees(session), [(1, 0x11)])
+        session.set_extra(session.main, code, index, 0x13)
+        h.assert_frees(h.SET, "R-FREE-1", h.frees(session), [(1, 0x12)])
+
+
+@pytest.mark.req("R-FREE-2")
+def test_clear_frees_old_value_once(session: Session) -> None:
+    """R-FREE-2: "Clearing a non-NULL value (Set NULL) calls the free
+    function exactly once with the old value."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(2))
+    inline = session.new_code(session.main)
+    for code in (early, inline):
+        session.set_extra(session.main, code, index, 0x21)
+        session.set_extra(session.main, code, index, 0)
+        h.assert_frees(h.SET, "R-FREE-2", h.frees(session), [(2, 0x21)])
+        session.set_extra(session.main, code, index, 0)
+        h.assert_no_frees(h.SET, "R-FREE-2", session)
+
+
+@pytest.mark.req("R-FREE-3")
+@pytest.mark.isolated
+def test_destruction_frees_every_value_once(session: Session) -> None:
+    """R-FREE-3: "Destroying a code object calls, for every index, the
+    free function exactly once for each non-NULL value it holds."
+    """
+    early = session.new_code(session.main)
+    indices = [
+        session.request_index(session.main, FreeFunc(tag)) for tag in (1, 2, 3)
+    ]
+    inline = session.new_code(session.main, nested=2)
+    children = session.nested(inline)
+    expected = []
+    for n, code in enumerate((early, inline, children[0])):
+        for tag, index in zip((1, 2), indices, strict=False):
+            value = 0x300 + 0x10 * n + tag
+            session.set_extra(session.main, code, index, value)
+            expected.append((tag, value))
+    for child in children:
+        session.drop(child)
+    session.drop(early)
+    session.drop(inline)
+    h.assert_frees(DESTROY, "R-FREE-3", h.frees(session), expected)
+
+
+@pytest.mark.req("R-FREE-4")
+@pytest.mark.isolated
+def test_null_is_never_freed(session: Session) -> None:
+    """R-FREE-4: "A free function is never called with NULL (unset slots
+    at destruction, clearing an empty slot, release)."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(4))
+    other = session.request_index(session.main, FreeFunc(5))
+    inline = session.new_code(session.main, nested=1)
+    for code in (early, inline):
+        session.set_extra(session.main, code, index, 0)
+        session.set_extra(session.main, code, other, 0x41)
+        session.set_extra(session.main, code, other, 0)
+    h.assert_frees(h.SET, "R-FREE-4", h.frees(session), [(5, 0x41), (5, 0x41)])
+    session.drop(early)
+    session.drop(inline)
+    h.assert_no_frees(DESTROY, "R-FREE-4", session)
+
+
+@pytest.mark.req("R-FREE-4")
+@pytest.mark.requires(Capability.RELEASE)
+@pytest.mark.isolated
+def test_release_never_frees_null(session: Session) -> None:
+    """R-FREE-4: releasing an index with only NULL slots frees nothing."""
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(4))
+    inline = session.new_code(session.main)
+    session.set_extra(session.main, early, index, 0x42)
+    session.set_extra(session.main, early, index, 0)
+    h.frees(session)
+    session.release_index(session.main, index)
+    h.assert_no_frees(h.RELEASE, "R-FREE-4", session)
+    session.drop(inline)
+    session.drop(early)
+    h.assert_no_frees(DESTROY, "R-FREE-4", session)
+
+
+@pytest.mark.req("R-FREE-5")
+def test_restoring_same_value_frees_nothing(session: Session) -> None:
+    """R-FREE-5: "Set with the value already in the slot calls no free
+    function and the value stays stored."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(6))
+    inline = session.new_code(session.main)
+    for code in (early, inline):
+        for value in (0x51, 2**h.WORD_BITS - 1):
+            session.set_extra(session.main, code, index, value)
+            session.set_extra(session.main, code, index, value)
+            session.set_extra(session.main, code, index, value)
+            h.assert_get(session, session.main, code, index, value, "R-FREE-5")
+        h.assert_frees(h.SET, "R-FREE-5", h.frees(session), [(6, 0x51)])
+        session.set_extra(session.main, code, index, 0)
+        h.assert_frees(
+            h.SET, "R-FREE-5", h.frees(session), [(6, 2**h.WORD_BITS - 1)]
+        )
+
+
+@pytest.mark.req("R-FREE-6")
+@pytest.mark.isolated
+def test_value_goes_to_its_own_free_function(session: Session) -> None:
+    """R-FREE-6: "A value is passed only to the free function of the
+    index it was stored under."
+    """
+    early = session.new_code(session.main)
+    tags = (7, 8, 9)
+    indices = [session.request_index(session.main, FreeFunc(t)) for t in tags]
+    inline = session.new_code(session.main)
+    for code in (early, inline):
+        for tag, index in zip(tags, indices, strict=True):
+            session.set_extra(session.main, code, index, 0x600 + tag)
+        for tag, index in zip(tags, indices, strict=True):
+            session.set_extra(session.main, code, index, 0x610 + tag)
+        h.assert_frees(
+            h.SET,
+            "R-FREE-6",
+            h.frees(session),
+            [(t, 0x600 + t) for t in tags],
+            ordered=True,
+        )
+        session.drop(code)
+        h.assert_frees(
+            DESTROY,
+            "R-FREE-6",
+            h.frees(session),
+            [(t, 0x610 + t) for t in tags],
+        )
+
+
+@pytest.mark.req("R-FREE-7")
+@pytest.mark.isolated
+def test_destruction_frees_in_ascending_index_order(
+    session: Session,
+) -> None:
+    """R-FREE-7: "At destruction, free functions are called in ascending
+    index order."
+    """
+    early = session.new_code(session.main)
+    first = [
+        session.request_index(session.main, FreeFunc(t)) for t in range(3)
+    ]
+    inline = session.new_code(session.main)
+    later = [
+        session.request_index(session.main, FreeFunc(t)) for t in range(3, 6)
+    ]
+    pairs = sorted(zip(first + later, range(6), strict=True))
+    for code in (early, inline):
+        for index, tag in (
+            pairs[3],
+            pairs[0],
+            pairs[5],
+            pairs[1],
+            pairs[4],
+            pairs[2],
+        ):
+            session.set_extra(session.main, code, index, 0x700 + tag)
+        session.drop(code)
+        h.assert_frees(
+            DESTROY,
+            "R-FREE-7",
+            h.frees(session),
+            [(tag, 0x700 + tag) for _, tag in pairs],
+            ordered=True,
+        )
+
+
+@pytest.mark.req("R-FREE-8")
+@pytest.mark.isolated
+def test_freed_value_is_never_read_again(session: Session) -> None:
+    """R-FREE-8: "After a value has been freed no Get returns it; a code
+    object constructed later (even at the same address) starts with every
+    slot NULL."
+    """
+    doomed = [session.new_code(session.main) for _ in range(4)]
+    index = session.request_index(session.main, FreeFunc(1))
+    doomed += [session.new_code(session.main) for _ in range(4)]
+    for n, code in enumerate(doomed):
+        session.set_extra(session.main, code, index, 0x800 + n)
+    session.set_extra(session.main, doomed[0], index, 0x8FF)
+    h.assert_get(session, session.main, doomed[0], index, 0x8FF, "R-FREE-8")
+    for code in doomed:
+        session.drop(code)
+    h.frees(session)
+    survivors = [session.new_code(session.main) for _ in range(16)]
+    for code in survivors:
+        h.assert_get(session, session.main, code, index, 0, "R-FREE-8")
+    h.assert_no_frees(h.GET, "R-FREE-8", session)
+
+
+@pytest.mark.req("R-FREE-8")
+@pytest.mark.requires(Capability.INTERPRETERS)
+@pytest.mark.isolated
+def test_freed_out_of_line_value_is_never_read_again(
+    session: Session,
+) -> None:
+    """R-FREE-8: values another interpreter stored on destroyed code
+    objects (out-of-line storage) do not reappear on new code objects.
+    """
+    other = session.new_interpreter()
+    index = session.request_index(other, FreeFunc(1))
+    doomed = [session.new_code(session.main) for _ in range(8)]
+    for n, code in enumerate(doomed):
+        session.set_extra(other, code, index, 0x810 + n)
+    for code in doomed:
+        session.drop(code)
+    h.frees(session)
+    survivors = [session.new_code(session.main) for _ in range(16)]
+    for code in survivors:
+        h.assert_get(session, other, code, index, 0, "R-FREE-8")
+    h.assert_no_frees(h.GET, "R-FREE-8", session)
+
+
+def _predicted_free(
+    session: Session, action: FreeAction, code: object, value: int = 0
+) -> int:
+    """Request an index whose free function acts on its own slot.
+
+    A free function is registered before its index is known, so guess
+    the index from R-INDEX-6 and keep the request whose guess held.
+    """
+    for guess in range(4):
+        free = FreeFunc(10 + guess, action, code, guess, value)
+        if session.request_index(session.main, free) == guess:
+            return guess
+    pytest.skip(f"{h.REQUEST} indices are not predictable (R-INDEX-6)")
+
+
+@pytest.mark.req("R-FREE-9")
+@pytest.mark.isolated
+def test_new_value_is_visible_during_free(session: Session) -> None:
+    """R-FREE-9: "When Set replaces a value, the new value is already in
+    the slot when the free function for the old one runs."
+    """
+    early = session.new_code(session.main)
+    index = _predicted_free(session, FreeAction.GET, early)
+    for new in (0x92, 0):
+        session.set_extra(session.main, early, index, 0x91)
+        session.take_free_calls()
+        session.set_extra(session.main, early, index, new)
+        calls = session.take_free_calls()
+        assert len(calls) == 1, f"{h.SET}: one free call (R-FREE-1): {calls}"
+        assert calls[0].error is None, (
+            f"{h.GET} inside a free function failed: {calls[0].error}"
+        )
+        assert calls[0].result == new, (
+            f"{h.SET}: the free function read {calls[0].result} from the "
+            f"slot, not the new value {new:#x} (R-FREE-9)"
+        )
+
+
+@pytest.mark.req("R-FREE-10")
+@pytest.mark.isolated
+def test_free_function_may_call_the_api(session: Session) -> None:
+    """R-FREE-10: "A free function may call Get and Set on other code
+    objects and construct code objects; these calls behave as specified."
+    """
+    target = session.new_code(session.main)
+    probe = session.new_code(session.main)
+    plain = session.request_index(session.main, FreeFunc(1))
+    setter = session.request_index(
+        session.main, FreeFunc(2, FreeAction.SET, target, plain, 0xA1)
+    )
+    getter = session.request_index(
+        session.main, FreeFunc(3, FreeAction.GET, probe, plain)
+    )
+    maker = session.request_index(
+        session.main, FreeFunc(4, FreeAction.NEW_CODE)
+    )
+    code = session.new_code(session.main)
+    session.set_extra(session.main, probe, plain, 0xA2)
+    for index in (setter, getter, maker):
+        session.set_extra(session.main, code, index, 0xA0 + index)
+    h.assert_no_frees(h.SET, "R-FREE-10", session)
+    session.drop(code)
+    calls = {c.tag: c for c in session.take_free_calls()}
+    assert sorted(calls) == [2, 3, 4], (
+        f"{DESTROY}: expected frees by tags 2, 3, 4 (R-FREE-3): {calls}"
+    )
+    for tag, result in ((2, 0), (3, 0xA2), (4, 0)):
+        assert calls[tag].error is None and calls[tag].result == result, (
+            f"API call inside free function {tag} must succeed with "
+            f"{result:#x} (R-FREE-10); got {calls[tag]}"
+        )
+    h.assert_get(session, session.main, target, plain, 0xA1, "R-FREE-10")
+
+
+@pytest.mark.req("R-FREE-11")
+@pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
+@pytest.mark.isolated
+def test_finalization_frees_every_value_once(session: Session) -> None:
+    """R-FREE-11: "Finalizing an interpreter calls the free function
+    exactly once for every non-NULL value stored under its indices in live
+    code objects; destroying those code objects later calls nothing more
+    for them."
+    """
+    other = session.new_interpreter()
+    shared = session.new_code(session.main)
+    indices = [session.request_index(other, FreeFunc(t)) for t in (1, 2)]
+    own = session.new_code(other, nested=1)
+    child = session.nested(own)[0]
+    expected = []
+    for n, code in enumerate((shared, own, child)):
+        for tag, index in zip((1, 2), indices, strict=True):
+            session.set_extra(other, code, index, 0xB00 + 0x10 * n + tag)
+            expected.append((tag, 0xB00 + 0x10 * n + tag))
+    session.end_interpreter(other)
+    h.assert_frees(
+        "interpreter finalization", "R-FREE-11", h.frees(session), expected
+    )
+    for code in (child, own, shared):
+        session.drop(code)
+    h.assert_no_frees(DESTROY, "R-FREE-11", session)

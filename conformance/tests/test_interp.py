@@ -1,0 +1,177 @@
+"""Several interpreters sharing code objects."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..adapter import CO_INLINE_EXTRA, Capability, FreeFunc, Hook, Session
+from . import helpers as h
+
+pytestmark = pytest.mark.requires(Capability.INTERPRETERS)
+
+
+def _same_index(session: Session, a: object, b: object) -> int:
+    """Allocate the same index number in ``a`` (tag 1) and ``b`` (tag 2)."""
+    first = session.request_index(a, FreeFunc(1))
+    second = session.request_index(b, FreeFunc(2))
+    while first != second:
+        if first < second:
+            first = session.request_index(a, FreeFunc(1))
+        else:
+            second = session.request_index(b, FreeFunc(2))
+    return first
+
+
+@pytest.mark.req("R-INTERP-1")
+def test_index_allocation_is_per_interpreter(session: Session) -> None:
+    """R-INTERP-1: "Index allocation is per interpreter: allocating or
+    exhausting indices in one interpreter does not affect another."
+    """
+    other = session.new_interpreter()
+    before = session.request_index(other, None)
+    h.exhaust_indices(session, session.main)
+    after = [session.request_index(other, None) for _ in range(100)]
+    assert len({before, *after}) == 101, (
+        f"{h.REQUEST} in a second interpreter returned duplicates after "
+        f"the first ran out (R-INTERP-1)"
+    )
+
+
+@pytest.mark.req("R-INTERP-1")
+def test_fresh_interpreter_starts_at_index_zero(session: Session) -> None:
+    """R-INTERP-1 with R-INDEX-6: a new interpreter's indices do not
+    continue another interpreter's numbering.
+    """
+    for _ in range(7):
+        session.request_index(session.main, None)
+    other = session.new_interpreter()
+    got = session.request_index(other, None)
+    assert got == 0, (
+        f"{h.REQUEST} in a fresh interpreter returned {got}, not 0: "
+        f"indices are shared between interpreters (R-INTERP-1)"
+    )
+
+
+@pytest.mark.req("R-INTERP-2")
+def test_values_are_per_interpreter(session: Session) -> None:
+    """R-INTERP-2: "A code object used from two interpreters holds
+    independent values under the same index number in each."
+    """
+    other = session.new_interpreter()
+    mains = session.new_code(session.main)
+    others = session.new_code(other)
+    index = _same_index(session, session.main, other)
+    codes = [
+        mains,
+        others,
+        session.new_code(session.main),
+        session.new_code(other),
+    ]
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, index, 0x100 + n)
+        h.assert_get(session, other, code, index, 0, "R-INTERP-2")
+        session.set_extra(other, code, index, 0x200 + n)
+    for n, code in enumerate(codes):
+        h.assert_get(
+            session, session.main, code, index, 0x100 + n, "R-INTERP-2"
+        )
+        h.assert_get(session, other, code, index, 0x200 + n, "R-INTERP-2")
+    h.assert_no_frees(h.SET, "R-INTERP-2", session)
+
+
+@pytest.mark.req("R-INTERP-3")
+@pytest.mark.isolated
+def test_value_freed_by_owner_free_function(session: Session) -> None:
+    """R-INTERP-3: "A value is freed with the free function of the
+    interpreter that stored it, whichever interpreter destroys the code
+    object."
+    """
+    other = session.new_interpreter()
+    index = _same_index(session, session.main, other)
+    codes = [session.new_code(session.main), session.new_code(other)]
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, index, 0x310 + n)
+        session.set_extra(other, code, index, 0x320 + n)
+    for code in codes:
+        session.drop(code)
+    h.assert_frees(
+        "code object destruction",
+        "R-INTERP-3",
+        h.frees(session),
+        [(1, 0x310), (1, 0x311), (2, 0x320), (2, 0x321)],
+    )
+
+
+@pytest.mark.req("R-INTERP-4")
+def test_foreign_code_uses_out_of_line_storage(session: Session) -> None:
+    """R-INTERP-4: "Set and Get work on a code object constructed by
+    another interpreter (out-of-line storage); its flag is left
+    unchanged."
+    """
+    other = session.new_interpreter()
+    session.request_index(other, FreeFunc(2))
+    foreign = session.new_code(other)
+    flags = session.co_flags(foreign)
+    assert flags & CO_INLINE_EXTRA, "constructed with a consumer active"
+    index = session.request_index(session.main, FreeFunc(1))
+    session.set_extra(session.main, foreign, index, 0x41)
+    h.assert_get(session, session.main, foreign, index, 0x41, "R-INTERP-4")
+    assert session.co_flags(foreign) == flags, (
+        f"{h.SET} from another interpreter changed co_flags (R-INTERP-4)"
+    )
+    session.set_extra(session.main, foreign, index, 0)
+    h.assert_frees(h.SET, "R-INTERP-4", h.frees(session), [(1, 0x41)])
+
+
+@pytest.mark.req("R-INTERP-5")
+@pytest.mark.requires(Capability.FINALIZE)
+@pytest.mark.isolated
+def test_finalization_frees_only_own_values(session: Session) -> None:
+    """R-INTERP-5: "Finalizing an interpreter frees its own values in
+    shared code objects and leaves other interpreters' values intact."
+    """
+    other = session.new_interpreter()
+    index = _same_index(session, session.main, other)
+    codes = [session.new_code(session.main), session.new_code(other)]
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, index, 0x510 + n)
+        session.set_extra(other, code, index, 0x520 + n)
+    session.end_interpreter(other)
+    h.assert_frees(
+        "interpreter finalization",
+        "R-INTERP-5",
+        h.frees(session),
+        [(2, 0x520), (2, 0x521)],
+    )
+    for n, code in enumerate(codes):
+        h.assert_get(
+            session, session.main, code, index, 0x510 + n, "R-INTERP-5"
+        )
+    for code in codes:
+        session.drop(code)
+    h.assert_frees(
+        "code object destruction",
+        "R-INTERP-5",
+        h.frees(session),
+        [(1, 0x510), (1, 0x511)],
+    )
+
+
+@pytest.mark.req("R-INTERP-6")
+@pytest.mark.requires(Capability.HOOKS)
+def test_hooks_are_per_interpreter(session: Session) -> None:
+    """R-INTERP-6: "Hooks of one interpreter are not called for code
+    objects constructed in another."
+    """
+    other = session.new_interpreter()
+    session.add_hook(session.main, Hook(1))
+    session.add_hook(other, Hook(2))
+    mine = session.new_code(session.main)
+    theirs = session.new_code(other, nested=1)
+    got = sorted((c.tag, c.code_id) for c in session.take_hook_calls())
+    ids = [session.code_id(c) for c in (theirs, *session.nested(theirs))]
+    expected = sorted([(1, session.code_id(mine))] + [(2, i) for i in ids])
+    assert got == expected, (
+        f"hooks must only see their own interpreter's constructions "
+        f"(R-INTERP-6): {got}"
+    )

@@ -1,0 +1,240 @@
+"""Storage: PyUnstable_Code_GetExtra and PyUnstable_Code_SetExtra."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..adapter import FreeFunc, Session
+from . import helpers as h
+
+#: Indices that are never valid: negative, or far beyond any allocation.
+NEGATIVE = (-1, -2, -(2**31))
+
+
+def _codes(session: Session) -> list[object]:
+    """One code object without and one with inline storage, and a child.
+
+    Call with exactly one index allocated; the first object is made
+    before it by the caller.
+    """
+    code = session.new_code(session.main, nested=1)
+    return [code, *session.nested(code)]
+
+
+@pytest.mark.req("R-STORE-1")
+def test_unset_slot_reads_null(session: Session) -> None:
+    """R-STORE-1: "Get of an allocated index on a code object where
+    nothing was stored returns 0 and sets *extra to NULL."
+    """
+    early = session.new_code(session.main)
+    first = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    second = session.request_index(session.main, FreeFunc(2))
+    for code in codes:
+        for index in (first, second):
+            h.assert_get(session, session.main, code, index, 0, "R-STORE-1")
+
+
+@pytest.mark.req("R-STORE-2")
+def test_set_then_get_round_trips(session: Session) -> None:
+    """R-STORE-2: "After a successful Set(code, index, value),
+    Get(code, index) returns value until the slot is set again, cleared,
+    or the index released."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, index, 0x200 + n)
+    for _ in range(2):
+        for n, code in enumerate(codes):
+            h.assert_get(
+                session, session.main, code, index, 0x200 + n, "R-STORE-2"
+            )
+    session.set_extra(session.main, early, index, 0x2FF)
+    h.assert_get(session, session.main, early, index, 0x2FF, "R-STORE-2")
+
+
+@pytest.mark.req("R-STORE-3")
+def test_opaque_bit_patterns_round_trip(session: Session) -> None:
+    """R-STORE-3: "Values are opaque pointer-sized words: any bit pattern
+    (small integers, (void *)1, odd values, all-ones) is stored and
+    returned unchanged and never dereferenced by the implementation."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    expected_frees = []
+    for code in codes:
+        previous = 0
+        for value in h.OPAQUE_VALUES:
+            session.set_extra(session.main, code, index, value)
+            h.assert_get(
+                session, session.main, code, index, value, "R-STORE-3"
+            )
+            if previous:
+                expected_frees.append((1, previous))
+            previous = value
+    h.assert_frees(
+        h.SET, "R-STORE-3", h.frees(session), expected_frees, ordered=True
+    )
+
+
+@pytest.mark.req("R-STORE-4")
+def test_set_changes_no_other_slot(session: Session) -> None:
+    """R-STORE-4: "Set on (code, index) changes no other (code', index')
+    slot."
+    """
+    early = session.new_code(session.main)
+    indices = [session.request_index(session.main, FreeFunc(1))]
+    codes = [early, *_codes(session)]
+    indices += [
+        session.request_index(session.main, FreeFunc(1)) for _ in range(2)
+    ]
+    grid = {
+        (c, i): 0x400 + 0x10 * c + i
+        for c in range(len(codes))
+        for i in range(len(indices))
+    }
+    for (c, i), value in grid.items():
+        session.set_extra(session.main, codes[c], indices[i], value)
+        for (c2, i2), value2 in grid.items():
+            if (c2, i2) > (c, i):
+                break
+            h.assert_get(
+                session,
+                session.main,
+                codes[c2],
+                indices[i2],
+                value2,
+                "R-STORE-4",
+            )
+    for (c, i), value in grid.items():
+        h.assert_get(
+            session, session.main, codes[c], indices[i], value, "R-STORE-4"
+        )
+
+
+@pytest.mark.req("R-STORE-5")
+def test_set_null_clears_slot(session: Session) -> None:
+    """R-STORE-5: "Set(code, index, NULL) clears the slot; a later Get
+    returns NULL."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    for code in [early, *_codes(session)]:
+        session.set_extra(session.main, code, index, 0x501)
+        session.set_extra(session.main, code, index, 0)
+        h.assert_get(session, session.main, code, index, 0, "R-STORE-5")
+        session.set_extra(session.main, code, index, 0)
+        h.assert_get(session, session.main, code, index, 0, "R-STORE-5")
+
+
+@pytest.mark.req("R-STORE-6")
+@pytest.mark.isolated
+def test_get_invalid_index_raises_system_error(session: Session) -> None:
+    """R-STORE-6: "Get with an index that is negative or not allocated
+    returns -1 with SystemError and reads nothing outside the storage."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    for code in codes:
+        session.set_extra(session.main, code, index, 0x601)
+    for code in codes:
+        for bad in (*NEGATIVE, index + 1, index + 2, 254, 255, 10**6):
+            with h.api_error(h.GET, "SystemError", "R-STORE-6"):
+                session.get_extra(session.main, code, bad)
+
+
+@pytest.mark.req("R-STORE-7", "R-STORE-11")
+@pytest.mark.isolated
+def test_set_invalid_index_stores_and_frees_nothing(
+    session: Session,
+) -> None:
+    """R-STORE-7: "Set with an index that is negative or not allocated
+    returns -1 with SystemError; nothing is stored and nothing freed."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    for code in codes:
+        session.set_extra(session.main, code, index, 0x701)
+    for code in codes:
+        for bad in (*NEGATIVE, index + 1, 254, 255, 10**6):
+            with h.api_error(h.SET, "SystemError", "R-STORE-7"):
+                session.set_extra(session.main, code, bad, 0x702)
+    h.assert_no_frees(h.SET, "R-STORE-7", session)
+    later = session.request_index(session.main, FreeFunc(2))
+    for code in codes:
+        h.assert_get(session, session.main, code, index, 0x701, "R-STORE-11")
+        h.assert_get(session, session.main, code, later, 0, "R-STORE-7")
+
+
+@pytest.mark.req("R-STORE-8")
+def test_get_non_code_raises_system_error(session: Session) -> None:
+    """R-STORE-8: "Get with an object that is not a code object returns
+    -1 with SystemError."
+    """
+    index = session.request_index(session.main, FreeFunc(1))
+    other = session.new_non_code(session.main)
+    with h.api_error(h.GET, "SystemError", "R-STORE-8"):
+        session.get_extra(session.main, other, index)
+
+
+@pytest.mark.req("R-STORE-9", "R-STORE-11")
+def test_set_non_code_raises_system_error_and_keeps_value(
+    session: Session,
+) -> None:
+    """R-STORE-9: "Set with an object that is not a code object returns -1
+    with SystemError, and the value is not freed (the caller keeps
+    ownership)."
+    """
+    index = session.request_index(session.main, FreeFunc(1))
+    other = session.new_non_code(session.main)
+    for value in (0x901, 0):
+        with h.api_error(h.SET, "SystemError", "R-STORE-9"):
+            session.set_extra(session.main, other, index, value)
+    session.drop(other)
+    h.assert_no_frees(h.SET, "R-STORE-9", session)
+
+
+@pytest.mark.req("R-STORE-10")
+def test_failed_get_clears_output(session: Session) -> None:
+    """R-STORE-10: "When Get fails it sets *extra to NULL."."""
+    index = session.request_index(session.main, FreeFunc(1))
+    code = session.new_code(session.main)
+    session.set_extra(session.main, code, index, 0xA01)
+    other = session.new_non_code(session.main)
+    for target, bad in ((code, index + 1), (code, -1), (other, index)):
+        error, out = session.get_extra_on_error(session.main, target, bad)
+        assert error == "SystemError", (
+            f"{h.GET} must fail with SystemError (R-STORE-6/8); got {error}"
+        )
+        assert out == 0, (
+            f"{h.GET} failed but left *extra = {out:#x}; R-STORE-10 "
+            f"requires NULL"
+        )
+
+
+@pytest.mark.req("R-STORE-11")
+@pytest.mark.isolated
+def test_failed_set_keeps_every_previous_value(session: Session) -> None:
+    """R-STORE-11: "When Set fails (any reason) the slot keeps its
+    previous value and no free function is called."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    other = session.new_non_code(session.main)
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, index, 0xB00 + n)
+    for code in codes:
+        for target, bad in ((code, -1), (code, index + 3), (other, index)):
+            with h.api_error(h.SET, "SystemError", "R-STORE-11"):
+                session.set_extra(session.main, target, bad, 0xBFF)
+    h.assert_no_frees(h.SET, "R-STORE-11", session)
+    for n, code in enumerate(codes):
+        h.assert_get(
+            session, session.main, code, index, 0xB00 + n, "R-STORE-11"
+        )

@@ -1,0 +1,167 @@
+"""Concurrent use from several threads."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+
+from ..adapter import Capability, FreeFunc, Hook, Session
+from . import helpers as h
+
+pytestmark = pytest.mark.requires(Capability.THREADS)
+
+THREADS = 4
+ROUNDS = 400
+
+
+def _run(work: Callable[[int], None]) -> None:
+    """Run ``work(n)`` in THREADS threads started together; re-raise."""
+    barrier = threading.Barrier(THREADS)
+    errors: list[BaseException] = []
+
+    def main(n: int) -> None:
+        try:
+            barrier.wait()
+            work(n)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=main, args=(n,)) for n in range(THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _value(thread: int, round_: int) -> int:
+    return (thread + 1) << 20 | round_ << 1 | 1
+
+
+@pytest.mark.req("R-THREAD-1")
+@pytest.mark.isolated
+def test_concurrent_set_get_on_distinct_code(session: Session) -> None:
+    """R-THREAD-1: "Set and Get running concurrently on different code
+    objects behave as if serialised: each thread reads back what it
+    stored and no free call is lost or repeated."
+    """
+    codes = [session.new_code(session.main) for _ in range(THREADS)]
+    index = session.request_index(session.main, FreeFunc(1))
+    codes += [session.new_code(session.main) for _ in range(THREADS)]
+    wrong: list[tuple[int, int]] = []
+
+    def work(n: int) -> None:
+        for r in range(ROUNDS):
+            for code in (codes[n], codes[THREADS + n]):
+                session.set_extra(session.main, code, index, _value(n, r))
+                got = session.get_extra(session.main, code, index)
+                if got != _value(n, r):
+                    wrong.append((_value(n, r), got))
+
+    _run(work)
+    assert not wrong, (
+        f"{h.GET} did not read back the value this thread stored "
+        f"(R-THREAD-1): first (stored, read) {wrong[:3]}"
+    )
+    expected = Counter(
+        (1, _value(n, r)) for n in range(THREADS) for r in range(ROUNDS - 1)
+    )
+    expected += expected
+    got = Counter(h.frees(session))
+    assert got == expected, (
+        f"{h.SET}: concurrent overwrites lost or repeated free calls "
+        f"(R-THREAD-1): {sum((got - expected).values())} extra, "
+        f"{sum((expected - got).values())} missing"
+    )
+
+
+@pytest.mark.req("R-THREAD-2")
+@pytest.mark.isolated
+def test_concurrent_set_on_one_slot(session: Session) -> None:
+    """R-THREAD-2: "Concurrent Set on one slot frees every overwritten
+    value exactly once, and the slot ends holding one of the stored
+    values."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(2))
+    inline = session.new_code(session.main)
+    for code in (early, inline):
+
+        def work(n: int, code: object = code) -> None:
+            for r in range(ROUNDS):
+                session.set_extra(session.main, code, index, _value(n, r))
+
+        _run(work)
+        final = session.get_extra(session.main, code, index)
+        stored = {_value(n, r) for n in range(THREADS) for r in range(ROUNDS)}
+        assert final in stored, (
+            f"after concurrent {h.SET} the slot holds {final:#x}, which no "
+            f"thread stored (R-THREAD-2)"
+        )
+        got = Counter(h.frees(session))
+        expected = Counter((2, v) for v in stored - {final})
+        assert got == expected, (
+            f"concurrent {h.SET} on one slot must free each overwritten "
+            f"value once (R-THREAD-2): {sum((got - expected).values())} "
+            f"extra, {sum((expected - got).values())} missing"
+        )
+
+
+@pytest.mark.req("R-THREAD-3")
+@pytest.mark.isolated
+def test_concurrent_requests_are_distinct(session: Session) -> None:
+    """R-THREAD-3: "Concurrent index requests return distinct indices."."""
+    results: list[list[int]] = [[] for _ in range(THREADS)]
+    per_thread = 200 // THREADS
+
+    def work(n: int) -> None:
+        for _ in range(per_thread):
+            results[n].append(session.request_index(session.main, None))
+
+    _run(work)
+    indices = [i for chunk in results for i in chunk]
+    duplicates = [i for i, k in Counter(indices).items() if k > 1]
+    assert not duplicates, (
+        f"concurrent {h.REQUEST} returned indices twice (R-THREAD-3): "
+        f"{duplicates[:10]}"
+    )
+
+
+@pytest.mark.req("R-THREAD-4")
+@pytest.mark.requires(Capability.HOOKS)
+@pytest.mark.isolated
+def test_concurrent_construction_sees_every_hook_once(
+    session: Session,
+) -> None:
+    """R-THREAD-4: "Code objects constructed concurrently each pass
+    through every hook exactly once."
+    """
+    for tag in (1, 2, 3):
+        session.add_hook(session.main, Hook(tag))
+    made: list[list[object]] = [[] for _ in range(THREADS)]
+
+    def work(n: int) -> None:
+        for _ in range(ROUNDS // 4):
+            made[n].append(session.new_code(session.main, nested=1))
+
+    _run(work)
+    ids = [session.code_id(c) for chunk in made for c in chunk]
+    ids += [
+        session.code_id(child)
+        for chunk in made
+        for c in chunk
+        for child in session.nested(c)
+    ]
+    got = Counter((c.tag, c.code_id) for c in session.take_hook_calls())
+    expected = Counter((tag, i) for tag in (1, 2, 3) for i in ids)
+    assert got == expected, (
+        f"concurrent construction: each code object must pass each hook "
+        f"once (R-THREAD-4): {sum((got - expected).values())} extra, "
+        f"{sum((expected - got).values())} missing"
+    )

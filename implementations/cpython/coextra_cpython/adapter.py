@@ -1,0 +1,388 @@
+"""The suite's view of a stock CPython 3.6-3.13 (or a PEP 8523 build).
+
+pytest runs on the host Python; the interpreter under test runs
+``worker.py`` in a separate process and calls the real co_extra API
+through a small C extension compiled against it.  Every session gets a
+fresh worker, because stock CPython never gives an index back: tests
+sharing a process would see each other's indices.  The next worker is
+started while the current session runs, so a session usually starts
+without waiting.
+
+Select the interpreter with ``COEXTRA_PYTHON`` (a command such as
+``python3.6``, or a path); the default is ``python3``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from coextra_conformance.adapter import (
+    ApiError,
+    Capability,
+    FreeCall,
+    FreeFunc,
+    Handle,
+    Hook,
+    HookCall,
+)
+
+from . import _build
+from ._worker import ApiFailure, Worker
+
+#: The environment variable naming the interpreter under test.
+ENV_VAR = "COEXTRA_PYTHON"
+
+#: Non-NULL word written into Get's output before every call, so that the
+#: suite sees whether Get wrote *extra (R-STORE-1, R-STORE-10).
+_PRIME = 0x5EAF00D
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An opaque handle to an object living in the worker."""
+
+    kind: str
+    number: int
+
+
+#: The only interpreter a session has: the worker's main interpreter.
+MAIN = Ref("interpreter", 0)
+
+
+class CPythonSession:
+    """One test's session: one worker process, its main interpreter."""
+
+    def __init__(self, worker: Worker) -> None:
+        """Wrap a worker whose handshake has been read."""
+        self._worker = worker
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _call(self, op: str, **args: Any) -> Any:
+        try:
+            return self._worker.call(op, **args)
+        except ApiFailure as failure:
+            raise ApiError(failure.function, failure.exc_type) from None
+
+    @staticmethod
+    def _interp(interp: Handle) -> int:
+        if not isinstance(interp, Ref) or interp.kind != "interpreter":
+            raise TypeError(f"not an interpreter handle: {interp!r}")
+        return interp.number
+
+    @staticmethod
+    def _number(handle: Handle) -> int:
+        if not isinstance(handle, Ref) or handle.kind == "interpreter":
+            raise TypeError(f"not an object handle: {handle!r}")
+        return handle.number
+
+    # -- object model ----------------------------------------------------
+
+    @property
+    def main(self) -> Handle:
+        """The worker's main interpreter."""
+        return MAIN
+
+    def new_interpreter(self) -> Handle:
+        """Create a sub-interpreter with Py_NewInterpreter()."""
+        return Ref("interpreter", self._call("new_interpreter"))
+
+    def end_interpreter(self, interp: Handle) -> None:
+        """Finalize a sub-interpreter with Py_EndInterpreter()."""
+        self._call("end_interpreter", interp=self._interp(interp))
+
+    def new_code(
+        self, interp: Handle, *, nested: int = 0, flags: int = 0
+    ) -> Handle:
+        """Compile generated source with ``nested`` functions."""
+        return Ref(
+            "code",
+            self._call(
+                "new_code",
+                interp=self._interp(interp),
+                nested=nested,
+                flags=flags,
+            ),
+        )
+
+    def nested(self, code: Handle) -> list[Handle]:
+        """Return the code objects among ``code``'s constants."""
+        numbers = self._call("nested", code=self._number(code))
+        return [Ref("code", n) for n in numbers]
+
+    def copy_code(self, interp: Handle, code: Handle, how: str) -> Handle:
+        """Copy with ``code.replace()`` or a marshal round trip."""
+        return Ref(
+            "code",
+            self._call(
+                "copy_code",
+                interp=self._interp(interp),
+                code=self._number(code),
+                how=how,
+            ),
+        )
+
+    def new_non_code(self, interp: Handle) -> Handle:
+        """Return a fresh int object."""
+        self._interp(interp)
+        return Ref("object", self._call("new_non_code"))
+
+    def drop(self, obj: Handle) -> None:
+        """Delete the worker's reference, collecting cycles if needed."""
+        self._call("drop", obj=self._number(obj))
+
+    def code_id(self, code: Handle) -> int:
+        """Return the code object's address, as hooks record it."""
+        return int(self._call("code_id", code=self._number(code)))
+
+    # -- the API -------------------------------------------------------------
+
+    def request_index(self, interp: Handle, free: FreeFunc | None) -> int:
+        """Call RequestCodeExtraIndex with a recording free function."""
+        spec = None
+        if free is not None:
+            spec = {
+                "tag": free.tag,
+                "action": free.action.value,
+                "code": None if free.code is None else self._number(free.code),
+                "index": free.index,
+                "value": free.value,
+            }
+        return int(
+            self._call("request_index", interp=self._interp(interp), free=spec)
+        )
+
+    def release_index(self, interp: Handle, index: int) -> None:
+        """PyUnstable_Eval_ReleaseCodeExtraIndex (PEP 8523 builds only)."""
+        self._call("release_index", interp=self._interp(interp), index=index)
+
+    def get_extra(self, interp: Handle, code: Handle, index: int) -> int:
+        """Call GetExtra; returns what it wrote to ``*extra``.
+
+        The output word starts as a non-NULL sentinel, so that a Get that
+        succeeds without writing ``*extra`` (R-STORE-1) is visible.
+        """
+        return int(
+            self._call(
+                "get_extra",
+                interp=self._interp(interp),
+                code=self._number(code),
+                index=index,
+                prime=_PRIME,
+            )
+        )
+
+    def get_extra_on_error(
+        self, interp: Handle, code: Handle, index: int
+    ) -> tuple[str | None, int]:
+        """Call GetExtra expecting failure; see the protocol."""
+        rc, exc_type, value = self._call(
+            "get_extra_on_error",
+            interp=self._interp(interp),
+            code=self._number(code),
+            index=index,
+            prime=_PRIME,
+        )
+        if rc >= 0:
+            raise AssertionError(
+                f"GetExtra(index={index}) succeeded (returned {rc}, "
+                f"*extra={value:#x}) where it should fail"
+            )
+        return exc_type, int(value)
+
+    def set_extra(
+        self, interp: Handle, code: Handle, index: int, value: int
+    ) -> None:
+        """Call SetExtra."""
+        self._call(
+            "set_extra",
+            interp=self._interp(interp),
+            code=self._number(code),
+            index=index,
+            value=value,
+        )
+
+    def add_hook(self, interp: Handle, hook: Hook) -> int:
+        """Add a code watcher (3.12+) or a PEP constructor hook."""
+        return int(
+            self._call(
+                "add_hook",
+                interp=self._interp(interp),
+                tag=hook.tag,
+                action=hook.action.value,
+                index=hook.index,
+                value=hook.value,
+            )
+        )
+
+    def remove_hook(self, interp: Handle, hook_id: int) -> None:
+        """Clear the watcher or remove the PEP hook."""
+        self._call("remove_hook", interp=self._interp(interp), hook_id=hook_id)
+
+    def has_inline_extra(self, code: Handle) -> bool:
+        """PyUnstable_Code_HasInlineExtra (PEP 8523 builds only)."""
+        return bool(self._call("has_inline_extra", code=self._number(code)))
+
+    # -- observation -----------------------------------------------------
+
+    def co_flags(self, code: Handle) -> int:
+        """Return ``code.co_flags``."""
+        return int(self._call("co_flags", code=self._number(code)))
+
+    def extra_bytes(self, code: Handle) -> int:
+        """Count the co_extra pointer plus the block Set allocated."""
+        return int(self._call("extra_bytes", code=self._number(code)))
+
+    def sizeof(self, code: Handle) -> int:
+        """Return ``sys.getsizeof(code)`` measured in the worker."""
+        return int(self._call("sizeof", code=self._number(code)))
+
+    def fail_allocations(self, after: int, count: int = 1) -> None:
+        """Not offered: Capability.ALLOC_FAILURE is not declared."""
+        raise NotImplementedError("the cpython adapter cannot fail mallocs")
+
+    def take_free_calls(self) -> list[FreeCall]:
+        """Return the free calls recorded in C since the last take."""
+        return [
+            FreeCall(tag=tag, value=value, result=result, error=error)
+            for tag, value, result, error in self._call("take_free_calls")
+        ]
+
+    def take_hook_calls(self) -> list[HookCall]:
+        """Return the hook calls recorded in C since the last take."""
+        return [
+            HookCall(tag=tag, code_id=code_id)
+            for tag, code_id in self._call("take_hook_calls")
+        ]
+
+    def take_unraisable(self) -> list[str]:
+        """Return the classes seen by the worker's sys.unraisablehook."""
+        return list(self._call("take_unraisable"))
+
+    def pending_error(self) -> str | None:
+        """Return an exception an API call left set while succeeding."""
+        if self._worker.dead:
+            # The crash was reported by the call during which it happened;
+            # a dead interpreter has nothing pending.
+            return None
+        result = self._call("pending_error")
+        return None if result is None else str(result)
+
+    def close(self) -> None:
+        """End the worker; its interpreter and objects go with it."""
+        self._worker.close()
+
+    # -- for the adapter's own tests -------------------------------------
+
+    def crash(self, how: str = "abort") -> None:
+        """Kill the worker from inside (``abort`` or a signal number)."""
+        self._call("crash", how=how)
+
+
+class CPythonImplementation:
+    """Stock CPython (or a PEP 8523 build) run out of process."""
+
+    name = "cpython"
+    in_process = False
+
+    def __init__(self, interpreter: str | None = None) -> None:
+        """Probe ``interpreter``, build the extension, start a worker.
+
+        Raises AdapterLoadError with a one-line message when the
+        interpreter is missing, not CPython, outside 3.6-3.13 without the
+        PEP 8523 API, or when no C compiler can build the extension.
+        """
+        self.interpreter = interpreter or os.environ.get(ENV_VAR) or "python3"
+        self.target = _build.probe(self.interpreter)
+        try:
+            build_dir = _build.build(self.target)
+        except _build.AdapterLoadError:
+            if self.target.version[:2] > _build.SUPPORTED[1]:
+                raise _build.AdapterLoadError(
+                    _build.out_of_range(self.target)
+                ) from None
+            raise
+        self._argv = [
+            self.target.executable,
+            "-I",  # ignore PYTHON* variables and the user's site-packages
+            "-S",  # no site: faster start-up, nothing from site-packages
+            "-X",
+            "faulthandler",  # a crash leaves a traceback on stderr
+            str(_build.worker_file("worker.py")),
+            str(build_dir),
+        ]
+        self._retired: list[Worker] = []
+        self._spare: Worker | None = self._spawn()
+        hello = self._spare.handshake()
+        self.pep8523 = bool(hello["pep8523"])
+        self.watchers = bool(hello["watchers"])
+        self.functions: tuple[str, ...] = tuple(hello["functions"])
+        if not self.pep8523 and not (
+            _build.SUPPORTED[0]
+            <= self.target.version[:2]
+            <= _build.SUPPORTED[1]
+        ):
+            self._spare.kill()
+            raise _build.AdapterLoadError(_build.out_of_range(self.target))
+        self.version = self.target.version_text + (
+            "+pep8523" if self.pep8523 else ""
+        )
+        caps = {
+            Capability.STORAGE_SIZE,
+            Capability.SIZEOF,
+            Capability.COPY,
+            Capability.INTERPRETERS,
+            Capability.FINALIZE,
+        }
+        if self.watchers or self.pep8523:
+            caps.add(Capability.HOOKS)
+        if self.pep8523:
+            caps |= {Capability.RELEASE, Capability.INLINE_FLAG}
+        self.capabilities = frozenset(caps)
+        atexit.register(self.shutdown)
+
+    def _spawn(self) -> Worker:
+        label = f"{self.interpreter} ({self.target.version_text})"
+        return Worker(label, self._argv)
+
+    def open_session(self) -> CPythonSession:
+        """Return a session on a fresh worker; start the next one."""
+        self._retired = [w for w in self._retired if not w.reap()]
+        worker = self._spare
+        if worker is None or worker.proc.poll() is not None:
+            if worker is not None:
+                worker.kill()
+            worker = self._spawn()
+        self._spare = self._spawn()
+        worker.handshake()
+        self._retired.append(worker)
+        return CPythonSession(worker)
+
+    def shutdown(self) -> None:
+        """Stop every worker still running (registered with atexit)."""
+        workers = list(self._retired)
+        if self._spare is not None:
+            workers.append(self._spare)
+            self._spare = None
+        for worker in workers:
+            worker.close()
+        for worker in workers:
+            if not worker.reap(timeout=5):
+                worker.kill()
+        self._retired = []
+
+    def describe(self) -> str:
+        """One line for the report header."""
+        api = "PEP 8523 API" if self.pep8523 else ", ".join(self.functions)
+        return (
+            f"CPython {self.version} at {self.target.executable} "
+            f"({ENV_VAR}={self.interpreter}); {api}"
+        )
+
+
+def implementation() -> CPythonImplementation:
+    """Entry point ``cpython``: the interpreter named by COEXTRA_PYTHON."""
+    return CPythonImplementation()

@@ -1,0 +1,1043 @@
+/*
+ * _coextra_cpython.c -- the target-interpreter half of the stock CPython
+ * adapter of the PEP 8523 conformance suite.
+ *
+ * worker.py compiles this file against the interpreter under test
+ * (CPython 3.6 ... 3.13, or a build carrying the PEP 8523 API) and calls
+ * the real co_extra API through it.  Everything the suite observes from
+ * inside the interpreter is recorded here in C:
+ *
+ *  - 16 distinct free functions (the API never tells a free function its
+ *    index, so the tag that identifies a FreeFunc must be a separate C
+ *    function); each records (tag, value) and then performs its action;
+ *  - constructor hooks: code watchers on 3.12+, the PEP's hook chain on a
+ *    build that has it; each records (tag, address of the code object);
+ *  - any exception an API call leaves set, as the name of its class.
+ *
+ * Every wrapper returns the raw return code of the API call together with
+ * the class name of the exception it set (or None) and clears that
+ * exception, so the Python side never sees an exception from a wrapper
+ * except for misuse of the wrapper itself.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#if PY_VERSION_HEX < 0x030B0000
+/* From 3.11 on, Python.h includes the code object API itself. */
+#  include <code.h>
+#endif
+#include <stdint.h>
+#include <stdlib.h>
+
+/* -- which API the headers offer --------------------------------------- */
+
+#if defined(PyUnstable_CODE_EXTRA_MIN_INDICES) || defined(Py_HAVE_PEP8523)
+/* A patched interpreter implementing the proposed API of PEP 8523. */
+#  define CX_PEP8523 1
+#else
+#  define CX_PEP8523 0
+#endif
+
+#if CX_PEP8523 || PY_VERSION_HEX >= 0x030C0000
+/* 3.12 renamed the functions; the old names survive only as static
+   inline wrappers, so call the exported names. */
+#  define CX_REQUEST PyUnstable_Eval_RequestCodeExtraIndex
+#  define CX_GET PyUnstable_Code_GetExtra
+#  define CX_SET PyUnstable_Code_SetExtra
+#  define CX_REQUEST_NAME "PyUnstable_Eval_RequestCodeExtraIndex"
+#  define CX_GET_NAME "PyUnstable_Code_GetExtra"
+#  define CX_SET_NAME "PyUnstable_Code_SetExtra"
+#else
+#  define CX_REQUEST _PyEval_RequestCodeExtraIndex
+#  define CX_GET _PyCode_GetExtra
+#  define CX_SET _PyCode_SetExtra
+#  define CX_REQUEST_NAME "_PyEval_RequestCodeExtraIndex"
+#  define CX_GET_NAME "_PyCode_GetExtra"
+#  define CX_SET_NAME "_PyCode_SetExtra"
+#endif
+
+#if !CX_PEP8523 && PY_VERSION_HEX >= 0x030C0000
+/* Stock 3.12+ has no constructor hook; code watchers are the nearest
+   real mechanism (see the comment above cx_watch_0 for what they cannot
+   express). */
+#  define CX_WATCHERS 1
+#else
+#  define CX_WATCHERS 0
+#endif
+
+#define CX_FREE_TAGS 16
+
+/* Watchers: CPython offers 8 per interpreter (CODE_MAX_WATCHERS); we
+   provide one C callback more than that, so that exhaustion is always
+   reported by CPython, never by the adapter.  The PEP chain passes an
+   argument to its hooks, so one callback serves any number of slots. */
+#if CX_WATCHERS
+#  define CX_HOOK_SLOTS 9
+#else
+#  define CX_HOOK_SLOTS 64
+#endif
+
+/* Actions; the numbers are shared with worker.py. */
+enum {
+    CX_RECORD = 0,
+    CX_FREE_GET = 1,
+    CX_FREE_SET = 2,
+    CX_FREE_NEW_CODE = 3,
+    CX_HOOK_FAIL = 1,
+    CX_HOOK_SET_EXTRA = 2,
+    CX_HOOK_NEW_CODE = 3,
+    CX_HOOK_ADD_HOOK = 4,
+    CX_HOOK_REMOVE_HOOK = 5
+};
+
+/* -- helpers ------------------------------------------------------------ */
+
+/* Copy the class name of the pending exception into buf and clear it.
+   Returns 1 if an exception was pending. */
+static int
+cx_fetch_error(char *buf, size_t size)
+{
+    PyObject *type, *value, *tb;
+
+    if (!PyErr_Occurred()) {
+        buf[0] = '\0';
+        return 0;
+    }
+    PyErr_Fetch(&type, &value, &tb);
+    PyOS_snprintf(buf, size, "%s", ((PyTypeObject *)type)->tp_name);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return 1;
+}
+
+/* An exception left set by a call that reported success; the suite reads
+   it through pending_error(). */
+static char cx_pending[64];
+
+/* After an API call, in the interpreter that made it (the error state
+   belongs to its thread state): move the exception's class name into
+   name and clear it.  An exception left by a call that succeeded is kept
+   for pending_error() instead. */
+static void
+cx_capture(long long rc, char *name, size_t size)
+{
+    if (cx_fetch_error(name, size) && rc >= 0) {
+        PyOS_snprintf(cx_pending, sizeof(cx_pending), "%s", name);
+        name[0] = '\0';
+    }
+}
+
+/* Build (rc, error-or-None) from what cx_capture() found. */
+static PyObject *
+cx_result(long long rc, const char *name)
+{
+    return Py_BuildValue("(Lz)", rc, name[0] ? name : NULL);
+}
+
+/* -- interpreters ------------------------------------------------------- */
+
+/* Thread states of the interpreters the worker drives; [0] is the main
+   interpreter.  Sub-interpreters come from Py_NewInterpreter(), which
+   shares the GIL and the object allocator with the main interpreter on
+   every version, so objects may be handed from one to the other. */
+#define CX_MAX_INTERPS 32
+static PyThreadState *cx_tstates[CX_MAX_INTERPS];
+static int cx_ninterps;
+
+/* Make interpreter `interp` current; *prev receives the thread state to
+   restore with cx_leave(). */
+static int
+cx_enter(int interp, PyThreadState **prev)
+{
+    if (interp < 0 || interp >= cx_ninterps || cx_tstates[interp] == NULL) {
+        PyErr_SetString(PyExc_ValueError, "unknown or ended interpreter");
+        return -1;
+    }
+    *prev = PyThreadState_Swap(cx_tstates[interp]);
+    return 0;
+}
+
+static void
+cx_leave(PyThreadState *prev)
+{
+    PyThreadState_Swap(prev);
+}
+
+/* Convert a Python int to a pointer-sized word, accepting negative
+   numbers as their two's complement. */
+static int
+cx_word(PyObject *obj, uintptr_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(obj);
+
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = (uintptr_t)v;
+    return 0;
+}
+
+/* Return a new reference to the referent of a weak reference, or NULL
+   (without an exception) if it is gone or being destroyed. */
+static PyObject *
+cx_deref(PyObject *ref)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = NULL;
+
+    if (PyWeakref_GetRef(ref, &obj) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);
+
+    /* A free function can run while its own target is being destroyed:
+       its reference count is then 0 and it must not be revived. */
+    if (obj == NULL || obj == Py_None || Py_REFCNT(obj) <= 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    Py_INCREF(obj);
+    return obj;
+#endif
+}
+
+/* Construct one code object (a single expression: no nested code) and
+   destroy it again; used by the NEW_CODE actions. */
+static int
+cx_new_code(void)
+{
+    PyObject *code = Py_CompileString("None", "<coextra-action>",
+                                      Py_eval_input);
+
+    if (code == NULL) {
+        return -1;
+    }
+    Py_DECREF(code);
+    return 0;
+}
+
+/* -- recording free functions ------------------------------------------ */
+
+typedef struct {
+    int tag;
+    uintptr_t value;
+    int has_result;
+    long long result;
+    char error[64];
+} cx_free_call;
+
+typedef struct {
+    int action;
+    PyObject *target;           /* weak reference to a code object */
+    Py_ssize_t index;
+    uintptr_t value;
+} cx_free_conf;
+
+static cx_free_conf cx_free_confs[CX_FREE_TAGS];
+static cx_free_call *cx_free_log;
+static Py_ssize_t cx_free_len, cx_free_cap;
+/* Calls that could not be recorded for lack of memory; reported so that
+   a lost record is never mistaken for a call that did not happen. */
+static Py_ssize_t cx_free_lost;
+
+static cx_free_call *
+cx_free_append(void)
+{
+    if (cx_free_len == cx_free_cap) {
+        Py_ssize_t cap = cx_free_cap ? 2 * cx_free_cap : 256;
+        cx_free_call *log = realloc(cx_free_log, cap * sizeof(*log));
+
+        if (log == NULL) {
+            cx_free_lost++;
+            return NULL;
+        }
+        cx_free_log = log;
+        cx_free_cap = cap;
+    }
+    return &cx_free_log[cx_free_len++];
+}
+
+static void
+cx_free_common(int tag, void *value)
+{
+    cx_free_conf *conf = &cx_free_confs[tag];
+    cx_free_call *call = cx_free_append();
+    PyObject *type, *exc, *tb, *target;
+    void *out;
+    int rc = 0;
+
+    if (call == NULL) {
+        return;
+    }
+    call->tag = tag;
+    call->value = (uintptr_t)value;
+    call->has_result = 0;
+    call->result = 0;
+    call->error[0] = '\0';
+    if (conf->action == CX_RECORD) {
+        return;
+    }
+    /* Free functions run inside deallocation, possibly while an
+       exception is being handled: keep whatever is pending intact. */
+    PyErr_Fetch(&type, &exc, &tb);
+    call->has_result = 1;
+    switch (conf->action) {
+    case CX_FREE_GET:
+    case CX_FREE_SET:
+        target = conf->target ? cx_deref(conf->target) : NULL;
+        if (target == NULL) {
+            PyOS_snprintf(call->error, sizeof(call->error),
+                          "ReferenceError");
+            call->result = -1;
+            break;
+        }
+        if (conf->action == CX_FREE_GET) {
+            out = NULL;
+            rc = CX_GET(target, conf->index, &out);
+            call->result = rc < 0 ? rc : (long long)(uintptr_t)out;
+        }
+        else {
+            rc = CX_SET(target, conf->index, (void *)conf->value);
+            call->result = rc;
+        }
+        Py_DECREF(target);
+        cx_fetch_error(call->error, sizeof(call->error));
+        break;
+    case CX_FREE_NEW_CODE:
+        call->result = cx_new_code();
+        cx_fetch_error(call->error, sizeof(call->error));
+        break;
+    default:
+        break;
+    }
+    PyErr_Restore(type, exc, tb);
+}
+
+/* Sixteen distinct C functions, one per tag. */
+#define CX_FREE_FUNC(N)                 \
+    static void                         \
+    cx_free_##N(void *value)            \
+    {                                   \
+        cx_free_common(N, value);       \
+    }
+
+CX_FREE_FUNC(0)
+CX_FREE_FUNC(1)
+CX_FREE_FUNC(2)
+CX_FREE_FUNC(3)
+CX_FREE_FUNC(4)
+CX_FREE_FUNC(5)
+CX_FREE_FUNC(6)
+CX_FREE_FUNC(7)
+CX_FREE_FUNC(8)
+CX_FREE_FUNC(9)
+CX_FREE_FUNC(10)
+CX_FREE_FUNC(11)
+CX_FREE_FUNC(12)
+CX_FREE_FUNC(13)
+CX_FREE_FUNC(14)
+CX_FREE_FUNC(15)
+
+static freefunc cx_free_funcs[CX_FREE_TAGS] = {
+    cx_free_0, cx_free_1, cx_free_2, cx_free_3,
+    cx_free_4, cx_free_5, cx_free_6, cx_free_7,
+    cx_free_8, cx_free_9, cx_free_10, cx_free_11,
+    cx_free_12, cx_free_13, cx_free_14, cx_free_15,
+};
+
+/* -- recording constructor hooks --------------------------------------- */
+
+#if CX_WATCHERS || CX_PEP8523
+
+typedef struct {
+    int used;
+    PyInterpreterState *interp; /* where the hook is registered */
+    int id;                     /* watcher id or PEP hook id */
+    int tag;
+    int action;
+    Py_ssize_t index;
+    uintptr_t value;
+    int running;                /* guards NEW_CODE against recursion */
+} cx_hook_slot;
+
+typedef struct {
+    int tag;
+    uintptr_t code;
+} cx_hook_call;
+
+static cx_hook_slot cx_hooks[CX_HOOK_SLOTS];
+static cx_hook_call *cx_hook_log;
+static Py_ssize_t cx_hook_len, cx_hook_cap, cx_hook_lost;
+
+static int cx_hook_add(int tag, int action, Py_ssize_t index,
+                       uintptr_t value);
+static int cx_hook_remove(int id);
+
+/* The slot registered in the current interpreter with this tag. */
+static cx_hook_slot *
+cx_hook_by_tag(int tag)
+{
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    int i;
+
+    for (i = 0; i < CX_HOOK_SLOTS; i++) {
+        if (cx_hooks[i].used && cx_hooks[i].interp == interp &&
+                cx_hooks[i].tag == tag) {
+            return &cx_hooks[i];
+        }
+    }
+    return NULL;
+}
+
+static int
+cx_hook_common(cx_hook_slot *slot, PyObject *code)
+{
+    cx_hook_slot *other;
+    int rc = 0;
+
+    if (cx_hook_len == cx_hook_cap) {
+        Py_ssize_t cap = cx_hook_cap ? 2 * cx_hook_cap : 1024;
+        cx_hook_call *log = realloc(cx_hook_log, cap * sizeof(*log));
+
+        if (log == NULL) {
+            cx_hook_lost++;
+        }
+        else {
+            cx_hook_log = log;
+            cx_hook_cap = cap;
+        }
+    }
+    if (cx_hook_len < cx_hook_cap) {
+        cx_hook_log[cx_hook_len].tag = slot->tag;
+        cx_hook_log[cx_hook_len].code = (uintptr_t)code;
+        cx_hook_len++;
+    }
+    switch (slot->action) {
+    case CX_HOOK_FAIL:
+        PyErr_SetString(PyExc_RuntimeError, "coextra hook fails on purpose");
+        return -1;
+    case CX_HOOK_SET_EXTRA:
+        return CX_SET(code, slot->index, (void *)slot->value);
+    case CX_HOOK_NEW_CODE:
+        if (!slot->running) {
+            slot->running = 1;
+            rc = cx_new_code();
+            slot->running = 0;
+        }
+        return rc;
+    case CX_HOOK_ADD_HOOK:
+        if (cx_hook_by_tag((int)slot->value) != NULL) {
+            return 0;
+        }
+        return cx_hook_add((int)slot->value, CX_RECORD, 0, 0) < 0 ? -1 : 0;
+    case CX_HOOK_REMOVE_HOOK:
+        other = cx_hook_by_tag((int)slot->value);
+        return other == NULL ? 0 : cx_hook_remove(other->id);
+    default:
+        return 0;
+    }
+}
+
+#if CX_WATCHERS
+/*
+ * Code watchers stand in for the PEP's constructor hook on stock 3.12+.
+ * They are the real mechanism, but they cannot express everything a hook
+ * chain promises, and the suite measures the difference:
+ *  - a watcher receives no argument, so each hook needs its own C
+ *    callback (nine: one more than CPython's eight watcher ids);
+ *  - watchers run in ascending id order, not in registration order: a
+ *    removed id is handed out again and its new owner then runs first;
+ *  - an error in a watcher is reported with PyErr_WriteUnraisable and the
+ *    code object is still returned (what the PEP asks for as well);
+ *  - watchers are per interpreter, but ids are small integers shared by
+ *    every extension of the process, and clearing an id that is not set
+ *    raises ValueError;
+ *  - watchers also see destruction (PY_CODE_EVENT_DESTROY); those events
+ *    are ignored here.
+ */
+static int
+cx_watch(int n, PyCodeEvent event, PyCodeObject *co)
+{
+    if (event != PY_CODE_EVENT_CREATE) {
+        return 0;
+    }
+    return cx_hook_common(&cx_hooks[n], (PyObject *)co);
+}
+
+#define CX_WATCH_FUNC(N)                                \
+    static int                                          \
+    cx_watch_##N(PyCodeEvent event, PyCodeObject *co)   \
+    {                                                   \
+        return cx_watch(N, event, co);                  \
+    }
+
+CX_WATCH_FUNC(0)
+CX_WATCH_FUNC(1)
+CX_WATCH_FUNC(2)
+CX_WATCH_FUNC(3)
+CX_WATCH_FUNC(4)
+CX_WATCH_FUNC(5)
+CX_WATCH_FUNC(6)
+CX_WATCH_FUNC(7)
+CX_WATCH_FUNC(8)
+
+static PyCode_WatchCallback cx_watch_funcs[CX_HOOK_SLOTS] = {
+    cx_watch_0, cx_watch_1, cx_watch_2, cx_watch_3,
+    cx_watch_4, cx_watch_5, cx_watch_6, cx_watch_7,
+    cx_watch_8,
+};
+#endif
+
+#if CX_PEP8523
+static int
+cx_pep_hook(PyObject *code, void *arg)
+{
+    return cx_hook_common((cx_hook_slot *)arg, code);
+}
+#endif
+#endif /* CX_WATCHERS || CX_PEP8523 */
+
+/* -- wrappers exposed to worker.py ------------------------------------- */
+
+static PyObject *
+cx_configure_free(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int tag, action;
+    PyObject *target, *value;
+    Py_ssize_t index;
+    uintptr_t word;
+    cx_free_conf *conf;
+
+    if (!PyArg_ParseTuple(args, "iiOnO", &tag, &action, &target, &index,
+                          &value)) {
+        return NULL;
+    }
+    if (tag < 0 || tag >= CX_FREE_TAGS) {
+        PyErr_SetString(PyExc_ValueError, "free function tag out of range");
+        return NULL;
+    }
+    if (cx_word(value, &word) < 0) {
+        return NULL;
+    }
+    conf = &cx_free_confs[tag];
+    Py_CLEAR(conf->target);
+    if (target != Py_None) {
+        conf->target = PyWeakref_NewRef(target, NULL);
+        if (conf->target == NULL) {
+            return NULL;
+        }
+    }
+    conf->action = action;
+    conf->index = index;
+    conf->value = word;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cx_request_index(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int interp, tag;
+    freefunc free = NULL;
+    Py_ssize_t rc;
+    PyThreadState *prev;
+    char name[64];
+
+    if (!PyArg_ParseTuple(args, "ii", &interp, &tag)) {
+        return NULL;
+    }
+    if (tag >= CX_FREE_TAGS) {
+        PyErr_SetString(PyExc_ValueError, "free function tag out of range");
+        return NULL;
+    }
+    if (tag >= 0) {
+        free = cx_free_funcs[tag];
+    }
+    if (cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    rc = CX_REQUEST(free);
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    return cx_result(rc, name);
+}
+
+static PyObject *
+cx_get_extra(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *code, *prime, *result, *pair;
+    Py_ssize_t index;
+    uintptr_t word;
+    void *extra;
+    int interp, rc;
+    PyThreadState *prev;
+    char name[64];
+
+    if (!PyArg_ParseTuple(args, "iOnO", &interp, &code, &index, &prime)) {
+        return NULL;
+    }
+    if (cx_word(prime, &word) < 0 || cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    extra = (void *)word;
+    rc = CX_GET(code, index, &extra);
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    pair = cx_result(rc, name);
+    if (pair == NULL) {
+        return NULL;
+    }
+    result = Py_BuildValue("(OK)", pair,
+                           (unsigned long long)(uintptr_t)extra);
+    Py_DECREF(pair);
+    return result;
+}
+
+static PyObject *
+cx_set_extra(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *code, *value;
+    Py_ssize_t index;
+    uintptr_t word;
+    int interp, rc;
+    PyThreadState *prev;
+    char name[64];
+
+    if (!PyArg_ParseTuple(args, "iOnO", &interp, &code, &index, &value)) {
+        return NULL;
+    }
+    if (cx_word(value, &word) < 0 || cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    rc = CX_SET(code, index, (void *)word);
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    return cx_result(rc, name);
+}
+
+#if CX_WATCHERS || CX_PEP8523
+/* Register a hook in a free slot; returns the API's result (id or -1).
+   Also used by the ADD_HOOK action from inside a running hook. */
+static int
+cx_hook_add(int tag, int action, Py_ssize_t index, uintptr_t value)
+{
+    cx_hook_slot *slot = NULL;
+    int i, rc;
+
+    for (i = 0; i < CX_HOOK_SLOTS && slot == NULL; i++) {
+        if (!cx_hooks[i].used) {
+            slot = &cx_hooks[i];
+        }
+    }
+    if (slot == NULL) {
+        /* Not an API result: the adapter itself ran out of callbacks. */
+        PyErr_SetString(PyExc_OverflowError,
+                        "adapter has no free hook slot");
+        return -2;
+    }
+    slot->tag = tag;
+    slot->action = action;
+    slot->index = index;
+    slot->value = value;
+    slot->running = 0;
+    slot->interp = PyThreadState_Get()->interp;
+    /* Mark the slot before registering: a PEP hook may be called for a
+       construction that happens during registration. */
+    slot->used = 1;
+#if CX_WATCHERS
+    rc = PyCode_AddWatcher(cx_watch_funcs[slot - cx_hooks]);
+#else
+    rc = PyUnstable_Code_AddConstructorHook(cx_pep_hook, slot);
+#endif
+    if (rc < 0) {
+        slot->used = 0;
+    }
+    slot->id = rc;
+    return rc;
+}
+
+static int
+cx_hook_remove(int id)
+{
+    PyInterpreterState *interp = PyThreadState_Get()->interp;
+    int i, rc;
+
+#if CX_WATCHERS
+    rc = PyCode_ClearWatcher(id);
+#else
+    rc = PyUnstable_Code_RemoveConstructorHook(id);
+#endif
+    if (rc == 0) {
+        for (i = 0; i < CX_HOOK_SLOTS; i++) {
+            if (cx_hooks[i].used && cx_hooks[i].interp == interp &&
+                    cx_hooks[i].id == id) {
+                cx_hooks[i].used = 0;
+            }
+        }
+    }
+    return rc;
+}
+
+static PyObject *
+cx_add_hook(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int interp, tag, action, rc;
+    Py_ssize_t index;
+    PyObject *value;
+    uintptr_t word;
+    PyThreadState *prev;
+    char name[64];
+
+    if (!PyArg_ParseTuple(args, "iiinO", &interp, &tag, &action, &index,
+                          &value)) {
+        return NULL;
+    }
+    if (cx_word(value, &word) < 0 || cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    rc = cx_hook_add(tag, action, index, word);
+    if (rc == -2) {
+        /* The adapter's own limit: carry the OverflowError over. */
+        PyObject *type, *exc, *tb;
+
+        PyErr_Fetch(&type, &exc, &tb);
+        cx_leave(prev);
+        PyErr_Restore(type, exc, tb);
+        return NULL;
+    }
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    return cx_result(rc, name);
+}
+
+static PyObject *
+cx_remove_hook(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int interp, id, rc;
+    PyThreadState *prev;
+    char name[64];
+
+    if (!PyArg_ParseTuple(args, "ii", &interp, &id) ||
+            cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    rc = cx_hook_remove(id);
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    return cx_result(rc, name);
+}
+#endif
+
+#if CX_PEP8523
+static PyObject *
+cx_release_index(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    Py_ssize_t index;
+    int interp, rc;
+    PyThreadState *prev;
+    char name[64];
+
+    if (!PyArg_ParseTuple(args, "in", &interp, &index) ||
+            cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    rc = PyUnstable_Eval_ReleaseCodeExtraIndex(index);
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    return cx_result(rc, name);
+}
+
+static PyObject *
+cx_has_inline_extra(PyObject *Py_UNUSED(self), PyObject *code)
+{
+    char name[64];
+    int rc = PyUnstable_Code_HasInlineExtra(code);
+
+    cx_capture(rc, name, sizeof(name));
+    return cx_result(rc, name);
+}
+#endif
+
+/* Bytes a code object spends on extra storage. */
+static PyObject *
+cx_extra_bytes(PyObject *Py_UNUSED(self), PyObject *code)
+{
+#if CX_PEP8523
+    /* The layout of a patched object is the patch's business; rely on its
+       __sizeof__ counting the storage (R-FLAG-9) and subtract the plain
+       object size, which excludes any trailing storage. */
+    PyObject *size = PyObject_CallMethod(code, "__sizeof__", NULL);
+    Py_ssize_t total;
+
+    if (size == NULL) {
+        return NULL;
+    }
+    total = PyLong_AsSsize_t(size);
+    Py_DECREF(size);
+    if (total == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(
+        total - (Py_ssize_t)_PyObject_VAR_SIZE(Py_TYPE(code),
+                                               Py_SIZE(code)));
+#else
+    /* Stock layout: every code object has the co_extra pointer; Set
+       allocates a block headed by ce_size (slot count) the first time a
+       slot is stored, and grows it with the number of indices. */
+    Py_ssize_t bytes = (Py_ssize_t)sizeof(void *);
+    void *block;
+
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "extra_bytes needs a code object");
+        return NULL;
+    }
+    block = ((PyCodeObject *)code)->co_extra;
+    if (block != NULL) {
+        Py_ssize_t slots = *(Py_ssize_t *)block;
+#if PY_VERSION_HEX < 0x03070000
+        /* 3.6: a {ce_size, ce_extras} header plus a separate array. */
+        bytes += (Py_ssize_t)(sizeof(Py_ssize_t) + sizeof(void **)) +
+                 slots * (Py_ssize_t)sizeof(void *);
+#else
+        /* 3.7+: one block, ce_size followed by the slots. */
+        bytes += (Py_ssize_t)sizeof(Py_ssize_t) +
+                 slots * (Py_ssize_t)sizeof(void *);
+#endif
+    }
+    return PyLong_FromSsize_t(bytes);
+#endif
+}
+
+static PyObject *
+cx_new_interpreter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    PyThreadState *prev, *sub;
+
+    if (cx_ninterps == CX_MAX_INTERPS) {
+        PyErr_SetString(PyExc_OverflowError, "too many interpreters");
+        return NULL;
+    }
+    prev = PyThreadState_Get();
+    sub = Py_NewInterpreter();
+    /* Py_NewInterpreter leaves the new interpreter current (or none on
+       failure); the worker keeps running in the main one. */
+    PyThreadState_Swap(prev);
+    if (sub == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Py_NewInterpreter failed");
+        return NULL;
+    }
+    cx_tstates[cx_ninterps] = sub;
+    return PyLong_FromLong(cx_ninterps++);
+}
+
+static PyObject *
+cx_end_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int interp;
+    PyThreadState *prev;
+
+    if (!PyArg_ParseTuple(args, "i", &interp)) {
+        return NULL;
+    }
+    if (interp == 0) {
+        PyErr_SetString(PyExc_ValueError, "cannot end the main interpreter");
+        return NULL;
+    }
+    if (cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    Py_EndInterpreter(cx_tstates[interp]);
+    cx_tstates[interp] = NULL;
+    cx_leave(prev);
+    Py_RETURN_NONE;
+}
+
+/* Call callable(*args) with interpreter `interp` current, so that what it
+   constructs (code objects above all) is constructed by that
+   interpreter; an exception it raises is carried back. */
+static PyObject *
+cx_call_in(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int interp;
+    PyObject *callable, *call_args, *kwargs = NULL, *result, *type, *exc;
+    PyObject *tb;
+    PyThreadState *prev;
+
+    if (!PyArg_ParseTuple(args, "iOO!|O!", &interp, &callable, &PyTuple_Type,
+                          &call_args, &PyDict_Type, &kwargs) ||
+            cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    result = PyObject_Call(callable, call_args, kwargs);
+    PyErr_Fetch(&type, &exc, &tb);
+    cx_leave(prev);
+    PyErr_Restore(type, exc, tb);
+    return result;
+}
+
+static PyObject *
+cx_take_free_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    PyObject *list = PyList_New(0), *item;
+    Py_ssize_t i;
+
+    if (list == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < cx_free_len; i++) {
+        cx_free_call *c = &cx_free_log[i];
+
+        PyObject *result = Py_None;
+
+        if (c->has_result) {
+            result = PyLong_FromLongLong(c->result);
+            if (result == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+        }
+        else {
+            Py_INCREF(result);
+        }
+        /* "N" hands our reference to result over to the tuple. */
+        item = Py_BuildValue("(iKNz)", c->tag,
+                             (unsigned long long)c->value, result,
+                             c->error[0] ? c->error : NULL);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    cx_free_len = 0;
+    item = Py_BuildValue("(On)", list, cx_free_lost);
+    Py_DECREF(list);
+    cx_free_lost = 0;
+    return item;
+}
+
+#if CX_WATCHERS || CX_PEP8523
+static PyObject *
+cx_take_hook_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    PyObject *list = PyList_New(0), *item;
+    Py_ssize_t i;
+
+    if (list == NULL) {
+        return NULL;
+    }
+    for (i = 0; i < cx_hook_len; i++) {
+        item = Py_BuildValue("(iK)", cx_hook_log[i].tag,
+                             (unsigned long long)cx_hook_log[i].code);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    cx_hook_len = 0;
+    item = Py_BuildValue("(On)", list, cx_hook_lost);
+    Py_DECREF(list);
+    cx_hook_lost = 0;
+    return item;
+}
+#endif
+
+static PyObject *
+cx_take_pending(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+{
+    char name[64];
+
+    if (cx_fetch_error(name, sizeof(name))) {
+        return PyUnicode_FromString(name);
+    }
+    if (cx_pending[0] != '\0') {
+        PyObject *result = PyUnicode_FromString(cx_pending);
+
+        cx_pending[0] = '\0';
+        return result;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+cx_code_address(PyObject *Py_UNUSED(self), PyObject *obj)
+{
+    return PyLong_FromUnsignedLongLong(
+        (unsigned long long)(uintptr_t)obj);
+}
+
+static PyMethodDef cx_methods[] = {
+    {"configure_free", cx_configure_free, METH_VARARGS,
+     "configure_free(tag, action, target, index, value)"},
+    {"request_index", cx_request_index, METH_VARARGS,
+     "request_index(interp, tag) -> (rc, error); tag -1: NULL"},
+    {"get_extra", cx_get_extra, METH_VARARGS,
+     "get_extra(interp, obj, index, prime) -> ((rc, error), extra)"},
+    {"set_extra", cx_set_extra, METH_VARARGS,
+     "set_extra(interp, obj, index, value) -> (rc, error)"},
+#if CX_WATCHERS || CX_PEP8523
+    {"add_hook", cx_add_hook, METH_VARARGS,
+     "add_hook(interp, tag, action, index, value) -> (rc, error)"},
+    {"remove_hook", cx_remove_hook, METH_VARARGS,
+     "remove_hook(interp, id) -> (rc, error)"},
+#endif
+#if CX_PEP8523
+    {"release_index", cx_release_index, METH_VARARGS,
+     "release_index(interp, index) -> (rc, error)"},
+    {"has_inline_extra", cx_has_inline_extra, METH_O,
+     "has_inline_extra(obj) -> (rc, error)"},
+#endif
+    {"extra_bytes", cx_extra_bytes, METH_O,
+     "extra_bytes(code) -> bytes spent on extra storage"},
+    {"take_free_calls", cx_take_free_calls, METH_NOARGS,
+     "take_free_calls() -> ([(tag, value, result, error)], lost)"},
+#if CX_WATCHERS || CX_PEP8523
+    {"take_hook_calls", cx_take_hook_calls, METH_NOARGS,
+     "take_hook_calls() -> ([(tag, code address)], lost)"},
+#endif
+    {"take_pending", cx_take_pending, METH_NOARGS,
+     "take_pending() -> exception class name left set, or None"},
+    {"new_interpreter", cx_new_interpreter, METH_NOARGS,
+     "new_interpreter() -> number of a new sub-interpreter"},
+    {"end_interpreter", cx_end_interpreter, METH_VARARGS,
+     "end_interpreter(n): Py_EndInterpreter"},
+    {"call_in", cx_call_in, METH_VARARGS,
+     "call_in(interp, f, args[, kwargs]) -> f(*args, **kwargs) run there"},
+    {"address", cx_code_address, METH_O,
+     "address(obj) -> the address a hook records for obj"},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef cx_module = {
+    PyModuleDef_HEAD_INIT, "_coextra_cpython",
+    "Calls the co_extra API of this interpreter for the coextra suite.",
+    -1, cx_methods, NULL, NULL, NULL, NULL
+};
+
+PyMODINIT_FUNC
+PyInit__coextra_cpython(void)
+{
+    PyObject *m = PyModule_Create(&cx_module);
+
+    if (m == NULL) {
+        return NULL;
+    }
+    cx_tstates[0] = PyThreadState_Get();
+    cx_ninterps = 1;
+    if (PyModule_AddIntConstant(m, "PEP8523", CX_PEP8523) < 0 ||
+        PyModule_AddIntConstant(m, "WATCHERS", CX_WATCHERS) < 0 ||
+        PyModule_AddIntConstant(m, "FREE_TAGS", CX_FREE_TAGS) < 0 ||
+        PyModule_AddStringConstant(m, "REQUEST_NAME",
+                                   CX_REQUEST_NAME) < 0 ||
+        PyModule_AddStringConstant(m, "GET_NAME", CX_GET_NAME) < 0 ||
+        PyModule_AddStringConstant(m, "SET_NAME", CX_SET_NAME) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

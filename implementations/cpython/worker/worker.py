@@ -1,0 +1,319 @@
+"""Worker process of the stock CPython adapter (coextra_cpython).
+
+Runs inside the interpreter under test, CPython 3.6 or later, so it is
+kept plain: no annotations, no dataclasses, no f-strings.
+
+Usage: ``python worker.py BUILD_DIR``, where BUILD_DIR holds the compiled
+``_coextra_cpython`` extension.  The host sends one JSON object per line on
+stdin, ``{"op": NAME, ...arguments}``, and reads one JSON object per line
+back on the original stdout:
+
+* ``{"ok": RESULT}`` on success;
+* ``{"api": [FUNCTION, EXCEPTION-OR-NULL]}`` when a call of the co_extra
+  API returned its error value;
+* ``{"bug": TRACEBACK}`` when the worker itself failed (an adapter bug).
+
+The first line the worker writes is a handshake, ``{"hello": {...}}`` or
+``{"bug": ...}`` if the extension cannot be imported.  Objects stay in the
+worker and are named by integer handles.
+"""
+
+import gc
+import json
+import marshal
+import os
+import sys
+import traceback
+import types
+import weakref
+
+FREE_ACTIONS = {"record": 0, "get": 1, "set": 2, "new-code": 3}
+HOOK_ACTIONS = {
+    "record": 0,
+    "fail": 1,
+    "set-extra": 2,
+    "new-code": 3,
+    "add-hook": 4,
+    "remove-hook": 5,
+}
+
+
+class ApiFailure(Exception):
+    """An API call returned its error value."""
+
+    def __init__(self, function, exc_type):
+        Exception.__init__(self, function, exc_type)
+        self.function = function
+        self.exc_type = exc_type
+
+
+class Worker(object):
+    """Holds the objects of one session and executes requests."""
+
+    def __init__(self, cx):
+        self.cx = cx
+        self.objects = {}
+        self.next_handle = 1
+        self.counter = 0
+        self.unraisable = []
+
+    # -- helpers -------------------------------------------------------
+
+    def keep(self, obj):
+        handle = self.next_handle
+        self.next_handle += 1
+        self.objects[handle] = obj
+        return handle
+
+    def obj(self, handle):
+        return self.objects[handle]
+
+    def check(self, function, pair):
+        rc, exc_type = pair
+        if rc < 0:
+            raise ApiFailure(function, exc_type)
+        return rc
+
+    def copy(self, interp, code, **changes):
+        """Construct a new code object from ``code`` in ``interp``.
+
+        This is code.replace(); 3.6 and 3.7 have no replace() and call the
+        constructor, which is what replace() does on later versions.
+        """
+        if hasattr(code, "replace"):
+            return self.cx.call_in(interp, code.replace, (), changes)
+        fields = dict(
+            co_argcount=code.co_argcount,
+            co_kwonlyargcount=code.co_kwonlyargcount,
+            co_nlocals=code.co_nlocals,
+            co_stacksize=code.co_stacksize,
+            co_flags=code.co_flags,
+            co_code=code.co_code,
+            co_consts=code.co_consts,
+            co_names=code.co_names,
+            co_varnames=code.co_varnames,
+            co_filename=code.co_filename,
+            co_name=code.co_name,
+            co_firstlineno=code.co_firstlineno,
+            co_lnotab=code.co_lnotab,
+            co_freevars=code.co_freevars,
+            co_cellvars=code.co_cellvars,
+        )
+        fields.update(changes)
+        return self.cx.call_in(interp, types.CodeType, (
+            fields["co_argcount"], fields["co_kwonlyargcount"],
+            fields["co_nlocals"], fields["co_stacksize"],
+            fields["co_flags"], fields["co_code"], fields["co_consts"],
+            fields["co_names"], fields["co_varnames"],
+            fields["co_filename"], fields["co_name"],
+            fields["co_firstlineno"], fields["co_lnotab"],
+            fields["co_freevars"], fields["co_cellvars"]))
+
+    # -- object model ----------------------------------------------------
+
+    def op_new_interpreter(self):
+        return self.cx.new_interpreter()
+
+    def op_end_interpreter(self, interp):
+        self.cx.end_interpreter(interp)
+        return None
+
+    def op_new_code(self, interp, nested=0, flags=0):
+        self.counter += 1
+        n = self.counter
+        if nested:
+            # Each function body is a constant of the module code object;
+            # the compiler constructs them before the module (inner
+            # first).  Distinct names keep every code object distinct.
+            source = "".join(
+                "def f_%d_%d():\n    return %d\n" % (n, i, i)
+                for i in range(nested))
+        else:
+            source = "v_%d = %d\n" % (n, n)
+        # The interpreter that runs the compiler constructs the objects.
+        code = self.cx.call_in(
+            interp, compile, (source, "<coextra-%d>" % n, "exec"))
+        if flags:
+            code = self.copy(interp, code, co_flags=code.co_flags | flags)
+        return self.keep(code)
+
+    def op_nested(self, code):
+        return [self.keep(c) for c in self.obj(code).co_consts
+                if isinstance(c, types.CodeType)]
+
+    def op_copy_code(self, interp, code, how):
+        original = self.obj(code)
+        if how == "replace":
+            return self.keep(self.copy(interp, original))
+        if how == "marshal":
+            data = marshal.dumps(original)
+            return self.keep(self.cx.call_in(interp, marshal.loads, (data,)))
+        raise ValueError("unknown copy method %r" % (how,))
+
+    def op_new_non_code(self):
+        # A fresh int object (too large for the small-int cache).
+        return self.keep(int("1" * 30) + self.counter)
+
+    def op_drop(self, obj):
+        target = self.objects.pop(obj)
+        try:
+            ref = weakref.ref(target)
+        except TypeError:
+            ref = None
+        del target
+        if ref is not None and ref() is not None:
+            # Held by a reference cycle (or by another handle, in which
+            # case collecting is harmless).
+            gc.collect()
+        return None
+
+    def op_code_id(self, code):
+        return self.cx.address(self.obj(code))
+
+    def op_co_flags(self, code):
+        return self.obj(code).co_flags
+
+    # -- the API ---------------------------------------------------------
+
+    def op_request_index(self, interp, free=None):
+        tag = -1
+        if free is not None:
+            tag = free["tag"]
+            target = free.get("code")
+            self.cx.configure_free(
+                tag, FREE_ACTIONS[free["action"]],
+                None if target is None else self.obj(target),
+                free["index"], free["value"])
+        return self.check(self.cx.REQUEST_NAME,
+                          self.cx.request_index(interp, tag))
+
+    def op_release_index(self, interp, index):
+        self.check("PyUnstable_Eval_ReleaseCodeExtraIndex",
+                   self.cx.release_index(interp, index))
+        return None
+
+    def op_get_extra(self, interp, code, index, prime=0):
+        pair, value = self.cx.get_extra(interp, self.obj(code), index, prime)
+        self.check(self.cx.GET_NAME, pair)
+        return value
+
+    def op_get_extra_on_error(self, interp, code, index, prime):
+        pair, value = self.cx.get_extra(interp, self.obj(code), index, prime)
+        rc, exc_type = pair
+        return [rc, exc_type, value]
+
+    def op_set_extra(self, interp, code, index, value):
+        self.check(self.cx.SET_NAME,
+                   self.cx.set_extra(interp, self.obj(code), index, value))
+        return None
+
+    def op_add_hook(self, interp, tag, action, index, value):
+        name = ("PyCode_AddWatcher" if self.cx.WATCHERS
+                else "PyUnstable_Code_AddConstructorHook")
+        return self.check(name, self.cx.add_hook(
+            interp, tag, HOOK_ACTIONS[action], index, value))
+
+    def op_remove_hook(self, interp, hook_id):
+        name = ("PyCode_ClearWatcher" if self.cx.WATCHERS
+                else "PyUnstable_Code_RemoveConstructorHook")
+        self.check(name, self.cx.remove_hook(interp, hook_id))
+        return None
+
+    def op_has_inline_extra(self, code):
+        return self.check("PyUnstable_Code_HasInlineExtra",
+                          self.cx.has_inline_extra(self.obj(code))) == 1
+
+    # -- observation -----------------------------------------------------
+
+    def op_extra_bytes(self, code):
+        return self.cx.extra_bytes(self.obj(code))
+
+    def op_sizeof(self, code):
+        return sys.getsizeof(self.obj(code))
+
+    def op_take_free_calls(self):
+        calls, lost = self.cx.take_free_calls()
+        if lost:
+            raise MemoryError("%d free calls could not be recorded" % lost)
+        return [list(c) for c in calls]
+
+    def op_take_hook_calls(self):
+        if not hasattr(self.cx, "take_hook_calls"):
+            return []
+        calls, lost = self.cx.take_hook_calls()
+        if lost:
+            raise MemoryError("%d hook calls could not be recorded" % lost)
+        return [list(c) for c in calls]
+
+    def op_take_unraisable(self):
+        names, self.unraisable = self.unraisable, []
+        return names
+
+    def op_pending_error(self):
+        return self.cx.take_pending()
+
+    def op_crash(self, how):
+        # Used by the adapter's own tests to check crash reporting.
+        if how == "abort":
+            os.abort()
+        os.kill(os.getpid(), int(how))
+        return None
+
+    def record_unraisable(self, unraisable):
+        self.unraisable.append(unraisable.exc_type.__name__)
+
+
+def main():
+    build_dir = sys.argv[1]
+    # The protocol owns the original stdout; anything else printed (by
+    # CPython itself or by a stray print) goes to stderr instead.
+    channel = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(message):
+        channel.write(json.dumps(message) + "\n")
+        channel.flush()
+
+    sys.path.insert(0, build_dir)
+    try:
+        import _coextra_cpython as cx
+    except Exception:
+        send({"bug": traceback.format_exc()})
+        return
+    worker = Worker(cx)
+    if hasattr(sys, "unraisablehook"):
+        sys.unraisablehook = worker.record_unraisable
+    impl = sys.implementation
+    send({"hello": {
+        "implementation": impl.name,
+        "version": list(sys.version_info[:3]),
+        "release": "%s%s" % (sys.version_info.releaselevel[0],
+                             sys.version_info.serial),
+        "executable": sys.executable,
+        "pid": os.getpid(),
+        "pep8523": bool(cx.PEP8523),
+        "watchers": bool(cx.WATCHERS),
+        "functions": [cx.REQUEST_NAME, cx.GET_NAME, cx.SET_NAME],
+    }})
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        try:
+            result = getattr(worker, "op_" + op)(**request)
+        except ApiFailure as failure:
+            send({"api": [failure.function, failure.exc_type]})
+        except Exception:
+            send({"bug": traceback.format_exc()})
+        else:
+            send({"ok": result})
+        # Do not keep the last request's objects alive in this frame.
+        request = result = None
+    # End of input: leave without finalizing.  Sub-interpreters may still
+    # be alive, and what finalization would do is not under test.
+    channel.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

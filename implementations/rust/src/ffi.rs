@@ -1,0 +1,459 @@
+//! The C ABI of the conformance suite (`conformance/abi/coextra_abi.h`).
+//!
+//! Everything that crosses the boundary is here: the table, mirrored
+//! field by field with `#[repr(C)]`, the `extern "C"` entry points that
+//! turn raw pointers into the safe types of the other modules, and the
+//! wrappers that call the C free functions and hooks.  Each entry point
+//! returns the C API's error value and leaves the error pending in the
+//! calling thread (`errors`), from where `take_error` reads it.
+//!
+//! Handles: a `coextra_interp *` is an `Arc<Interp>` given away with
+//! `Arc::into_raw` (taken back by `end_interpreter`); a `coextra_object *`
+//! is an `ObjRef` given away with `ObjRef::into_raw` (taken back by
+//! `drop`).  The suite's contract is that it passes back only pointers
+//! it got from this table and still owns; every `unsafe` block below
+//! relies on that and says where.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_int, c_long, c_void, CStr};
+use std::mem::size_of;
+use std::ptr;
+
+use crate::errors::{self, Error, Result};
+use crate::failure;
+use crate::interp::{self, CopyKind, Interp};
+use crate::object::{CodeObject, ObjHead, ObjRef};
+
+/// `COEXTRA_ABI_VERSION`.
+pub const ABI_VERSION: u32 = 1;
+
+/// Every `COEXTRA_CAP_*` bit: release, inline-flag, storage-size,
+/// sizeof, hooks, interpreters, finalize, threads, alloc-failure, copy.
+pub const CAPABILITIES: u32 = (1 << 10) - 1;
+
+const COPY_REPLACE: c_int = 0;
+const COPY_MARSHAL: c_int = 1;
+
+/// `coextra_interp`, opaque to C.
+#[repr(C)]
+pub struct CInterp {
+    _private: [u8; 0],
+}
+
+/// A C free function, `coextra_freefunc`.
+pub type CFreeFunc = unsafe extern "C" fn(value: *mut c_void);
+
+/// A C constructor hook, `coextra_hook`.
+pub type CHook = unsafe extern "C" fn(code: *mut ObjHead, arg: *mut c_void) -> c_int;
+
+/// A registered free function.
+#[derive(Clone, Copy, Debug)]
+pub struct FreeFn(CFreeFunc);
+
+impl FreeFn {
+    /// Wrap a Rust free function (safe to call with any value).
+    pub fn from_rust(free: extern "C" fn(*mut c_void)) -> FreeFn {
+        FreeFn(free)
+    }
+
+    /// Hand `value` to the free function.
+    pub fn call(self, value: usize) {
+        // SAFETY: the function was registered through request_index by C
+        // code that promised (PEP 8523) it accepts every non-NULL value
+        // stored under its index, and those are the only values passed.
+        unsafe { (self.0)(value as *mut c_void) }
+    }
+}
+
+/// A registered constructor hook and its argument.
+#[derive(Clone, Copy, Debug)]
+pub struct HookFn {
+    hook: CHook,
+    /// The registration's `arg`, kept as an address: it is only ever
+    /// handed back to the hook, never dereferenced here.
+    arg: usize,
+}
+
+impl HookFn {
+    /// Wrap a Rust hook (safe to call with any code object).
+    pub fn from_rust(hook: extern "C" fn(*mut ObjHead, *mut c_void) -> c_int, arg: usize) -> HookFn {
+        HookFn { hook, arg }
+    }
+
+    /// Call the hook for a newly constructed code object.
+    pub fn call(self, code: &CodeObject) -> c_int {
+        let code = code as *const CodeObject as *mut ObjHead;
+        // SAFETY: the hook was registered by C code through add_hook with
+        // this `arg`; it receives a borrowed reference to a live code
+        // object, as the PEP's constructor-hook contract says.
+        unsafe { (self.hook)(code, self.arg as *mut c_void) }
+    }
+}
+
+/// `coextra_table`, field by field.
+#[repr(C)]
+pub struct Table {
+    /// `COEXTRA_ABI_VERSION`.
+    pub abi_version: u32,
+    /// `sizeof(coextra_table)`.
+    pub size: u32,
+    /// The implementation's name.
+    pub name: *const c_char,
+    /// The implementation's version.
+    pub version: *const c_char,
+    /// `COEXTRA_CAP_*` bits.
+    pub capabilities: u32,
+    /// A fresh interpreter.
+    pub new_interpreter: extern "C" fn() -> *mut CInterp,
+    /// Finalize an interpreter.
+    pub end_interpreter: unsafe extern "C" fn(*mut CInterp) -> c_int,
+    /// Construct a code object with nested ones.
+    pub new_code: unsafe extern "C" fn(*mut CInterp, c_int, u32) -> *mut ObjHead,
+    /// A new reference to the i-th nested code object.
+    pub get_nested: unsafe extern "C" fn(*mut ObjHead, c_int) -> *mut ObjHead,
+    /// Copy a code object (replace or marshal).
+    pub copy_code: unsafe extern "C" fn(*mut CInterp, *mut ObjHead, c_int) -> *mut ObjHead,
+    /// An object that is not a code object.
+    pub new_non_code: unsafe extern "C" fn(*mut CInterp) -> *mut ObjHead,
+    /// Release a reference.
+    pub drop: unsafe extern "C" fn(*mut ObjHead),
+    /// The identity hooks record.
+    pub code_id: unsafe extern "C" fn(*mut ObjHead) -> usize,
+    /// The code object's co_flags.
+    pub co_flags: unsafe extern "C" fn(*mut ObjHead) -> u32,
+    /// PyUnstable_Eval_RequestCodeExtraIndex.
+    pub request_index: unsafe extern "C" fn(*mut CInterp, Option<CFreeFunc>) -> isize,
+    /// PyUnstable_Eval_ReleaseCodeExtraIndex.
+    pub release_index: unsafe extern "C" fn(*mut CInterp, isize) -> c_int,
+    /// PyUnstable_Code_GetExtra.
+    pub get_extra: unsafe extern "C" fn(*mut CInterp, *mut ObjHead, isize, *mut *mut c_void) -> c_int,
+    /// PyUnstable_Code_SetExtra.
+    pub set_extra: unsafe extern "C" fn(*mut CInterp, *mut ObjHead, isize, *mut c_void) -> c_int,
+    /// PyUnstable_Code_AddConstructorHook.
+    pub add_hook: unsafe extern "C" fn(*mut CInterp, Option<CHook>, *mut c_void) -> c_int,
+    /// PyUnstable_Code_RemoveConstructorHook.
+    pub remove_hook: unsafe extern "C" fn(*mut CInterp, c_int) -> c_int,
+    /// PyUnstable_Code_HasInlineExtra.
+    pub has_inline_extra: unsafe extern "C" fn(*mut ObjHead) -> c_int,
+    /// Bytes spent on extra storage.
+    pub extra_bytes: unsafe extern "C" fn(*mut ObjHead) -> isize,
+    /// What sys.getsizeof() would report.
+    pub sizeof_code: unsafe extern "C" fn(*mut ObjHead) -> isize,
+    /// Let `after` allocations succeed, then fail `count`.
+    pub fail_allocations: extern "C" fn(c_long, c_long),
+    /// Take the pending error's class name.
+    pub take_error: unsafe extern "C" fn(*mut c_char, usize) -> c_int,
+    /// Set a pending error by class name.
+    pub set_error: unsafe extern "C" fn(*const c_char),
+    /// Take the oldest unraisable error's class name.
+    pub take_unraisable: unsafe extern "C" fn(*mut c_char, usize) -> c_int,
+}
+
+/// The table as a static: raw pointers are not `Sync` by default.
+struct SyncTable(Table);
+
+// SAFETY: the table is immutable, and its pointers point to immutable
+// static C strings and to functions, all safe to share between threads.
+unsafe impl Sync for SyncTable {}
+
+static TABLE: SyncTable = SyncTable(Table {
+    abi_version: ABI_VERSION,
+    size: size_of::<Table>() as u32,
+    name: c"rust".as_ptr(),
+    version: concat_version().as_ptr(),
+    capabilities: CAPABILITIES,
+    new_interpreter,
+    end_interpreter,
+    new_code,
+    get_nested,
+    copy_code,
+    new_non_code,
+    drop: drop_object,
+    code_id,
+    co_flags,
+    request_index,
+    release_index,
+    get_extra,
+    set_extra,
+    add_hook,
+    remove_hook,
+    has_inline_extra,
+    extra_bytes,
+    sizeof_code,
+    fail_allocations,
+    take_error,
+    set_error,
+    take_unraisable,
+});
+
+const fn concat_version() -> &'static CStr {
+    match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(version) => version,
+        Err(_) => panic!("the package version contains a NUL byte"),
+    }
+}
+
+/// The one exported symbol.
+#[no_mangle]
+pub extern "C" fn coextra_get_table() -> *const Table {
+    &TABLE.0
+}
+
+// -- handles -----------------------------------------------------------------
+
+/// Borrow an interpreter handle.
+///
+/// # Safety
+///
+/// `interp` is NULL or came from `new_interpreter` and was not ended.
+unsafe fn interp_ref<'a>(interp: *mut CInterp) -> Result<&'a Interp> {
+    // SAFETY: per the contract, a non-NULL pointer is a live
+    // Arc<Interp>'s data pointer, alive until end_interpreter.
+    unsafe { interp.cast::<Interp>().as_ref() }.ok_or(Error::System)
+}
+
+/// Borrow an object handle.
+///
+/// # Safety
+///
+/// `object` is NULL or a live object the caller holds a reference to.
+unsafe fn object_ref<'a>(object: *mut ObjHead) -> Result<&'a ObjHead> {
+    // SAFETY: per the contract, the caller's reference keeps it alive.
+    unsafe { object.as_ref() }.ok_or(Error::System)
+}
+
+/// Borrow a code object handle (SystemError for any other object).
+///
+/// # Safety
+///
+/// As for `object_ref`.
+unsafe fn code_ref<'a>(object: *mut ObjHead) -> Result<&'a CodeObject> {
+    // SAFETY: forwarded contract.
+    unsafe { object_ref(object) }?.as_code().ok_or(Error::System)
+}
+
+/// Report `result` the C way: the value, or `error_value` with the error
+/// left pending.
+fn report<T>(result: Result<T>, error_value: T) -> T {
+    result.unwrap_or_else(|error| {
+        errors::set(error);
+        error_value
+    })
+}
+
+fn new_object(result: Result<ObjRef>) -> *mut ObjHead {
+    report(result.map(ObjRef::into_raw), ptr::null_mut())
+}
+
+// -- object model --------------------------------------------------------------
+
+extern "C" fn new_interpreter() -> *mut CInterp {
+    std::sync::Arc::into_raw(Interp::new()).cast_mut().cast::<CInterp>()
+}
+
+unsafe extern "C" fn end_interpreter(interp: *mut CInterp) -> c_int {
+    if interp.is_null() {
+        errors::set(Error::System);
+        return -1;
+    }
+    // SAFETY: the pointer came from Arc::into_raw in new_interpreter and
+    // the suite gives it back exactly once, here.
+    let interp = unsafe { std::sync::Arc::from_raw(interp.cast::<Interp>().cast_const()) };
+    interp.finalize();
+    0
+}
+
+unsafe extern "C" fn new_code(interp: *mut CInterp, nested: c_int, flags: u32) -> *mut ObjHead {
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { interp_ref(interp) }
+        .and_then(|interp| interp.new_code(usize::try_from(nested).unwrap_or(0), flags));
+    new_object(result)
+}
+
+unsafe extern "C" fn get_nested(code: *mut ObjHead, i: c_int) -> *mut ObjHead {
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { code_ref(code) }.and_then(|code| {
+        let i = usize::try_from(i).map_err(|_| Error::Index)?;
+        code.consts().get(i).cloned().ok_or(Error::Index)
+    });
+    new_object(result)
+}
+
+unsafe extern "C" fn copy_code(interp: *mut CInterp, code: *mut ObjHead, how: c_int) -> *mut ObjHead {
+    let how = match how {
+        COPY_REPLACE => Ok(CopyKind::Replace),
+        COPY_MARSHAL => Ok(CopyKind::Marshal),
+        _ => Err(Error::System),
+    };
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { interp_ref(interp) }.and_then(|interp| {
+        // SAFETY: handle contract (module docs).
+        let code = unsafe { code_ref(code) }?;
+        interp.copy_code(code, how?)
+    });
+    new_object(result)
+}
+
+unsafe extern "C" fn new_non_code(interp: *mut CInterp) -> *mut ObjHead {
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { interp_ref(interp) }.map(|_| ObjRef::new_other());
+    new_object(result)
+}
+
+unsafe extern "C" fn drop_object(object: *mut ObjHead) {
+    // SAFETY: the caller gives back one reference it owns.
+    drop(unsafe { ObjRef::from_raw(object) });
+}
+
+unsafe extern "C" fn code_id(code: *mut ObjHead) -> usize {
+    code as usize
+}
+
+unsafe extern "C" fn co_flags(code: *mut ObjHead) -> u32 {
+    // SAFETY: handle contract (module docs).
+    report(unsafe { code_ref(code) }.map(CodeObject::flags), 0)
+}
+
+// -- the API of the PEP --------------------------------------------------------
+
+unsafe extern "C" fn request_index(interp: *mut CInterp, free: Option<CFreeFunc>) -> isize {
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { interp_ref(interp) }.and_then(|interp| interp.request_index(free.map(FreeFn)));
+    report(result.map(|index| index as isize), -1)
+}
+
+unsafe extern "C" fn release_index(interp: *mut CInterp, index: isize) -> c_int {
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { interp_ref(interp) }.and_then(|interp| interp.release_index(index));
+    report(result.map(|()| 0), -1)
+}
+
+unsafe extern "C" fn get_extra(
+    interp: *mut CInterp,
+    code: *mut ObjHead,
+    index: isize,
+    extra: *mut *mut c_void,
+) -> c_int {
+    let result = (|| {
+        // SAFETY: handle contract (module docs).
+        let interp = unsafe { interp_ref(interp) }?;
+        // SAFETY: handle contract (module docs).
+        interp.get_extra(unsafe { object_ref(code) }?, index)
+    })();
+    if !extra.is_null() {
+        // R-STORE-10: the output is NULL on error.
+        let value = *result.as_ref().unwrap_or(&0);
+        // SAFETY: a non-NULL `extra` points to a writable void * (the
+        // C API's out parameter).
+        unsafe { extra.write(value as *mut c_void) };
+    }
+    report(result.map(|_| 0), -1)
+}
+
+unsafe extern "C" fn set_extra(
+    interp: *mut CInterp,
+    code: *mut ObjHead,
+    index: isize,
+    extra: *mut c_void,
+) -> c_int {
+    let result = (|| {
+        // SAFETY: handle contract (module docs).
+        let interp = unsafe { interp_ref(interp) }?;
+        // SAFETY: handle contract (module docs).
+        interp.set_extra(unsafe { object_ref(code) }?, index, extra as usize)
+    })();
+    report(result.map(|()| 0), -1)
+}
+
+unsafe extern "C" fn add_hook(interp: *mut CInterp, hook: Option<CHook>, arg: *mut c_void) -> c_int {
+    let result = (|| {
+        // SAFETY: handle contract (module docs).
+        let interp = unsafe { interp_ref(interp) }?;
+        let hook = hook.ok_or(Error::System)?;
+        interp.add_hook(HookFn {
+            hook,
+            arg: arg as usize,
+        })
+    })();
+    report(result, -1)
+}
+
+unsafe extern "C" fn remove_hook(interp: *mut CInterp, hook_id: c_int) -> c_int {
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { interp_ref(interp) }.and_then(|interp| interp.remove_hook(hook_id));
+    report(result.map(|()| 0), -1)
+}
+
+unsafe extern "C" fn has_inline_extra(code: *mut ObjHead) -> c_int {
+    // SAFETY: handle contract (module docs).
+    let result = unsafe { code_ref(code) }.map(|code| c_int::from(code.inline().is_some()));
+    report(result, -1)
+}
+
+// -- observation -----------------------------------------------------------------
+
+unsafe extern "C" fn extra_bytes(code: *mut ObjHead) -> isize {
+    // SAFETY: handle contract (module docs).
+    report(unsafe { code_ref(code) }.map(|code| interp::extra_bytes(code) as isize), -1)
+}
+
+unsafe extern "C" fn sizeof_code(code: *mut ObjHead) -> isize {
+    // SAFETY: handle contract (module docs).
+    report(unsafe { code_ref(code) }.map(|code| interp::sizeof_code(code) as isize), -1)
+}
+
+extern "C" fn fail_allocations(after: c_long, count: c_long) {
+    failure::fail_allocations(i64::from(after), i64::from(count));
+}
+
+/// Copy an exception class name into a C buffer, NUL-terminated and
+/// truncated to fit.
+///
+/// # Safety
+///
+/// `buf` is NULL or points to `size` writable bytes.
+unsafe fn write_name(error: &Error, buf: *mut c_char, size: usize) {
+    if buf.is_null() || size == 0 {
+        return;
+    }
+    let name = error.class_name().as_bytes();
+    let n = name.len().min(size - 1);
+    // SAFETY: `n + 1 <= size` bytes are written into the caller's buffer.
+    unsafe {
+        ptr::copy_nonoverlapping(name.as_ptr(), buf.cast::<u8>(), n);
+        buf.add(n).write(0);
+    }
+}
+
+unsafe extern "C" fn take_error(buf: *mut c_char, size: usize) -> c_int {
+    match errors::take() {
+        Some(error) => {
+            // SAFETY: forwarded buffer contract of take_error.
+            unsafe { write_name(&error, buf, size) };
+            1
+        }
+        None => 0,
+    }
+}
+
+unsafe extern "C" fn set_error(exc_class: *const c_char) {
+    let error = if exc_class.is_null() {
+        Error::System
+    } else {
+        // SAFETY: a non-NULL argument is a NUL-terminated C string.
+        Error::from_class_name(&unsafe { CStr::from_ptr(exc_class) }.to_string_lossy())
+    };
+    errors::set(error);
+}
+
+unsafe extern "C" fn take_unraisable(buf: *mut c_char, size: usize) -> c_int {
+    match errors::take_unraisable() {
+        Some(error) => {
+            // SAFETY: forwarded buffer contract of take_unraisable.
+            unsafe { write_name(&error, buf, size) };
+            1
+        }
+        None => 0,
+    }
+}

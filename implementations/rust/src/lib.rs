@@ -1,0 +1,27 @@
+//! An independent Rust implementation of PEP 8523: pay-for-use extra
+//! storage on code objects and a code-constructor hook chain.
+//!
+//! The crate builds a C dynamic library exporting the conformance suite's
+//! C ABI (`coextra_get_table`, see `ffi`).  It is written from the PEP's
+//! text on a small object model of its own: interpreters with their
+//! indices, hooks and out-of-line tables behind a mutex (`interp`),
+//! reference-counted code objects whose inline storage exists only when
+//! `CO_INLINE_EXTRA` is set (`object`), and the bookkeeping pieces
+//! (`index`, `hooks`, `storage`, `errors`, `failure`).
+//!
+//! `unsafe` code is confined to the two modules that own the memory and
+//! the calls crossing the C boundary, `ffi` and `object`; every other
+//! module is checked by `deny(unsafe_code)`.
+
+#![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod errors;
+pub mod failure;
+pub mod ffi;
+pub mod hooks;
+pub mod index;
+pub mod interp;
+pub mod object;
+pub mod storage;

@@ -1,0 +1,375 @@
+"""Tests of the stock CPython adapter (coextra_cpython) itself.
+
+They drive the interpreter named by ``COEXTRA_PYTHON`` (default
+``python3``) and, for the smoke test, every ``python3.X`` from 3.6 to
+3.13 that can be found; missing interpreters are skipped.  A C compiler
+is needed, as for the adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("coextra_cpython")
+
+from coextra_conformance.adapter import (
+    ApiError,
+    Capability,
+    FreeAction,
+    FreeFunc,
+    Hook,
+    ImplementationCrashed,
+)
+from coextra_cpython import (
+    AdapterLoadError,
+    CPythonImplementation,
+    _build,
+)
+
+MINORS = range(6, 14)
+
+
+def _runnable(name: str) -> bool:
+    try:
+        _build.probe(name)
+    except AdapterLoadError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def impl() -> Iterator[CPythonImplementation]:
+    """Load the interpreter under test of this run (COEXTRA_PYTHON)."""
+    name = os.environ.get("COEXTRA_PYTHON", "python3")
+    try:
+        implementation = CPythonImplementation(name)
+    except AdapterLoadError as exc:
+        pytest.skip(str(exc))
+    yield implementation
+    implementation.shutdown()
+
+
+# -- loading: one clear line per problem ----------------------------------
+
+
+def test_missing_interpreter_says_how_to_get_it() -> None:
+    """A name that is not on PATH gives a one-line install hint."""
+    with pytest.raises(AdapterLoadError) as info:
+        CPythonImplementation("python3.99")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "python3.99" in message
+    assert "not found" in message
+    assert "pyenv install 3.99" in message
+
+
+def test_missing_path_says_no_such_executable(tmp_path: Path) -> None:
+    """A path that does not exist is reported as such."""
+    missing = tmp_path / "bin" / "python3.6"
+    with pytest.raises(AdapterLoadError, match="no such executable"):
+        CPythonImplementation(str(missing))
+
+
+def _fake_interpreter(tmp_path: Path, prelude: str) -> str:
+    """Write a wrapper running the probe after ``prelude``."""
+    script = tmp_path / "fakepython"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'exec "{sys.executable}" -c "{prelude}; '
+        'exec(sys.argv[1])" "$2"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def test_non_cpython_is_refused(tmp_path: Path) -> None:
+    """An interpreter whose implementation is not CPython is refused."""
+    fake = _fake_interpreter(
+        tmp_path,
+        "import sys, types; "
+        "sys.implementation = types.SimpleNamespace("
+        "**dict(vars(sys.implementation), name='pypy'))",
+    )
+    with pytest.raises(AdapterLoadError) as info:
+        CPythonImplementation(fake)
+    message = str(info.value)
+    assert "pypy" in message
+    assert "not CPython" in message
+    assert "3.6-3.13" in message
+
+
+def test_too_old_version_is_refused(tmp_path: Path) -> None:
+    """A CPython older than 3.6 is refused before anything is built."""
+    fake = _fake_interpreter(
+        tmp_path,
+        "import sys, collections; "
+        "V = collections.namedtuple('V', 'major minor micro'); "
+        "sys.version_info = V(3, 5, 10)",
+    )
+    with pytest.raises(AdapterLoadError) as info:
+        CPythonImplementation(fake)
+    message = str(info.value)
+    assert "CPython 3.5.10" in message
+    assert "3.6-3.13" in message
+
+
+def test_missing_compiler_is_one_line(
+    impl: CPythonImplementation,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without cc/gcc/clang the error names what is missing."""
+    monkeypatch.setenv("COEXTRA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    with pytest.raises(AdapterLoadError) as info:
+        CPythonImplementation(impl.target.executable)
+    assert "no C compiler found" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_build_is_cached(impl: CPythonImplementation) -> None:
+    """A second build for the same interpreter reuses the extension."""
+    first = _build.build(impl.target)
+    built = sorted(first.iterdir())
+    stamps = [p.stat().st_mtime_ns for p in built]
+    second = _build.build(impl.target)
+    assert second == first
+    assert [p.stat().st_mtime_ns for p in sorted(second.iterdir())] == stamps
+
+
+# -- capabilities ----------------------------------------------------------
+
+
+def test_capabilities_match_the_version(impl: CPythonImplementation) -> None:
+    """Hooks only where the interpreter has a real mechanism for them."""
+    caps = impl.capabilities
+    assert {Capability.STORAGE_SIZE, Capability.SIZEOF, Capability.COPY} <= (
+        caps
+    )
+    has_watchers = impl.target.version[:2] >= (3, 12)
+    assert (Capability.HOOKS in caps) == (has_watchers or impl.pep8523)
+    # Sub-interpreters are real: Py_NewInterpreter / Py_EndInterpreter.
+    assert {Capability.INTERPRETERS, Capability.FINALIZE} <= caps
+    for absent in (Capability.THREADS, Capability.ALLOC_FAILURE):
+        assert absent not in caps
+    assert impl.in_process is False
+
+
+# -- sessions ----------------------------------------------------------------
+
+
+def test_each_session_has_a_fresh_interpreter(
+    impl: CPythonImplementation,
+) -> None:
+    """Indices restart at 0: sessions never share a worker."""
+    pids = set()
+    for _ in range(3):
+        session = impl.open_session()
+        try:
+            assert session.request_index(session.main, None) == 0
+            pids.add(session._worker.proc.pid)
+        finally:
+            session.close()
+    assert len(pids) == 3
+
+
+def test_round_trip_and_free_at_destruction(
+    impl: CPythonImplementation,
+) -> None:
+    """Values go through the real API; destruction calls the C free."""
+    session = impl.open_session()
+    try:
+        main = session.main
+        code = session.new_code(main, nested=2)
+        assert len(session.nested(code)) == 2
+        index = session.request_index(main, FreeFunc(3))
+        session.set_extra(main, code, index, 0xABC)
+        assert session.get_extra(main, code, index) == 0xABC
+        assert session.take_free_calls() == []
+        session.drop(code)
+        calls = session.take_free_calls()
+        assert [(c.tag, c.value) for c in calls] == [(3, 0xABC)]
+        assert session.pending_error() is None
+    finally:
+        session.close()
+
+
+def test_free_action_get_runs_inside_the_free_function(
+    impl: CPythonImplementation,
+) -> None:
+    """A GET action reads another code object from within the free."""
+    session = impl.open_session()
+    try:
+        main = session.main
+        other = session.new_code(main)
+        code = session.new_code(main)
+        plain = session.request_index(main, FreeFunc(1))
+        session.set_extra(main, other, plain, 0x77)
+        acting = session.request_index(
+            main, FreeFunc(2, FreeAction.GET, code=other, index=plain)
+        )
+        session.set_extra(main, code, acting, 0x55)
+        session.drop(code)
+        calls = [c for c in session.take_free_calls() if c.tag == 2]
+        assert [(c.value, c.result, c.error) for c in calls] == [
+            (0x55, 0x77, None)
+        ]
+    finally:
+        session.close()
+
+
+def test_storage_size_counts_the_allocated_block(
+    impl: CPythonImplementation,
+) -> None:
+    """8 bytes for the pointer, then the block grows with the indices."""
+    if impl.pep8523:
+        pytest.skip("layout of a PEP 8523 build is measured differently")
+    session = impl.open_session()
+    try:
+        main = session.main
+        code = session.new_code(main)
+        assert session.extra_bytes(code) == 8
+        first = session.request_index(main, None)
+        second = session.request_index(main, None)
+        session.set_extra(main, code, first, 1)
+        grown = session.extra_bytes(code)
+        # ce_size plus two slots (3.6 also has a separate header pointer).
+        assert grown - 8 in (8 + 2 * 8, 16 + 2 * 8)
+        session.set_extra(main, code, second, 2)
+        assert session.extra_bytes(code) == grown
+    finally:
+        session.close()
+
+
+def test_api_errors_name_the_real_function(
+    impl: CPythonImplementation,
+) -> None:
+    """Set on a non-code object fails with the version's function name."""
+    session = impl.open_session()
+    try:
+        main = session.main
+        index = session.request_index(main, None)
+        other = session.new_non_code(main)
+        with pytest.raises(ApiError) as info:
+            session.set_extra(main, other, index, 1)
+        assert info.value.function == impl.functions[2]
+        assert info.value.exc_type == "SystemError"
+    finally:
+        session.close()
+
+
+def test_copies_are_new_code_objects(impl: CPythonImplementation) -> None:
+    """replace() and marshal give distinct, empty code objects."""
+    session = impl.open_session()
+    try:
+        main = session.main
+        code = session.new_code(main, nested=1)
+        index = session.request_index(main, None)
+        session.set_extra(main, code, index, 9)
+        for how in ("replace", "marshal"):
+            copy = session.copy_code(main, code, how)
+            assert session.code_id(copy) != session.code_id(code)
+            assert session.get_extra(main, copy, index) == 0
+    finally:
+        session.close()
+
+
+def test_hooks_are_code_watchers_on_312(impl: CPythonImplementation) -> None:
+    """On 3.12+ a hook sees each new code object, nested ones first."""
+    if Capability.HOOKS not in impl.capabilities:
+        pytest.skip("no hook mechanism in this interpreter")
+    session = impl.open_session()
+    try:
+        main = session.main
+        hook_id = session.add_hook(main, Hook(4))
+        code = session.new_code(main, nested=1)
+        ids = [session.code_id(c) for c in session.nested(code)]
+        ids.append(session.code_id(code))
+        seen = [c.code_id for c in session.take_hook_calls() if c.tag == 4]
+        assert seen == ids
+        session.remove_hook(main, hook_id)
+        session.new_code(main)
+        assert session.take_hook_calls() == []
+    finally:
+        session.close()
+
+
+def test_sub_interpreters_share_the_code_object_storage(
+    impl: CPythonImplementation,
+) -> None:
+    """Indices are per interpreter, the slots are not (stock CPython)."""
+    session = impl.open_session()
+    try:
+        main = session.main
+        other = session.new_interpreter()
+        assert session.request_index(main, FreeFunc(1)) == 0
+        assert session.request_index(other, FreeFunc(2)) == 0
+        code = session.new_code(other, nested=1)
+        session.set_extra(main, code, 0, 0x10)
+        if impl.pep8523:
+            assert session.get_extra(other, code, 0) == 0
+        else:
+            # One co_extra array serves both: other's Set replaces (and
+            # frees, with its own free function) what main stored.
+            assert session.get_extra(other, code, 0) == 0x10
+            session.set_extra(other, code, 0, 0x20)
+            frees = session.take_free_calls()
+            assert [(c.tag, c.value) for c in frees] == [(2, 0x10)]
+        session.end_interpreter(other)
+        with pytest.raises(Exception, match="unknown or ended"):
+            session.request_index(other, None)
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("how", ["abort", "11"])
+def test_crash_is_reported_and_next_session_works(
+    impl: CPythonImplementation, how: str
+) -> None:
+    """A dying worker raises ImplementationCrashed naming the signal."""
+    session = impl.open_session()
+    with pytest.raises(ImplementationCrashed) as info:
+        session.crash(how)
+    expected = "SIGABRT" if how == "abort" else "SIGSEGV"
+    assert expected in str(info.value)
+    with pytest.raises(ImplementationCrashed, match="already died"):
+        session.request_index(session.main, None)
+    session.close()
+    again = impl.open_session()
+    try:
+        assert again.request_index(again.main, None) == 0
+    finally:
+        again.close()
+
+
+# -- every installed version -------------------------------------------------
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=lambda m: f"3.{m}")
+def test_worker_runs_on_every_version(minor: int) -> None:
+    """The worker and the extension work on each python3.X found."""
+    name = f"python3.{minor}"
+    if shutil.which(name) is None or not _runnable(name):
+        pytest.skip(f"{name} is not available here")
+    implementation = CPythonImplementation(name)
+    try:
+        assert implementation.target.version[:2] == (3, minor)
+        session = implementation.open_session()
+        main = session.main
+        code = session.new_code(main, nested=1)
+        index = session.request_index(main, FreeFunc(0))
+        session.set_extra(main, code, index, 0x1234)
+        assert session.get_extra(main, code, index) == 0x1234
+        session.drop(code)
+        assert [c.value for c in session.take_free_calls()] == [0x1234]
+        session.close()
+    finally:
+        implementation.shutdown()

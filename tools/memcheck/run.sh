@@ -1,0 +1,42 @@
+#!/bin/sh
+# Build the memcheck driver against the reference C sources and replay
+# every sequence in sequences/.
+#
+#   sh tools/memcheck/run.sh            valgrind memcheck (the default)
+#   sh tools/memcheck/run.sh asan       ASan + UBSan, with leak detection
+#
+# Exits non-zero on any memory error, definitely or indirectly lost
+# byte, failed expectation in a sequence, value not freed exactly once,
+# or heap block of the library still live after the final cleanup.
+# Binaries go to $BUILD_DIR (default: build/memcheck in the repository).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=${BUILD_DIR:-$root/build/memcheck}
+src=$root/reference_impl/src
+cc=${CC:-gcc}
+mkdir -p "$out"
+
+case "${1:-valgrind}" in
+valgrind)
+    "$cc" -Wall -Wextra -Werror -std=c11 -g -O1 -pthread -I "$src" \
+        "$src/coextra.c" "$here/driver.c" -o "$out/driver"
+    exec valgrind -q --error-exitcode=1 --leak-check=full \
+        --errors-for-leak-kinds=definite,indirect \
+        --show-leak-kinds=definite,indirect \
+        "$out/driver" "$here"/sequences/*.txt
+    ;;
+asan)
+    "$cc" -Wall -Wextra -Werror -std=c11 -g -O1 -pthread -I "$src" \
+        -fsanitize=address,undefined -fno-sanitize-recover=all \
+        -fno-omit-frame-pointer \
+        "$src/coextra.c" "$here/driver.c" -o "$out/driver_asan"
+    ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        exec "$out/driver_asan" "$here"/sequences/*.txt
+    ;;
+*)
+    echo "usage: $0 [valgrind|asan]" >&2
+    exit 2
+    ;;
+esac
