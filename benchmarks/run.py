@@ -44,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,10 @@ class Settings:
         # One timed sample lasts about this long; see bench.h and
         # cmd_time in harness/bench_main.c for why samples are short.
         self.sample_us = 200.0 if quick else 1000.0
-        self.repeats = 11 if quick else 101
+        # Repeats per round; the C cases are timed in `rounds` rounds
+        # spread over the run (see CaseTimer).
+        self.repeats = 11 if quick else 34
+        self.rounds = 1 if quick else 3
         self.hook_iterations = 2_000 if quick else 20_000
         self.watch_iterations = 3_000
         self.sample_modules = 6 if quick else 40
@@ -95,7 +99,13 @@ class Settings:
         # both runs, and the loop's share dwarfs any residue.
         self.callgrind_n = (1_000, 201_000)
         self.callgrind_cases: tuple[str, ...] = (
-            ("raw_load", "reference_get_inline", "c_hash_get")
+            (
+                "raw_load",
+                "reference_get_inline",
+                "c_hash_get",
+                "reference_create_0hook",
+                "reference_create_1hook",
+            )
             if quick
             else (
                 "raw_load",
@@ -174,22 +184,54 @@ def machine_info(settings: Settings, host: bench_build.PythonInfo) -> Any:
     }
 
 
-def micro_cases(
-    binary: Path, settings: Settings
-) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
-    """Time the C cases and the Python cases."""
-    log("timing the C cases")
-    data = run_json(
-        [str(binary), "time", str(settings.sample_us), str(settings.repeats)]
-    )
-    samples: dict[str, list[float]] = data["cases"]
-    iterations: dict[str, int] = data["iterations"]
+class CaseTimer:
+    """Timing rounds of the C cases, spread over the run.
+
+    On a shared machine a slow phase (a busy neighbour on the same
+    physical core) can last seconds, longer than one round; rounds taken
+    minutes apart and pooled give the minimum a fair chance.
+    """
+
+    def __init__(self, binary: Path, settings: Settings) -> None:
+        """Prepare to time ``binary``'s cases with ``settings``."""
+        self.binary = binary
+        self.settings = settings
+        self.samples: dict[str, list[float]] = {}
+        self.iterations: dict[str, list[int]] = {}
+
+    def round(self) -> None:
+        """Time every C case once more, ``settings.repeats`` times."""
+        log(f"timing the C cases (round {self.rounds + 1})")
+        data = run_json(
+            [
+                str(self.binary),
+                "time",
+                str(self.settings.sample_us),
+                str(self.settings.repeats),
+            ]
+        )
+        for name, values in data["cases"].items():
+            self.samples.setdefault(name, []).extend(values)
+            self.iterations.setdefault(name, []).append(
+                data["iterations"][name]
+            )
+
+    @property
+    def rounds(self) -> int:
+        """How many rounds were taken so far."""
+        return len(next(iter(self.iterations.values()), []))
+
+
+def micro_cases(timer: CaseTimer, settings: Settings) -> list[dict[str, Any]]:
+    """Time the Python cases; return the rows of every case."""
+    samples = dict(timer.samples)
+    iterations = dict(timer.iterations)
     log("timing the Python cases")
     py_samples, py_iterations = bench_python.time_cases(
-        settings.sample_us * 1e3, settings.repeats
+        settings.sample_us * 1e3, settings.repeats * settings.rounds
     )
     samples.update(py_samples)
-    iterations.update(py_iterations)
+    iterations.update({k: [v] for k, v in py_iterations.items()})
     floor = min(samples["raw_load"])
     floor_median = statistics.median(samples["raw_load"])
     cases: list[dict[str, Any]] = []
@@ -206,7 +248,7 @@ def micro_cases(
                 "kind": "python" if name.startswith("py_") else "c",
             }
         )
-    return cases, samples
+    return cases
 
 
 def _overhead(
@@ -225,17 +267,16 @@ def hook_overhead(
     binary: Path,
     host: bench_build.PythonInfo,
     settings: Settings,
-    floor: float,
+    sample: list[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Measure hook_create_overhead; return the case and the details."""
-    sample = bench_stdlib.typical_sample(host.stdlib, settings.sample_modules)
     log(f"reference hook chain; compile() of {len(sample)} stdlib modules")
     hooks = run_json(
         [
             str(binary),
             "hook",
             str(settings.hook_iterations),
-            str(settings.repeats),
+            str(settings.repeats * settings.rounds),
         ]
     )
     compiled = run_json(
@@ -264,7 +305,6 @@ def hook_overhead(
         "name": "hook_create_overhead",
         "ns_min": ref["ns_min"],
         "ns_median": ref["ns_median"],
-        "ratio_to_raw_load": ref["ns_min"] / floor,
         "percent_of_compile": ref["percent_of_compile"],
         "target_percent": TARGET_HOOK_PERCENT,
         "kind": "c",
@@ -287,12 +327,26 @@ def watcher_overhead(
                 str(binary),
                 "watch",
                 str(settings.watch_iterations),
-                str(settings.repeats),
+                str(settings.repeats * settings.rounds),
             ]
         )
         compiled = run_json(
             [str(binary), "compile", str(settings.compile_repeats), *sample]
         )
+        log(f"callgrind: code watcher on CPython {python.version}")
+        counted = count_per_op(
+            binary,
+            [
+                CountJob("cpython_create_0watch", settings.callgrind_n),
+                CountJob("cpython_create_1watch", settings.callgrind_n),
+                compile_job(sample),
+            ],
+        )
+    without_watch, with_watch, compiled_count = counted
+    compile_per_code = (
+        compiled_count["count"] / compiled_count["code_objects"]
+    )
+    watch_instructions = with_watch["count"] - without_watch["count"]
     result: dict[str, Any] = _overhead(
         watch["ns_per_code"]["1"], watch["ns_per_code"]["0"]
     )
@@ -312,24 +366,42 @@ def watcher_overhead(
             "percent_measured_directly": 100.0
             * (with_watcher - without)
             / without,
-            "note": "percent_of_compile is the estimate: the direct "
-            "compile() A/B difference is far below the run-to-run noise "
-            "of whole-module compile timings (several percent on a "
-            "shared machine)",
+            "instructions_per_code_without": without_watch["count"],
+            "instructions_per_code_with": with_watch["count"],
+            "compile_instructions_per_code": compile_per_code,
+            "percent_of_compile_instructions": 100.0
+            * watch_instructions
+            / compile_per_code,
+            "note": "the direct compile() A/B difference is far below "
+            "the run-to-run noise of whole-module compile timings "
+            "(several percent on a shared machine); the per-code "
+            "figures, in ns and in instructions, are the estimates",
         }
     )
     return result
 
 
-def callgrind_count(binary: Path, case: str, n: int, tmp: Path) -> int:
-    """Instructions executed by ``binary count case n`` (callgrind).
+@dataclass(frozen=True)
+class CountJob:
+    """One callgrind measurement: a case at two sizes."""
+
+    case: str
+    n: tuple[int, int]
+    files: tuple[str, ...] = ()
+
+
+def callgrind_count(
+    binary: Path, case: str, n: int, files: Sequence[str], tmp: Path
+) -> tuple[int, Any]:
+    """Instructions executed by ``binary count case n files...``.
 
     The harness turns instrumentation on around the measured region when
     it was built with valgrind's client-request header; otherwise the
     whole run is counted.  Either way the caller takes a difference of
-    two runs, in which everything outside the loop cancels out.
+    two runs, in which everything outside the loop cancels out.  Returns
+    the count and what the harness printed.
     """
-    out = tmp / f"callgrind.{case}.{n}"
+    out = tmp / f"callgrind.{binary.name}.{case}.{n}"
     # A fixed hash seed: the embedded interpreter must execute the same
     # instructions in both runs for the difference to be exact.
     env = dict(os.environ, PYTHONHASHSEED="0")
@@ -344,51 +416,98 @@ def callgrind_count(binary: Path, case: str, n: int, tmp: Path) -> int:
                 "count",
                 case,
                 str(n),
+                *files,
             ],
             capture_output=True,
             text=True,
             check=True,
             env=env,
         )
-        if json.loads(proc.stdout)["instrumented_region"]:
+        printed = json.loads(proc.stdout)
+        if printed["instrumented_region"]:
             break
     # "totals:" is the sum over the instrumented part; "summary:" is 0
     # when instrumentation started late.
     with open(out) as f:
         for line in f:
             if line.startswith("totals:"):
-                return int(line.split()[1])
+                return int(line.split()[1]), printed
     raise RuntimeError(f"no totals line in {out}")
 
 
-def instructions(binary: Path, settings: Settings) -> list[dict[str, Any]]:
-    """Instructions per operation of each case, from two callgrind runs."""
-    n1, n2 = settings.callgrind_n
-    log(f"callgrind: {len(settings.callgrind_cases)} cases x 2 runs")
-    jobs = [(c, n) for c in settings.callgrind_cases for n in (n1, n2)]
+def count_per_op(binary: Path, jobs: Sequence[CountJob]) -> list[Any]:
+    """Instructions per operation of each job, from two callgrind runs."""
+    runs = [(job, n) for job in jobs for n in job.n]
     with tempfile.TemporaryDirectory(prefix="coextra-cg-") as tmp:
         # Counts do not depend on timing: both cores can be used.
         with ThreadPoolExecutor(max_workers=2) as pool:
             counts = list(
                 pool.map(
-                    lambda job: callgrind_count(
-                        binary, job[0], job[1], Path(tmp)
+                    lambda run: callgrind_count(
+                        binary, run[0].case, run[1], run[0].files, Path(tmp)
                     ),
-                    jobs,
+                    runs,
                 )
             )
     rows = []
-    for i, case in enumerate(settings.callgrind_cases):
-        low, high = counts[2 * i], counts[2 * i + 1]
-        rows.append(
-            {
-                "name": case,
-                "count": (high - low) / (n2 - n1),
-                "n": [n1, n2],
-                "total": [low, high],
-            }
-        )
+    for i, job in enumerate(jobs):
+        (low, _), (high, printed) = counts[2 * i], counts[2 * i + 1]
+        row = {
+            "name": job.case,
+            "count": (high - low) / (job.n[1] - job.n[0]),
+            "n": list(job.n),
+            "total": [low, high],
+        }
+        if "code_objects" in printed:
+            row["code_objects"] = printed["code_objects"]
+        rows.append(row)
     return rows
+
+
+def compile_job(sample: Sequence[str]) -> CountJob:
+    """Count one compile() of two modules of the typical sample.
+
+    One compile of the whole sample under callgrind takes minutes; two
+    modules (the first and the middle one) stand for it.  The region is
+    instrumented alone, so 0 and 1 compiles make the difference.
+    """
+    return CountJob(
+        "cpython_compile", (0, 1), (sample[0], sample[len(sample) // 2])
+    )
+
+
+def instructions(
+    binary: Path, settings: Settings, sample: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Instructions per operation of each case; compile per code object."""
+    jobs = [
+        CountJob(case, settings.callgrind_n)
+        for case in settings.callgrind_cases
+    ]
+    jobs.append(compile_job(sample))
+    log(f"callgrind: {len(jobs)} cases x 2 runs")
+    rows: list[dict[str, Any]] = count_per_op(binary, jobs)
+    compiled = rows[-1]
+    compiled["name"] = "cpython_compile_per_code_object"
+    compiled["count"] /= compiled["code_objects"]
+    return rows
+
+
+def reference_hook_instructions(
+    rows: list[dict[str, Any]], reference: dict[str, Any]
+) -> None:
+    """Add the instruction-count view of the reference's hook overhead."""
+    count = {row["name"]: row["count"] for row in rows}
+    overhead = count["reference_create_1hook"] - count["reference_create_0hook"]
+    per_code = count["cpython_compile_per_code_object"]
+    reference["instructions_per_code_without"] = count[
+        "reference_create_0hook"
+    ]
+    reference["instructions_per_code_with"] = count["reference_create_1hook"]
+    reference["compile_instructions_per_code"] = per_code
+    reference["percent_of_compile_instructions"] = (
+        100.0 * overhead / per_code
+    )
 
 
 def memory(binary: Path, settings: Settings) -> list[dict[str, Any]]:
@@ -579,14 +698,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             "`tox -e bench`.",
             "machine": machine_info(settings, host),
         }
-        cases, _ = micro_cases(binary, settings)
+        timer = CaseTimer(binary, settings)
+        timer.round()
+        sample = bench_stdlib.typical_sample(
+            host.stdlib, settings.sample_modules
+        )
+        hook_case, hook_details = hook_overhead(
+            binary, host, settings, sample
+        )
+        if settings.rounds > 1:
+            timer.round()
+        results["instructions"] = instructions(binary, settings, sample)
+        reference_hook_instructions(
+            results["instructions"], hook_details["reference"]
+        )
+        mem = memory(binary, settings)
+        while timer.rounds < settings.rounds:
+            timer.round()
+        cases = micro_cases(timer, settings)
         floor = next(c["ns_min"] for c in cases if c["name"] == "raw_load")
-        hook_case, hook_details = hook_overhead(binary, host, settings, floor)
+        hook_case["ratio_to_raw_load"] = hook_case["ns_min"] / floor
         cases.append(hook_case)
         results["cases"] = cases
         results["hook_overhead"] = hook_details
-        results["instructions"] = instructions(binary, settings)
-        mem = memory(binary, settings)
         results["memory"] = mem
     results["stdlib"], results["stdlib_details"] = stdlib_designs(
         host, settings, mem

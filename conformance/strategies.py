@@ -1,20 +1,15 @@
-"""Hypothesis strategies and settings profiles of the suite.
+"""Hypothesis strategies of the suite.
 
-Profiles: ``coextra-default`` is derandomized, small and does not shrink,
-so that a run takes seconds and gives the same verdict every time;
-``coextra-explore`` searches long and at random, and shrinks failures to
-a minimal sequence.  Select one with the
-environment variable ``COEXTRA_HYPOTHESIS_PROFILE`` (``default`` or
-``explore``).  Neither writes an example database: the suite runs in
-implementers' trees and must leave nothing behind.
+The settings profiles (``ci``, ``explore``) belong to the plugin and are
+chosen with ``--coextra-hypothesis-profile``; :func:`stateful_settings`
+adapts the active one for the differential state machine.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase, settings
 from hypothesis import strategies as st
 
 from .adapter import FreeFunc, HookAction
@@ -22,39 +17,20 @@ from .adapter import FreeFunc, HookAction
 #: Pointer-sized words in this process.
 WORD_BITS = 64 if sys.maxsize > 2**32 else 32
 
-PROFILE_VARIABLE = "COEXTRA_HYPOTHESIS_PROFILE"
 
-settings.register_profile(
-    "coextra-default",
-    derandomize=True,
-    database=None,
-    deadline=None,
-    max_examples=30,
-    stateful_step_count=40,
-    # Shrinking a failure of a broken implementation can take minutes;
-    # the explore profile shrinks.
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
-    suppress_health_check=[HealthCheck.too_slow],
-)
-settings.register_profile(
-    "coextra-explore",
-    derandomize=False,
-    database=None,
-    deadline=None,
-    max_examples=2000,
-    stateful_step_count=100,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+def stateful_settings() -> settings:
+    """The active profile; without shrinking when it is derandomized.
 
-
-def profile() -> settings:
-    """Return the profile named by ``COEXTRA_HYPOTHESIS_PROFILE``."""
-    name = os.environ.get(PROFILE_VARIABLE, "default")
-    if name not in ("default", "explore"):
-        raise ValueError(
-            f"{PROFILE_VARIABLE} must be 'default' or 'explore', not {name!r}"
-        )
-    return settings.get_profile(f"coextra-{name}")
+    A derandomized (CI) run reports the failing sequence as found:
+    shrinking a broken implementation's failure can take minutes.  The
+    explore profile keeps shrinking, to give a minimal sequence.
+    """
+    active = settings.default
+    if active is None or not active.derandomize:
+        return settings(active)
+    return settings(
+        active, phases=[Phase.explicit, Phase.reuse, Phase.generate]
+    )
 
 
 def opaque_values() -> st.SearchStrategy[int]:

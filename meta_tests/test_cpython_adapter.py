@@ -9,7 +9,6 @@ is needed, as for the adapter.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import sys
 from collections.abc import Iterator
@@ -75,6 +74,22 @@ def test_missing_path_says_no_such_executable(tmp_path: Path) -> None:
     missing = tmp_path / "bin" / "python3.6"
     with pytest.raises(AdapterLoadError, match="no such executable"):
         CPythonImplementation(str(missing))
+
+
+def test_pyenv_fallback_picks_the_newest_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unselected pyenv version is found by its path, newest first."""
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path))
+    for version in ("3.6.9", "3.6.15", "3.6.15t", "3.7.1"):
+        exe = tmp_path / "versions" / version / "bin" / "python3.6"
+        exe.parent.mkdir(parents=True)
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+    found = _build.pyenv_interpreter("python3.6")
+    assert found == str(tmp_path / "versions/3.6.15/bin/python3.6")
+    assert _build.pyenv_interpreter("python3.8") is None
+    assert _build.pyenv_interpreter("/usr/bin/python3.6") is None
 
 
 def _fake_interpreter(tmp_path: Path, prelude: str) -> str:
@@ -158,8 +173,8 @@ def test_capabilities_match_the_version(impl: CPythonImplementation) -> None:
     assert (Capability.HOOKS in caps) == (has_watchers or impl.pep8523)
     # Sub-interpreters are real: Py_NewInterpreter / Py_EndInterpreter.
     assert {Capability.INTERPRETERS, Capability.FINALIZE} <= caps
-    for absent in (Capability.THREADS, Capability.ALLOC_FAILURE):
-        assert absent not in caps
+    assert Capability.ALLOC_FAILURE in caps
+    assert Capability.THREADS not in caps
     assert impl.in_process is False
 
 
@@ -302,6 +317,34 @@ def test_hooks_are_code_watchers_on_312(impl: CPythonImplementation) -> None:
         session.close()
 
 
+def test_allocation_failure_hits_only_the_api_call(
+    impl: CPythonImplementation,
+) -> None:
+    """Armed failures are spent by the API call, not by the worker."""
+    session = impl.open_session()
+    try:
+        main = session.main
+        code = session.new_code(main)
+        index = session.request_index(main, FreeFunc(1))
+        session.fail_allocations(0, 1)
+        session.take_free_calls()  # the worker's own work fails nothing
+        with pytest.raises(ApiError) as info:
+            session.set_extra(main, code, index, 0x5)
+        # Stock CPython returns -1 without MemoryError (R-ALLOC-1).
+        assert info.value.exc_type in (None, "MemoryError")
+        session.set_extra(main, code, index, 0x6)
+        assert session.get_extra(main, code, index) == 0x6
+        session.fail_allocations(0, 1 << 30)
+        with pytest.raises(ApiError) as info:
+            session.new_code(main, nested=1)
+        assert info.value.function == "code object construction"
+        assert info.value.exc_type == "MemoryError"
+        session.fail_allocations(0, 0)
+        session.new_code(main)
+    finally:
+        session.close()
+
+
 def test_sub_interpreters_share_the_code_object_storage(
     impl: CPythonImplementation,
 ) -> None:
@@ -357,7 +400,7 @@ def test_crash_is_reported_and_next_session_works(
 def test_worker_runs_on_every_version(minor: int) -> None:
     """The worker and the extension work on each python3.X found."""
     name = f"python3.{minor}"
-    if shutil.which(name) is None or not _runnable(name):
+    if not _runnable(name):
         pytest.skip(f"{name} is not available here")
     implementation = CPythonImplementation(name)
     try:

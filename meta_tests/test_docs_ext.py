@@ -28,12 +28,13 @@ EXAMPLES = ROOT / "docs" / "examples"
 REPORT_SCHEMA = ROOT / "conformance" / "report.schema.json"
 BENCH_SCHEMA = ROOT / "benchmarks" / "results.schema.json"
 
+# The docs dependencies (tox -e docs) are needed for these tests.
+sphinx_testing = pytest.importorskip("sphinx.testing.util")
+ExtensionError = pytest.importorskip("sphinx.errors").ExtensionError
+
 sys.path.insert(0, str(EXT))
 # Imported after the path is set: the extension is not an installed package.
 from coextra_docs import reports  # noqa: E402
-
-sphinx_testing = pytest.importorskip("sphinx.testing.util")
-ExtensionError = pytest.importorskip("sphinx.errors").ExtensionError
 
 PEP = """\
 PEP: 9999
@@ -49,7 +50,8 @@ Spec-Version: 1.0
 Abstract
 ========
 
-Refers to :req:`R-STORE-2` and to :c:func:`PyDemo_Get`.
+Refers to :req:`R-STORE-2`, to :ref:`r-store-1` and to
+:c:func:`PyDemo_Get`.
 
 Specification
 =============
@@ -217,6 +219,7 @@ def read(out: Path, page: str) -> str:
 def test_report_unknown_requirement_names_file_and_entry(
     tmp_path: Path,
 ) -> None:
+    """An ID the PEP lacks is a problem naming the file and the entry."""
     path = tmp_path / "rust.json"
     write_json(
         path, make_report("rust", {"R-STORE-1": "pass", "R-NOPE-1": "fail"})
@@ -231,6 +234,7 @@ def test_report_unknown_requirement_names_file_and_entry(
 
 
 def test_report_schema_mismatch_is_a_problem(tmp_path: Path) -> None:
+    """A report that breaks the suite's schema is a problem."""
     data = make_report("x", {"R-STORE-1": "pass"})
     data["requirements"][0]["outcome"] = "passed"
     path = tmp_path / "x.json"
@@ -244,6 +248,7 @@ def test_report_schema_mismatch_is_a_problem(tmp_path: Path) -> None:
 
 
 def test_report_reads_outcomes_tests_and_expectation(tmp_path: Path) -> None:
+    """Outcome, test node IDs and expectation are read per requirement."""
     expectation = {"reason": "known", "link": None, "outcome": "fail"}
     path = tmp_path / "cpython-3.12.json"
     write_json(
@@ -266,6 +271,7 @@ def test_report_reads_outcomes_tests_and_expectation(tmp_path: Path) -> None:
 
 
 def test_columns_follow_the_matrix_order(tmp_path: Path) -> None:
+    """Known implementations come first in matrix order, others after."""
     for name in ("rust", "zeta", "cpython-3.10", "reference", "cpython-3.9"):
         write_json(tmp_path / f"{name}.json", {})
     order = [p.stem for p in reports.report_paths(tmp_path)]
@@ -282,6 +288,7 @@ def test_columns_follow_the_matrix_order(tmp_path: Path) -> None:
 
 
 def test_pep_header_becomes_title_and_table(build: Build) -> None:
+    """The preamble becomes the page title and a header field table."""
     out, warnings = build()
     assert warnings == ""
     html = read(out, "pep/pep-9999")
@@ -298,10 +305,12 @@ def test_pep_header_becomes_title_and_table(build: Build) -> None:
 def test_requirement_box_has_id_level_permalink_keywords(
     build: Build,
 ) -> None:
+    """A requirement is a box with ID, badge, permalink and keywords."""
     out, _ = build()
     html = read(out, "pep/pep-9999")
     box = re.search(
-        r'<div class="coextra-req level-should" id="r-store-2">(.*?)</div>\s*</div>',
+        r'<div class="coextra-req level-should" id="r-store-2">'
+        r"(.*?)</div>\s*</div>",
         html,
         re.S,
     )
@@ -317,12 +326,16 @@ def test_requirement_box_has_id_level_permalink_keywords(
 
 
 def test_req_role_links_to_the_box(build: Build) -> None:
+    """:req: links to the requirement's anchor."""
     out, _ = build()
     html = read(out, "pep/pep-9999")
     assert re.search(r'<a class="reference internal" href="#r-store-2"', html)
+    # A plain :ref: to the label shows the ID and title.
+    assert "R-STORE-1 \N{EM DASH} Unset slot reads NULL</span></a>" in html
 
 
 def test_unknown_req_role_warns(build: Build, project: Path) -> None:
+    """An unknown ID in :req: is a (nitpicky) warning."""
     page = project / "docs" / "requirements.rst"
     page.write_text(page.read_text() + "\nSee :req:`R-STORE-99`.\n")
     _, warnings = build()
@@ -330,6 +343,7 @@ def test_unknown_req_role_warns(build: Build, project: Path) -> None:
 
 
 def test_requirement_without_label_warns(build: Build, project: Path) -> None:
+    """A requirement without its label is a warning."""
     pep = project / "pep" / "pep-9999.rst"
     pep.write_text(pep.read_text().replace(".. _r-index-1:\n", ""))
     _, warnings = build()
@@ -337,6 +351,7 @@ def test_requirement_without_label_warns(build: Build, project: Path) -> None:
 
 
 def test_level_missing_from_text_warns(build: Build, project: Path) -> None:
+    """A requirement whose text never says its level is a warning."""
     pep = project / "pep" / "pep-9999.rst"
     pep.write_text(pep.read_text().replace("MUST NOT return", "never returns"))
     _, warnings = build()
@@ -344,6 +359,7 @@ def test_level_missing_from_text_warns(build: Build, project: Path) -> None:
 
 
 def test_missing_preamble_field_warns(build: Build, project: Path) -> None:
+    """A PEP without a required preamble field is a warning."""
     pep = project / "pep" / "pep-9999.rst"
     pep.write_text(pep.read_text().replace("Spec-Version: 1.0\n", ""))
     _, warnings = build()
@@ -356,6 +372,7 @@ def test_missing_preamble_field_warns(build: Build, project: Path) -> None:
 def test_index_lists_requirements_and_tests(
     build: Build, project: Path
 ) -> None:
+    """The index lists every requirement with the tests from reports."""
     write_json(
         project / "results" / "reference.json",
         make_report("reference", dict.fromkeys(IDS, "pass")),
@@ -370,6 +387,7 @@ def test_index_lists_requirements_and_tests(
 
 
 def test_index_without_reports_says_none_recorded(build: Build) -> None:
+    """Without reports the index says no test is recorded."""
     out, _ = build()
     assert read(out, "docs/requirements").count("none recorded") == 3
 
@@ -377,6 +395,7 @@ def test_index_without_reports_says_none_recorded(build: Build) -> None:
 def test_matrix_has_a_column_per_report_only(
     build: Build, project: Path
 ) -> None:
+    """Columns exist for committed reports only; deviations are noted."""
     link = "https://github.com/python/cpython/issues/96187"
     write_json(
         project / "results" / "cpython-3.12.json",
@@ -412,6 +431,7 @@ def test_matrix_has_a_column_per_report_only(
 
 
 def test_matrix_without_reports_has_no_table(build: Build) -> None:
+    """Without reports there is no matrix, and the page says why."""
     out, _ = build()
     html = read(out, "docs/matrix")
     assert "coextra-matrix" not in html
@@ -421,6 +441,7 @@ def test_matrix_without_reports_has_no_table(build: Build) -> None:
 def test_report_with_unknown_requirement_fails_the_build(
     build: Build, project: Path
 ) -> None:
+    """A report naming an unknown ID stops the build."""
     write_json(
         project / "results" / "rust.json",
         make_report("rust", {"R-STORE-1": "pass", "R-GONE-7": "pass"}),
@@ -435,6 +456,7 @@ def test_report_with_unknown_requirement_fails_the_build(
 def test_report_not_matching_schema_fails_the_build(
     build: Build, project: Path
 ) -> None:
+    """A report that breaks the schema stops the build."""
     data = make_report("reference", {"R-STORE-1": "pass"})
     del data["summary"]
     write_json(project / "results" / "reference.json", data)
@@ -444,7 +466,7 @@ def test_report_not_matching_schema_fails_the_build(
     assert "'summary' is a required property" in str(caught.value)
 
 
-# -- benchmarks -----------------------------------------------------------------
+# -- benchmarks --------------------------------------------------------------
 
 
 def bench_results() -> dict[str, Any]:
@@ -513,6 +535,7 @@ def bench_results() -> dict[str, Any]:
 def test_benchmark_page_has_plots_and_tables(
     build: Build, project: Path
 ) -> None:
+    """The benchmark page has its three plots and the targets."""
     write_json(
         project / "benchmarks" / "results" / "latest.json", bench_results()
     )
@@ -530,6 +553,7 @@ def test_benchmark_page_has_plots_and_tables(
 def test_benchmark_file_not_matching_schema_fails_the_build(
     build: Build, project: Path
 ) -> None:
+    """Benchmark results that break their schema stop the build."""
     data = bench_results()
     del data["cases"][3]["ns_min"]
     write_json(project / "benchmarks" / "results" / "latest.json", data)
@@ -541,6 +565,7 @@ def test_benchmark_file_not_matching_schema_fails_the_build(
 
 
 def test_no_benchmark_file_says_so(build: Build) -> None:
+    """Without results the benchmark page says so."""
     out, _ = build()
     assert "No benchmark results" in read(out, "docs/benchmarks")
 
@@ -587,6 +612,7 @@ def minimal_impl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_minimal_impl_exports_a_valid_table(minimal_impl: Path) -> None:
+    """The C example exports a table of the current ABI version."""
     header = (ROOT / "conformance" / "abi" / "coextra_abi.h").read_text()
     version = re.search(r"#define COEXTRA_ABI_VERSION (\d+)", header)
     assert version is not None
@@ -642,6 +668,7 @@ EXAMPLE_NOT_APPLICABLE = "R-INDEX-7"
 def test_minimal_impl_passes_the_suite(
     minimal_impl: Path, tmp_path: Path
 ) -> None:
+    """The C example passes the suite's storage, index and free tests."""
     pytest.importorskip("coextra_conformance.plugin")
     report = run_suite(str(minimal_impl), tmp_path)
     outcomes = _outcomes(report)
@@ -652,6 +679,7 @@ def test_minimal_impl_passes_the_suite(
 
 
 def test_minimal_adapter_passes_the_suite(tmp_path: Path) -> None:
+    """The Python example passes the same tests."""
     pytest.importorskip("coextra_conformance.plugin")
     report = run_suite(
         "minimal_adapter:implementation", tmp_path, str(EXAMPLES)

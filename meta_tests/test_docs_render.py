@@ -35,6 +35,7 @@ WIDTH = 1280
 BUILD_SECONDS = 60
 
 Image = pytest.importorskip("PIL.Image")
+pytest.importorskip("sphinx")
 
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 from coextra_docs.reports import KNOWN_COLUMNS, OUTCOMES  # noqa: E402
@@ -131,6 +132,7 @@ def sphinx_build(source: Path, out: Path) -> float:
 
 
 def test_repository_site_builds_in_under_a_minute(tmp_path: Path) -> None:
+    """The tox -e docs build passes in time; pages are two clicks away."""
     if not (ROOT / "pep" / "pep-8523.rst").is_file():
         pytest.fail("pep/pep-8523.rst is missing")
     elapsed = sphinx_build(ROOT, tmp_path / "html")
@@ -293,6 +295,7 @@ def is_white(r: int, g: int, b: int) -> bool:
 
 
 def test_pep_page_renders_styled(site: Path, tmp_path: Path) -> None:
+    """The PEP page is styled and shows red-bordered MUST boxes."""
     page = site / "pep" / "pep-8523.html"
     figures = probe(page, tmp_path / "profile")
     assert figures["sheets"] >= 2, "the theme's stylesheets loaded"
@@ -320,6 +323,7 @@ def test_pep_page_renders_styled(site: Path, tmp_path: Path) -> None:
 
 
 def test_matrix_fits_1280_px(site: Path, tmp_path: Path) -> None:
+    """A matrix with every column fits a 1280 px window."""
     page = site / "docs" / "matrix.html"
     figures = probe(page, tmp_path / "profile")
     assert figures["matrixRight"] is not None, "the matrix is on the page"

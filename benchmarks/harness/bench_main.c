@@ -11,7 +11,11 @@
  *                      callgrind: instructions per operation are the
  *                      difference of two runs divided by the difference
  *                      of their N, so setup cancels out); CASE may also
- *                      be reference_create_0hook or _1hook;
+ *                      be reference_create_0hook or _1hook (code object
+ *                      creation with a constructor hook),
+ *                      cpython_create_0watch or _1watch (the same with a
+ *                      code watcher, 3.12+) or cpython_compile, which
+ *                      compiles the files named after N, N times;
  *   hook N REPEATS     reference: ns per code object created and
  *                      destroyed with 0 and with 1 constructor hook;
  *   memory             reference: extra bytes of a code object created
@@ -249,9 +253,80 @@ print_count(const char *name, size_t n)
            name, n, HAVE_CALLGRIND_H ? "true" : "false");
 }
 
+static char *read_file(const char *path);
+
+/* compile() of the files, n times, instrumented; the files are compiled
+   once before, uninstrumented, to warm up and count the code objects. */
 static int
-cmd_count(const char *name, size_t n)
+count_compile(size_t n, char **paths, int count)
 {
+    if (ensure_python() < 0) {
+        return 1;
+    }
+    char **sources = calloc((size_t)count, sizeof(char *));
+    if (sources == NULL) {
+        return 1;
+    }
+    for (int f = 0; f < count; f++) {
+        sources[f] = read_file(paths[f]);
+        if (sources[f] == NULL) {
+            fprintf(stderr, "cannot read %s\n", paths[f]);
+            return 1;
+        }
+    }
+    double ns;
+    long codes = 0;
+    if (cpython_compile(sources, paths, count, 0, &ns, &codes, NULL) < 0) {
+        return 1;
+    }
+    int rc = 0;
+    CALLGRIND_START_INSTRUMENTATION;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = cpython_compile(sources, paths, count, 0, &ns, NULL, NULL);
+    }
+    CALLGRIND_STOP_INSTRUMENTATION;
+    for (int f = 0; f < count; f++) {
+        free(sources[f]);
+    }
+    free(sources);
+    if (rc < 0) {
+        return 1;
+    }
+    printf("{\"case\": \"cpython_compile\", \"iterations\": %zu, "
+           "\"instrumented_region\": %s, \"code_objects\": %ld}\n",
+           n, HAVE_CALLGRIND_H ? "true" : "false", codes);
+    return 0;
+}
+
+static int
+cmd_count(const char *name, size_t n, char **paths, int count)
+{
+    if (strcmp(name, "cpython_compile") == 0) {
+        return count_compile(n, paths, count);
+    }
+    /* Code object creation with 0 or 1 code watcher (3.12+). */
+    static const char *const watch[] = {
+        "cpython_create_0watch",
+        "cpython_create_1watch",
+    };
+    for (int watchers = 0; watchers <= 1; watchers++) {
+        double ns;
+        if (strcmp(name, watch[watchers]) != 0) {
+            continue;
+        }
+        if (ensure_python() < 0) {
+            return 1;
+        }
+        CALLGRIND_START_INSTRUMENTATION;
+        int rc = cpython_watch_ns(n, watchers, &ns);
+        CALLGRIND_STOP_INSTRUMENTATION;
+        if (rc < 0) {
+            fprintf(stderr, "no code watchers in this CPython\n");
+            return 1;
+        }
+        print_count(name, n);
+        return 0;
+    }
     /* Code object creation with 0 or 1 constructor hook. */
     static const char *const create[] = {
         "reference_create_0hook",
@@ -440,9 +515,9 @@ cmd_compile(int repeats, char **paths, int count)
 static void
 usage(void)
 {
-    fprintf(stderr,
-            "usage: bench time US REPEATS | count CASE N | hook N REPEATS"
-            " | memory | watch N REPEATS | compile REPEATS FILE...\n");
+    fprintf(stderr, "usage: bench time US REPEATS | count CASE N [FILE...] | "
+                    "hook N REPEATS"
+                    " | memory | watch N REPEATS | compile REPEATS FILE...\n");
 }
 
 int
@@ -451,8 +526,9 @@ main(int argc, char **argv)
     int rc;
     if (argc >= 4 && strcmp(argv[1], "time") == 0) {
         rc = cmd_time(atof(argv[2]), atoi(argv[3]));
-    } else if (argc == 4 && strcmp(argv[1], "count") == 0) {
-        rc = cmd_count(argv[2], strtoul(argv[3], NULL, 10));
+    } else if (argc >= 4 && strcmp(argv[1], "count") == 0) {
+        rc =
+            cmd_count(argv[2], strtoul(argv[3], NULL, 10), argv + 4, argc - 4);
     } else if (argc == 4 && strcmp(argv[1], "hook") == 0) {
         rc = cmd_hook(strtoul(argv[2], NULL, 10), atoi(argv[3]));
     } else if (argc == 2 && strcmp(argv[1], "memory") == 0) {

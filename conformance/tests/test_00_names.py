@@ -1,7 +1,8 @@
 """The smoke layer: the implementation declares itself and its methods.
 
-These tests check the adapter contract, not the PEP, so they carry no
-requirement ID; when they fail, nothing else can be trusted.
+These tests check the adapter contract, not the PEP, so they are marked
+``contract`` instead of ``req``; when they fail, nothing else can be
+trusted.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import Capability, Implementation, Session
+
+pytestmark = pytest.mark.contract
 
 #: Session methods every implementation provides.
 BASE_METHODS = (

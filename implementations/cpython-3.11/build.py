@@ -83,6 +83,7 @@ def fetch_tarball(cache: Path) -> Path:
         ["apt-get", "source", "--download-only", "python3.11"],
         cwd=download,
         check=False,
+        stdout=sys.stderr,
     )
     if not tarball.is_file():
         sys.exit(
@@ -134,6 +135,7 @@ def apply_patches(tree: Path, patches: list[Path]) -> None:
             ],
             cwd=tree,
             check=True,
+            stdout=sys.stderr,
         )
 
 

@@ -39,6 +39,7 @@ class BenchmarkFileError(ValueError):
     """The results file does not match its schema."""
 
     def __init__(self, path: Path, entry: str, message: str) -> None:
+        """Name the file, the entry and what is wrong."""
         self.path = path
         self.entry = entry
         super().__init__(f"{path.name}: {entry}: {message}")
@@ -99,7 +100,7 @@ def image_name(plot: str) -> str:
 
 
 def _figure(rows: int) -> tuple[Any, Any]:
-    """A figure wide enough for the content column, tall per row."""
+    """Make a figure as wide as the content column, tall per row."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: draw to files only
@@ -285,7 +286,7 @@ def _rows_table(
     columns: Sequence[tuple[str, str]],
     classes: Sequence[str] = (),
 ) -> nodes.table:
-    """A table with one row per item; ``columns`` are (key, heading)."""
+    """Make a table, a row per item; ``columns`` are (key, heading)."""
     table = nodes.table(classes=["coextra-bench", *classes])
     group = nodes.tgroup(cols=len(columns))
     table += group
@@ -313,7 +314,7 @@ def _rows_table(
 
 
 def _section(title: str, *content: nodes.Node) -> nodes.section:
-    """A section of the generated page."""
+    """Make a section of the generated page."""
     section = nodes.section(ids=["bench-" + title.lower().replace(" ", "-")])
     section += nodes.title(title, title)
     section.extend(content)

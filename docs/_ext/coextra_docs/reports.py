@@ -124,7 +124,7 @@ def _entry_name(index: int, item: object) -> str:
 
 
 def _schema_problems(
-    path: Path, text: str, data: object, schema: Mapping[str, Any]
+    path: Path, text: str, data: Any, schema: Mapping[str, Any]
 ) -> list[ReportProblem]:
     """Validate against the suite's JSON schema."""
     import jsonschema  # a docs dependency only; imported when needed

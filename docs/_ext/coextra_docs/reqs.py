@@ -26,10 +26,12 @@ from sphinx import addnodes
 from sphinx.builders import Builder
 from sphinx.domains import Domain, ObjType
 from sphinx.environment import BuildEnvironment
+from sphinx.roles import XRefRole
 from sphinx.transforms import SphinxTransform
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxRole
 from sphinx.util.nodes import make_refnode
+from sphinx.util.typing import RoleFunction
 from sphinx.writers.html5 import HTML5Translator
 
 from .pep import is_pep_doc
@@ -75,8 +77,9 @@ class requirement(nodes.General, nodes.Element):
     """A requirement box; docutils node classes are lower case."""
 
 
-def requirement_title(node: nodes.Element) -> str:
+def requirement_title(node: nodes.Node) -> str:
     """Return the text a ``:ref:`` to the requirement shows."""
+    assert isinstance(node, requirement)
     return f"{node['reqid']} \N{EM DASH} {node['title']}"
 
 
@@ -276,7 +279,9 @@ class RequirementDomain(Domain):
     object_types: ClassVar[dict[str, ObjType]] = {
         "requirement": ObjType("requirement", "req")
     }
-    roles: ClassVar[dict[str, RequirementRole]] = {"req": RequirementRole()}
+    roles: ClassVar[dict[str, RoleFunction | XRefRole]] = {
+        "req": RequirementRole()
+    }
     #: ``requirements``: ID to Requirement; ``generated``: the documents
     #: holding a generated table (rebuilt whenever anything changes).
     initial_data: ClassVar[dict[str, Any]] = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -94,19 +95,32 @@ def _install_hint(name: str) -> str:
     return "install a CPython 3.6-3.13, e.g. `pyenv install 3.6.15`"
 
 
-def probe(name: str) -> Target:
-    """Run the interpreter ``name`` once and describe it."""
+def pyenv_interpreter(name: str) -> str | None:
+    """Return the newest pyenv-installed ``python3.X`` for ``name``.
+
+    pyenv's shims only run versions selected with ``pyenv global`` or
+    ``PYENV_VERSION``; an installed but unselected 3.6 is still usable
+    through its own path.
+    """
+    match = re.fullmatch(r"python(3\.\d+)", name)
+    if match is None:
+        return None
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = []
+    for exe in root.glob(f"versions/{match[1]}.*/bin/{name}"):
+        version = exe.parent.parent.name
+        if re.fullmatch(r"\d+\.\d+\.\d+", version) and os.access(exe, os.X_OK):
+            found.append((tuple(map(int, version.split("."))), str(exe)))
+    return max(found)[1] if found else None
+
+
+def _run_probe(name: str) -> subprocess.CompletedProcess[str] | str:
+    """Run the probe; return the process, or why it could not run."""
     if os.sep in name:
         if not os.access(name, os.X_OK):
-            raise AdapterLoadError(
-                f"COEXTRA_PYTHON={name}: no such executable; "
-                + _install_hint(Path(name).name)
-            )
+            return "no such executable"
     elif shutil.which(name) is None:
-        raise AdapterLoadError(
-            f"COEXTRA_PYTHON={name}: interpreter not found on PATH; "
-            + _install_hint(name)
-        )
+        return "interpreter not found on PATH"
     try:
         proc = subprocess.run(
             [name, "-c", _PROBE],
@@ -116,19 +130,26 @@ def probe(name: str) -> Target:
             check=False,
         )
     except OSError as exc:
-        raise AdapterLoadError(
-            f"COEXTRA_PYTHON={name}: cannot run it ({exc.strerror}); "
-            + _install_hint(name)
-        ) from None
+        return f"cannot run it ({exc.strerror})"
     if proc.returncode != 0:
         # The first line names a missing pyenv version; a traceback ends
         # with the exception.
         lines = proc.stderr.strip().splitlines() or ["no output"]
         line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
-        raise AdapterLoadError(
-            f"COEXTRA_PYTHON={name}: cannot run it ({line.strip()}); "
-            + _install_hint(name)
-        )
+        return f"cannot run it ({line.strip()})"
+    return proc
+
+
+def probe(name: str) -> Target:
+    """Run the interpreter ``name`` once and describe it."""
+    proc = _run_probe(name)
+    if isinstance(proc, str):
+        fallback = pyenv_interpreter(name)
+        if fallback is not None:
+            proc = _run_probe(fallback)
+        if isinstance(proc, str):
+            hint = _install_hint(Path(name).name)
+            raise AdapterLoadError(f"COEXTRA_PYTHON={name}: {proc}; {hint}")
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     target = Target(
         name=name,

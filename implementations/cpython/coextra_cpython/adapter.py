@@ -241,8 +241,13 @@ class CPythonSession:
         return int(self._call("sizeof", code=self._number(code)))
 
     def fail_allocations(self, after: int, count: int = 1) -> None:
-        """Not offered: Capability.ALLOC_FAILURE is not declared."""
-        raise NotImplementedError("the cpython adapter cannot fail mallocs")
+        """Make CPython's allocators fail inside the next API calls.
+
+        The worker wraps the "mem" and "object" allocator domains and
+        counts only allocations made while an API call or a requested
+        construction runs.
+        """
+        self._call("fail_allocations", after=after, count=count)
 
     def take_free_calls(self) -> list[FreeCall]:
         """Return the free calls recorded in C since the last take."""
@@ -336,6 +341,7 @@ class CPythonImplementation:
             Capability.COPY,
             Capability.INTERPRETERS,
             Capability.FINALIZE,
+            Capability.ALLOC_FAILURE,
         }
         if self.watchers or self.pep8523:
             caps.add(Capability.HOOKS)

@@ -219,6 +219,84 @@ cx_new_code(void)
     return 0;
 }
 
+/* -- allocation failure ------------------------------------------------- */
+
+/* fail_allocations(after, count) is served by wrapping CPython's "mem"
+   and "object" allocator domains.  Failures are armed only while an API
+   call (or a construction the suite asked for) runs, so the worker's own
+   bookkeeping between calls neither consumes nor suffers them. */
+static PyMemAllocatorEx cx_orig_mem, cx_orig_obj;
+static long cx_fail_after, cx_fail_count;
+static int cx_armed;
+
+static int
+cx_should_fail(void)
+{
+    if (!cx_armed) {
+        return 0;
+    }
+    if (cx_fail_after > 0) {
+        cx_fail_after--;
+        return 0;
+    }
+    if (cx_fail_count > 0) {
+        cx_fail_count--;
+        return 1;
+    }
+    return 0;
+}
+
+static void *
+cx_malloc(void *ctx, size_t size)
+{
+    PyMemAllocatorEx *orig = (PyMemAllocatorEx *)ctx;
+
+    return cx_should_fail() ? NULL : orig->malloc(orig->ctx, size);
+}
+
+static void *
+cx_calloc(void *ctx, size_t nelem, size_t elsize)
+{
+    PyMemAllocatorEx *orig = (PyMemAllocatorEx *)ctx;
+
+    return cx_should_fail() ? NULL : orig->calloc(orig->ctx, nelem, elsize);
+}
+
+static void *
+cx_realloc(void *ctx, void *ptr, size_t size)
+{
+    PyMemAllocatorEx *orig = (PyMemAllocatorEx *)ctx;
+
+    return cx_should_fail() ? NULL : orig->realloc(orig->ctx, ptr, size);
+}
+
+static void
+cx_free(void *ctx, void *ptr)
+{
+    PyMemAllocatorEx *orig = (PyMemAllocatorEx *)ctx;
+
+    orig->free(orig->ctx, ptr);
+}
+
+static void
+cx_install_allocators(void)
+{
+    PyMemAllocatorEx mem = {&cx_orig_mem, cx_malloc, cx_calloc, cx_realloc,
+                            cx_free};
+    PyMemAllocatorEx obj = {&cx_orig_obj, cx_malloc, cx_calloc, cx_realloc,
+                            cx_free};
+
+    /* The wrappers hand every call to the allocator they replace, so
+       blocks allocated before and after installation mix freely. */
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &cx_orig_mem);
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &cx_orig_obj);
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
+}
+
+#define CX_ARM() (cx_armed = 1)
+#define CX_DISARM() (cx_armed = 0)
+
 /* -- recording free functions ------------------------------------------ */
 
 typedef struct {
@@ -558,7 +636,9 @@ cx_request_index(PyObject *Py_UNUSED(self), PyObject *args)
     if (cx_enter(interp, &prev) < 0) {
         return NULL;
     }
+    CX_ARM();
     rc = CX_REQUEST(free);
+    CX_DISARM();
     cx_capture(rc, name, sizeof(name));
     cx_leave(prev);
     return cx_result(rc, name);
@@ -582,7 +662,9 @@ cx_get_extra(PyObject *Py_UNUSED(self), PyObject *args)
         return NULL;
     }
     extra = (void *)word;
+    CX_ARM();
     rc = CX_GET(code, index, &extra);
+    CX_DISARM();
     cx_capture(rc, name, sizeof(name));
     cx_leave(prev);
     pair = cx_result(rc, name);
@@ -611,7 +693,9 @@ cx_set_extra(PyObject *Py_UNUSED(self), PyObject *args)
     if (cx_word(value, &word) < 0 || cx_enter(interp, &prev) < 0) {
         return NULL;
     }
+    CX_ARM();
     rc = CX_SET(code, index, (void *)word);
+    CX_DISARM();
     cx_capture(rc, name, sizeof(name));
     cx_leave(prev);
     return cx_result(rc, name);
@@ -697,7 +781,9 @@ cx_add_hook(PyObject *Py_UNUSED(self), PyObject *args)
     if (cx_word(value, &word) < 0 || cx_enter(interp, &prev) < 0) {
         return NULL;
     }
+    CX_ARM();
     rc = cx_hook_add(tag, action, index, word);
+    CX_DISARM();
     if (rc == -2) {
         /* The adapter's own limit: carry the OverflowError over. */
         PyObject *type, *exc, *tb;
@@ -723,7 +809,9 @@ cx_remove_hook(PyObject *Py_UNUSED(self), PyObject *args)
             cx_enter(interp, &prev) < 0) {
         return NULL;
     }
+    CX_ARM();
     rc = cx_hook_remove(id);
+    CX_DISARM();
     cx_capture(rc, name, sizeof(name));
     cx_leave(prev);
     return cx_result(rc, name);
@@ -743,7 +831,9 @@ cx_release_index(PyObject *Py_UNUSED(self), PyObject *args)
             cx_enter(interp, &prev) < 0) {
         return NULL;
     }
+    CX_ARM();
     rc = PyUnstable_Eval_ReleaseCodeExtraIndex(index);
+    CX_DISARM();
     cx_capture(rc, name, sizeof(name));
     cx_leave(prev);
     return cx_result(rc, name);
@@ -811,6 +901,19 @@ cx_extra_bytes(PyObject *Py_UNUSED(self), PyObject *code)
 }
 
 static PyObject *
+cx_fail_allocations(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    long after, count;
+
+    if (!PyArg_ParseTuple(args, "ll", &after, &count)) {
+        return NULL;
+    }
+    cx_fail_after = after;
+    cx_fail_count = count;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 cx_new_interpreter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
 {
     PyThreadState *prev, *sub;
@@ -870,7 +973,9 @@ cx_call_in(PyObject *Py_UNUSED(self), PyObject *args)
             cx_enter(interp, &prev) < 0) {
         return NULL;
     }
+    CX_ARM();
     result = PyObject_Call(callable, call_args, kwargs);
+    CX_DISARM();
     PyErr_Fetch(&type, &exc, &tb);
     cx_leave(prev);
     PyErr_Restore(type, exc, tb);
@@ -1002,6 +1107,8 @@ static PyMethodDef cx_methods[] = {
 #endif
     {"take_pending", cx_take_pending, METH_NOARGS,
      "take_pending() -> exception class name left set, or None"},
+    {"fail_allocations", cx_fail_allocations, METH_VARARGS,
+     "fail_allocations(after, count): arm failures for API calls"},
     {"new_interpreter", cx_new_interpreter, METH_NOARGS,
      "new_interpreter() -> number of a new sub-interpreter"},
     {"end_interpreter", cx_end_interpreter, METH_VARARGS,
@@ -1029,6 +1136,7 @@ PyInit__coextra_cpython(void)
     }
     cx_tstates[0] = PyThreadState_Get();
     cx_ninterps = 1;
+    cx_install_allocators();
     if (PyModule_AddIntConstant(m, "PEP8523", CX_PEP8523) < 0 ||
         PyModule_AddIntConstant(m, "WATCHERS", CX_WATCHERS) < 0 ||
         PyModule_AddIntConstant(m, "FREE_TAGS", CX_FREE_TAGS) < 0 ||

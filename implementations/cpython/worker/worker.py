@@ -74,6 +74,21 @@ class Worker(object):
             raise ApiFailure(function, exc_type)
         return rc
 
+    def construct(self, interp, function, args, kwargs=None):
+        """Run ``function`` in ``interp``; its failure is an API failure.
+
+        Code objects are constructed by the interpreter that runs the
+        compiler (or replace(), or marshal), so that is where allocation
+        failures are armed and where errors come from.
+        """
+        try:
+            if kwargs:
+                return self.cx.call_in(interp, function, args, kwargs)
+            return self.cx.call_in(interp, function, args)
+        except Exception as exc:
+            raise ApiFailure("code object construction",
+                             type(exc).__name__)
+
     def copy(self, interp, code, **changes):
         """Construct a new code object from ``code`` in ``interp``.
 
@@ -81,7 +96,7 @@ class Worker(object):
         constructor, which is what replace() does on later versions.
         """
         if hasattr(code, "replace"):
-            return self.cx.call_in(interp, code.replace, (), changes)
+            return self.construct(interp, code.replace, (), changes)
         fields = dict(
             co_argcount=code.co_argcount,
             co_kwonlyargcount=code.co_kwonlyargcount,
@@ -100,7 +115,7 @@ class Worker(object):
             co_cellvars=code.co_cellvars,
         )
         fields.update(changes)
-        return self.cx.call_in(interp, types.CodeType, (
+        return self.construct(interp, types.CodeType, (
             fields["co_argcount"], fields["co_kwonlyargcount"],
             fields["co_nlocals"], fields["co_stacksize"],
             fields["co_flags"], fields["co_code"], fields["co_consts"],
@@ -131,7 +146,7 @@ class Worker(object):
         else:
             source = "v_%d = %d\n" % (n, n)
         # The interpreter that runs the compiler constructs the objects.
-        code = self.cx.call_in(
+        code = self.construct(
             interp, compile, (source, "<coextra-%d>" % n, "exec"))
         if flags:
             code = self.copy(interp, code, co_flags=code.co_flags | flags)
@@ -147,7 +162,7 @@ class Worker(object):
             return self.keep(self.copy(interp, original))
         if how == "marshal":
             data = marshal.dumps(original)
-            return self.keep(self.cx.call_in(interp, marshal.loads, (data,)))
+            return self.keep(self.construct(interp, marshal.loads, (data,)))
         raise ValueError("unknown copy method %r" % (how,))
 
     def op_new_non_code(self):
@@ -230,6 +245,10 @@ class Worker(object):
 
     def op_sizeof(self, code):
         return sys.getsizeof(self.obj(code))
+
+    def op_fail_allocations(self, after, count):
+        self.cx.fail_allocations(after, count)
+        return None
 
     def op_take_free_calls(self):
         calls, lost = self.cx.take_free_calls()

@@ -321,14 +321,10 @@ impl State {
     /// per code object in ascending index order (R-FREE-7).
     fn take_every_value(&mut self) -> Vec<(Option<FreeFn>, usize)> {
         let mut per_code: BTreeMap<usize, BTreeMap<usize, usize>> = BTreeMap::new();
-        for (code, slots) in self.inline.take_all() {
-            let entry = per_code.entry(code).or_default();
-            entry.extend(slots.into_iter().enumerate().filter(|(_, v)| *v != 0));
-        }
         let before = self.out_of_line.table_count();
-        for (code, slots) in self.out_of_line.take_all() {
-            let entry = per_code.entry(code).or_default();
-            entry.extend(slots.into_iter().enumerate().filter(|(_, v)| *v != 0));
+        let inline = self.inline.take_all();
+        for (code, slots) in inline.into_iter().chain(self.out_of_line.take_all()) {
+            per_code.entry(code).or_default().extend(non_null(slots));
         }
         count_tables(before, self.out_of_line.table_count());
         per_code
@@ -341,21 +337,28 @@ impl State {
     /// Detach the values of `code` in this interpreter (its
     /// destruction); `owner` says whether the inline slots are ours.
     fn take_code_values(&mut self, code: &CodeObject, owner: bool) -> Vec<(Option<FreeFn>, usize)> {
+        // Inline storage covers the low indices and the out-of-line
+        // table may hold higher ones (allocated after construction), with
+        // NULL below them: merge the non-NULL values by index.
         let mut slots = BTreeMap::new();
         // Only while the object is still recorded are its inline slots
         // ours to empty: a finalized owner has emptied them already.
         if owner && self.inline.remove(code) {
-            slots.extend(object::take_slots(code).into_iter().enumerate());
+            slots.extend(non_null(object::take_slots(code)));
         }
         let before = self.out_of_line.table_count();
-        slots.extend(self.out_of_line.take_code(code.address()).into_iter().enumerate());
+        slots.extend(non_null(self.out_of_line.take_code(code.address())));
         count_tables(before, self.out_of_line.table_count());
         slots
             .into_iter()
-            .filter(|(_, value)| *value != 0)
             .map(|(index, value)| (self.indices.free_function(index as isize).ok().flatten(), value))
             .collect()
     }
+}
+
+/// The (index, value) pairs of a slot vector whose value is not NULL.
+fn non_null(slots: Vec<usize>) -> impl Iterator<Item = (usize, usize)> {
+    slots.into_iter().enumerate().filter(|(_, value)| *value != 0)
 }
 
 /// A code object is being destroyed (its last reference went): detach

