@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .adapter import ApiError, FreeFunc, Handle
 from .model import (
+    RELEASE,
     REQUEST,
     SET,
     Freeing,
@@ -42,6 +43,22 @@ class _ReusesAllocatedIndex(ModelSession):
     def _find_free_index(self, interp: _Interp) -> int | None:
         count = len(interp.indices)
         return count if count < self.index_capacity else None
+
+
+class _StaleAfterIndexReuse(ModelSession):
+    """Frees the values of a released index but leaves them in place."""
+
+    def release_index(self, interp: Handle, index: int) -> None:
+        state = self._as_interp(interp)
+        with self._lock:
+            if index not in state.indices:
+                raise ApiError(RELEASE, "SystemError")
+            free = state.indices.pop(index)
+            frees = [
+                (free, self._read(state, code, index))
+                for code in self._codes.values()
+            ]
+        self._run_frees(frees)
 
 
 class _CapacityShortByOne(ModelSession):
@@ -110,8 +127,10 @@ class _WrongDestroyOrder(ModelSession):
 
 
 class _StaleAfterDestroy(ModelSession):
-    """Frees the values but leaves the out-of-line entry behind, so a
-    code object at the same address inherits them."""
+    """Frees the values but leaves the out-of-line entry behind.
+
+    A code object constructed later at the same address inherits them.
+    """
 
     def _forget_out_of_line(self, owner: _Interp, code: _Code) -> None:
         pass
@@ -177,7 +196,8 @@ class _CopiesValuesOnReplace(ModelSession):
 
     def copy_code(self, interp: Handle, code: Handle, how: str) -> Handle:
         copy = super().copy_code(interp, code, how)
-        assert isinstance(code, _Code) and isinstance(copy, _Code)
+        assert isinstance(code, _Code)
+        assert isinstance(copy, _Code)
         if how == "replace":
             with self._lock:
                 for state in self._interps:
@@ -244,6 +264,9 @@ def _broken(
 reuses_allocated_index = _broken(
     "reuses_allocated_index", _ReusesAllocatedIndex, "R-INDEX-1"
 )
+stale_after_index_reuse = _broken(
+    "stale_after_index_reuse", _StaleAfterIndexReuse, "R-INDEX-8"
+)
 capacity_short_by_one = _broken(
     "capacity_short_by_one", _CapacityShortByOne, "R-INDEX-2"
 )
@@ -306,6 +329,7 @@ BROKEN: dict[str, BrokenImplementation] = {
     impl.name.removeprefix("broken:"): impl
     for impl in (
         reuses_allocated_index,
+        stale_after_index_reuse,
         capacity_short_by_one,
         no_exception_on_exhaustion,
         get_invalid_index_succeeds,

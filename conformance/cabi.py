@@ -17,6 +17,7 @@ under locks.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable
@@ -66,8 +67,8 @@ _PEP_NAMES = {
 #: function (FreeFunc docs); tags run from 0 to NUM_FREE_TAGS - 1.
 NUM_FREE_TAGS = 16
 
-#: Primed into Get's output word before a call expected to fail, so the
-#: caller can see whether the implementation cleared it (R-STORE-10).
+#: Primed into GetExtra's output word before a call expected to fail, so
+#: the caller can see whether the implementation cleared it (R-STORE-10).
 _SENTINEL = 0x5EED5EED
 
 _ERROR_BUF = 128
@@ -114,9 +115,14 @@ def header_to_cdef(text: str) -> str:
 
 
 def abi_constants(text: str | None = None) -> dict[str, int]:
-    """Return the integer ``COEXTRA_*`` macros of the header."""
+    """Return the integer ``COEXTRA_*`` macros of the header.
+
+    ``text`` is header source to parse instead of the shipped header.
+    """
+    if text is None:
+        return dict(_shipped_constants())
     constants: dict[str, int] = {}
-    for line in (_header_text() if text is None else text).splitlines():
+    for line in text.splitlines():
         match = _DEFINE.match(line)
         if match is None:
             continue
@@ -128,6 +134,11 @@ def abi_constants(text: str | None = None) -> dict[str, int]:
             value <<= int(number.group(2))
         constants[match.group(1)] = value
     return constants
+
+
+@functools.cache
+def _shipped_constants() -> dict[str, int]:
+    return abi_constants(_header_text())
 
 
 _FFI: cffi.FFI | None = None
@@ -405,6 +416,9 @@ class TableSession:
         if self._t.end_interpreter(ptr) < 0:
             interp.ended = False
             raise self._fail("end_interpreter")
+        with self._lock:
+            # Finalization empties the interpreter's hook chain.
+            self._hook_tags.pop(id(interp), None)
 
     def new_code(
         self, interp: Handle, *, nested: int = 0, flags: int = 0

@@ -127,8 +127,11 @@ class ModelSession:
 
     index_capacity = INDEX_CAPACITY
     hook_capacity = HOOK_CAPACITY
+    #: Whether a destroyed code object's address is given out again.
+    reuse_addresses = True
 
     def __init__(self) -> None:
+        """Start with a fresh main interpreter."""
         self._lock = threading.Lock()
         self._local = threading.local()
         self._interps: list[_Interp] = []
@@ -332,12 +335,15 @@ class ModelSession:
                     finally:
                         running.discard(key)
             elif hook.action is HookAction.ADD_HOOK:
-                if all(h.tag != hook.value for _, h in interp.hooks):
+                with self._lock:
+                    tags = {h.tag for _, h in interp.hooks}
+                if hook.value not in tags:
                     self.add_hook(interp, Hook(hook.value))
             elif hook.action is HookAction.REMOVE_HOOK:
-                for other_id, other in list(interp.hooks):
-                    if other.tag == hook.value:
-                        self.remove_hook(interp, other_id)
+                with self._lock:
+                    ids = [i for i, h in interp.hooks if h.tag == hook.value]
+                for other_id in ids:
+                    self.remove_hook(interp, other_id)
         except ApiError as exc:
             return exc.exc_type or "SystemError"
         return None
@@ -491,9 +497,10 @@ class ModelSession:
         self._run_frees(frees)
         for const in obj.consts:
             self.drop(const)
-        with self._lock:
-            # R-FREE-8: the address may be reused, its storage is gone.
-            self._free_addresses.append(obj.address)
+        if self.reuse_addresses:
+            with self._lock:
+                # R-FREE-8: the address is reused, its storage is gone.
+                self._free_addresses.append(obj.address)
 
     def code_id(self, code: Handle) -> int:
         """Return the address of a code object."""
@@ -565,13 +572,12 @@ class ModelSession:
             old = self._read(state, checked, index)
             if self._unchanged(old, value):
                 return  # R-FREE-5: re-storing frees nothing.
+            error: ApiError | None = None
             try:
                 # R-FREE-9: the new value is in place before the free.
                 self._write(state, checked, index, value)
             except ApiError as exc:
                 error = exc
-            else:
-                error = None
         if error is not None:
             self._set_failed(free, value)
             raise error
@@ -636,7 +642,7 @@ class ModelSession:
             return size
 
     def sizeof(self, code: Handle) -> int:
-        """What sys.getsizeof() reports: R-FLAG-9."""
+        """Return what sys.getsizeof() reports (R-FLAG-9)."""
         return BASE_SIZE + self.extra_bytes(code)
 
     def fail_allocations(self, after: int, count: int = 1) -> None:
@@ -665,7 +671,7 @@ class ModelSession:
         return errors
 
     def pending_error(self) -> str | None:
-        """The model raises every error at once: nothing stays pending."""
+        """Return None: the model raises every error, none stays pending."""
         return None
 
     def close(self) -> None:

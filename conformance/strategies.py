@@ -19,7 +19,7 @@ WORD_BITS = 64 if sys.maxsize > 2**32 else 32
 
 
 def stateful_settings() -> settings:
-    """The active profile; without shrinking when it is derandomized.
+    """Return the active profile, without shrinking if derandomized.
 
     A derandomized (CI) run reports the failing sequence as found:
     shrinking a broken implementation's failure can take minutes.  The
@@ -34,7 +34,7 @@ def stateful_settings() -> settings:
 
 
 def opaque_values() -> st.SearchStrategy[int]:
-    """Non-NULL words: the patterns consumers use, and any others."""
+    """Generate non-NULL words: the patterns consumers use, and others."""
     top = 2**WORD_BITS - 1
     return st.one_of(
         st.sampled_from([1, 2, 3, 0x7F, 2 ** (WORD_BITS - 1), top]),
@@ -43,12 +43,12 @@ def opaque_values() -> st.SearchStrategy[int]:
 
 
 def free_funcs() -> st.SearchStrategy[FreeFunc | None]:
-    """A NULL free function or a recording one (tags 0-3)."""
+    """Generate a NULL free function or a recording one (tags 0-3)."""
     return st.one_of(st.none(), st.builds(FreeFunc, tag=st.integers(0, 3)))
 
 
 def hook_actions() -> st.SearchStrategy[HookAction]:
-    """What a generated hook does when called."""
+    """Generate what a hook does when called."""
     return st.sampled_from(
         [
             HookAction.RECORD,
@@ -61,5 +61,5 @@ def hook_actions() -> st.SearchStrategy[HookAction]:
 
 
 def copy_kinds() -> st.SearchStrategy[str]:
-    """How ``copy_code`` copies."""
+    """Generate how ``copy_code`` copies."""
     return st.sampled_from(["replace", "marshal"])

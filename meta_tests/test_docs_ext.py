@@ -350,6 +350,29 @@ def test_requirement_without_label_warns(build: Build, project: Path) -> None:
     assert "R-INDEX-1 must be a definition list of its own" in warnings
 
 
+def test_malformed_requirement_term_warns(build: Build, project: Path) -> None:
+    """A term with a hyphen instead of the em dash is a warning."""
+    pep = project / "pep" / "pep-9999.rst"
+    pep.write_text(pep.read_text().replace("R-INDEX-1 —", "R-INDEX-1 -"))
+    _, warnings = build()
+    assert "malformed requirement term 'R-INDEX-1 - Distinct" in warnings
+
+
+def test_requirements_outside_the_pep_stay_plain(
+    build: Build, project: Path
+) -> None:
+    """Only PEP documents get requirement boxes."""
+    page = project / "docs" / "requirements.rst"
+    page.write_text(
+        page.read_text() + "\nR-STORE-9 — Example (MUST)\n   Text MUST.\n"
+    )
+    out, warnings = build()
+    assert warnings == ""
+    html = read(out, "docs/requirements")
+    assert "<dt>R-STORE-9 — Example (MUST)</dt>" in html
+    assert "coextra-req " not in html
+
+
 def test_level_missing_from_text_warns(build: Build, project: Path) -> None:
     """A requirement whose text never says its level is a warning."""
     pep = project / "pep" / "pep-9999.rst"

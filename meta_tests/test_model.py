@@ -31,8 +31,9 @@ def test_model_passes_every_requirement(tmp_path: Path) -> None:
     code, report, output = run_suite(MODEL, tmp_path)
     got = outcomes(report)
     registry = load_registry()
-    wrong = {i: got.get(i, "absent") for i in registry.ids
-             if got.get(i) != "pass"}
+    wrong = {
+        i: got.get(i, "absent") for i in registry.ids if got.get(i) != "pass"
+    }
     assert not wrong, f"model requirements not passing: {wrong}\n{output}"
     assert code == 0, output[-3000:]
     summary = report["summary"]

@@ -8,7 +8,6 @@ in place, or let ``pip install ./reference_impl`` build it through
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from cffi import FFI
@@ -41,12 +40,13 @@ def abi_include_dir() -> Path:
 
 
 def c_sources() -> list[str]:
-    """Return the C sources, relative to the working directory.
+    """Return the C sources, relative to this folder.
 
-    setuptools wants relative source paths; the builder may run from the
-    repository root or from reference_impl/.
+    setuptools wants relative source paths, and both ways of building
+    compile from this folder: pip runs setup.py here, and ``compile``
+    below changes to ``tmpdir``.
     """
-    return [os.path.relpath(p) for p in sorted(SRC.glob("*.c"))]
+    return [p.relative_to(HERE).as_posix() for p in sorted(SRC.glob("*.c"))]
 
 
 ffibuilder = FFI()

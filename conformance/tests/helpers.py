@@ -48,15 +48,19 @@ REQUEST_LIMIT = 1 << 16
 @contextmanager
 def api_error(function: str, exc_type: str, req: str) -> Iterator[None]:
     """Expect the call in the block to fail with ``exc_type`` set."""
+    caught: ApiError | None = None
     try:
         yield
     except ApiError as exc:
-        assert exc.exc_type == exc_type, (
-            f"{function} must fail with {exc_type} ({req}); it failed "
-            f"with {exc.exc_type or 'no exception set'}"
+        caught = exc
+    if caught is None:
+        pytest.fail(
+            f"{function} must fail with {exc_type} ({req}); it succeeded"
         )
-        return
-    pytest.fail(f"{function} must fail with {exc_type} ({req}); it succeeded")
+    assert caught.exc_type == exc_type, (
+        f"{function} must fail with {exc_type} ({req}); it failed "
+        f"with {caught.exc_type or 'no exception set'}"
+    )
 
 
 def frees(session: Session) -> list[tuple[int, int]]:

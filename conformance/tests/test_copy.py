@@ -15,8 +15,10 @@ pytestmark = [
 
 @pytest.mark.req("R-COPY-1")
 def test_copy_starts_with_every_slot_null(session: Session, how: str) -> None:
-    """R-COPY-1: "A copy of a code object (replace(), unmarshal) starts
-    with every slot NULL; values are never copied."
+    """Copy starts with every slot NULL.
+
+    R-COPY-1: "A copy of a code object (replace(), unmarshal) starts with every
+    slot NULL; values are never copied."
     """
     early = session.new_code(session.main, nested=1)
     index = session.request_index(session.main, FreeFunc(1))
@@ -33,8 +35,10 @@ def test_copy_starts_with_every_slot_null(session: Session, how: str) -> None:
 def test_copy_gets_inline_storage_iff_consumer(
     session: Session, how: str
 ) -> None:
-    """R-COPY-2: "A copy gets inline storage if and only if a consumer is
-    active when the copy is constructed."
+    """Copy gets inline storage iff consumer.
+
+    R-COPY-2: "A copy gets inline storage if and only if a consumer is active
+    when the copy is constructed."
     """
     bare = session.new_code(session.main)
     before = session.copy_code(session.main, bare, how)
@@ -53,8 +57,10 @@ def test_copy_gets_inline_storage_iff_consumer(
 def test_copy_and_original_are_freed_independently(
     session: Session, how: str
 ) -> None:
-    """R-COPY-3: "Destroying the original does not free the copy's
-    values, and the reverse."
+    """Copy and original are freed independently.
+
+    R-COPY-3: "Destroying the original does not free the copy's values, and the
+    reverse."
     """
     index = session.request_index(session.main, FreeFunc(1))
     original = session.new_code(session.main)

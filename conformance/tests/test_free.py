@@ -12,9 +12,10 @@ DESTROY = "code object destruction"
 
 @pytest.mark.req("R-FREE-1")
 def test_overwrite_frees_old_value_once(session: Session) -> None:
-    """R-FREE-1: "Overwriting a non-NULL value with a different value
-    calls the index's free function exactly once with the old value,
-    before Set returns."
+    """Overwrite frees old value once.
+
+    R-FREE-1: "Overwriting a non-NULL value with a different value calls the
+    index's free function exactly once with the old value, before Set returns."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
@@ -30,8 +31,10 @@ def test_overwrite_frees_old_value_once(session: Session) -> None:
 
 @pytest.mark.req("R-FREE-2")
 def test_clear_frees_old_value_once(session: Session) -> None:
-    """R-FREE-2: "Clearing a non-NULL value (Set NULL) calls the free
-    function exactly once with the old value."
+    """Clear frees old value once.
+
+    R-FREE-2: "Clearing a non-NULL value (Set NULL) calls the free function
+    exactly once with the old value."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(2))
@@ -47,8 +50,10 @@ def test_clear_frees_old_value_once(session: Session) -> None:
 @pytest.mark.req("R-FREE-3")
 @pytest.mark.isolated
 def test_destruction_frees_every_value_once(session: Session) -> None:
-    """R-FREE-3: "Destroying a code object calls, for every index, the
-    free function exactly once for each non-NULL value it holds."
+    """Destruction frees every value once.
+
+    R-FREE-3: "Destroying a code object calls, for every index, the free
+    function exactly once for each non-NULL value it holds."
     """
     early = session.new_code(session.main)
     indices = [
@@ -72,8 +77,10 @@ def test_destruction_frees_every_value_once(session: Session) -> None:
 @pytest.mark.req("R-FREE-4")
 @pytest.mark.isolated
 def test_null_is_never_freed(session: Session) -> None:
-    """R-FREE-4: "A free function is never called with NULL (unset slots
-    at destruction, clearing an empty slot, release)."
+    """NULL is never freed.
+
+    R-FREE-4: "A free function is never called with NULL (unset slots at
+    destruction, clearing an empty slot, release)."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(4))
@@ -93,7 +100,7 @@ def test_null_is_never_freed(session: Session) -> None:
 @pytest.mark.requires(Capability.RELEASE)
 @pytest.mark.isolated
 def test_release_never_frees_null(session: Session) -> None:
-    """R-FREE-4: releasing an index with only NULL slots frees nothing."""
+    """Releasing an index with only NULL slots frees nothing (R-FREE-4)."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(4))
     inline = session.new_code(session.main)
@@ -109,8 +116,10 @@ def test_release_never_frees_null(session: Session) -> None:
 
 @pytest.mark.req("R-FREE-5")
 def test_restoring_same_value_frees_nothing(session: Session) -> None:
-    """R-FREE-5: "Set with the value already in the slot calls no free
-    function and the value stays stored."
+    """Restoring same value frees nothing.
+
+    R-FREE-5: "Set with the value already in the slot calls no free function
+    and the value stays stored."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(6))
@@ -131,8 +140,10 @@ def test_restoring_same_value_frees_nothing(session: Session) -> None:
 @pytest.mark.req("R-FREE-6")
 @pytest.mark.isolated
 def test_value_goes_to_its_own_free_function(session: Session) -> None:
-    """R-FREE-6: "A value is passed only to the free function of the
-    index it was stored under."
+    """Value goes to its own free function.
+
+    R-FREE-6: "A value is passed only to the free function of the index it was
+    stored under."
     """
     early = session.new_code(session.main)
     tags = (7, 8, 9)
@@ -164,8 +175,10 @@ def test_value_goes_to_its_own_free_function(session: Session) -> None:
 def test_destruction_frees_in_ascending_index_order(
     session: Session,
 ) -> None:
-    """R-FREE-7: "At destruction, free functions are called in ascending
-    index order."
+    """Destruction frees in ascending index order.
+
+    R-FREE-7: "At destruction, free functions are called in ascending index
+    order."
     """
     early = session.new_code(session.main)
     first = [
@@ -199,9 +212,10 @@ def test_destruction_frees_in_ascending_index_order(
 @pytest.mark.req("R-FREE-8")
 @pytest.mark.isolated
 def test_freed_value_is_never_read_again(session: Session) -> None:
-    """R-FREE-8: "After a value has been freed no Get returns it; a code
-    object constructed later (even at the same address) starts with every
-    slot NULL."
+    """Freed value is never read again.
+
+    R-FREE-8: "After a value has been freed no Get returns it; a code object
+    constructed later (even at the same address) starts with every slot NULL."
     """
     doomed = [session.new_code(session.main) for _ in range(4)]
     index = session.request_index(session.main, FreeFunc(1))
@@ -225,8 +239,10 @@ def test_freed_value_is_never_read_again(session: Session) -> None:
 def test_freed_out_of_line_value_is_never_read_again(
     session: Session,
 ) -> None:
-    """R-FREE-8: values another interpreter stored on destroyed code
-    objects (out-of-line storage) do not reappear on new code objects.
+    """Freed out of line value is never read again.
+
+    R-FREE-8: values another interpreter stored on destroyed code objects (out-
+    of-line storage) do not reappear on new code objects.
     """
     other = session.new_interpreter()
     index = session.request_index(other, FreeFunc(1))
@@ -260,8 +276,10 @@ def _predicted_free(
 @pytest.mark.req("R-FREE-9")
 @pytest.mark.isolated
 def test_new_value_is_visible_during_free(session: Session) -> None:
-    """R-FREE-9: "When Set replaces a value, the new value is already in
-    the slot when the free function for the old one runs."
+    """New value is visible during free.
+
+    R-FREE-9: "When Set replaces a value, the new value is already in the slot
+    when the free function for the old one runs."
     """
     early = session.new_code(session.main)
     index = _predicted_free(session, FreeAction.GET, early)
@@ -283,8 +301,10 @@ def test_new_value_is_visible_during_free(session: Session) -> None:
 @pytest.mark.req("R-FREE-10")
 @pytest.mark.isolated
 def test_free_function_may_call_the_api(session: Session) -> None:
-    """R-FREE-10: "A free function may call Get and Set on other code
-    objects and construct code objects; these calls behave as specified."
+    """A free function may call the API.
+
+    R-FREE-10: "A free function may call Get and Set on other code objects and
+    construct code objects; these calls behave as specified."
     """
     target = session.new_code(session.main)
     probe = session.new_code(session.main)
@@ -309,7 +329,11 @@ def test_free_function_may_call_the_api(session: Session) -> None:
         f"{DESTROY}: expected frees by tags 2, 3, 4 (R-FREE-3): {calls}"
     )
     for tag, result in ((2, 0), (3, 0xA2), (4, 0)):
-        assert calls[tag].error is None and calls[tag].result == result, (
+        assert calls[tag].error is None, (
+            f"API call inside free function {tag} failed (R-FREE-10): "
+            f"{calls[tag]}"
+        )
+        assert calls[tag].result == result, (
             f"API call inside free function {tag} must succeed with "
             f"{result:#x} (R-FREE-10); got {calls[tag]}"
         )
@@ -320,10 +344,11 @@ def test_free_function_may_call_the_api(session: Session) -> None:
 @pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
 @pytest.mark.isolated
 def test_finalization_frees_every_value_once(session: Session) -> None:
-    """R-FREE-11: "Finalizing an interpreter calls the free function
-    exactly once for every non-NULL value stored under its indices in live
-    code objects; destroying those code objects later calls nothing more
-    for them."
+    """Finalization frees every value once.
+
+    R-FREE-11: "Finalizing an interpreter calls the free function exactly once
+    for every non-NULL value stored under its indices in live code objects;
+    destroying those code objects later calls nothing more for them."
     """
     other = session.new_interpreter()
     shared = session.new_code(session.main)

@@ -6,6 +6,7 @@ import pytest
 
 from ..adapter import (
     MIN_CONSTRUCTOR_HOOKS,
+    ApiError,
     Capability,
     FreeFunc,
     Hook,
@@ -27,9 +28,11 @@ def _ids(session: Session, codes: list[object]) -> list[int]:
 
 @pytest.mark.req("R-HOOK-1")
 def test_hook_called_once_per_construction(session: Session) -> None:
-    """R-HOOK-1: "After AddConstructorHook returns an id >= 0, the hook is
-    called exactly once for every code object constructed in that
-    interpreter, with that code object and the registered arg."
+    """Hook called once per construction.
+
+    R-HOOK-1: "After AddConstructorHook returns an id >= 0, the hook is called
+    exactly once for every code object constructed in that interpreter, with
+    that code object and the registered arg."
     """
     session.new_code(session.main)
     hook_id = session.add_hook(session.main, Hook(1))
@@ -46,8 +49,10 @@ def test_hook_called_once_per_construction(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-2")
 def test_hook_called_for_nested_code(session: Session) -> None:
-    """R-HOOK-2: "The hook is called for each nested code object (code
-    constants) as well, exactly once each."
+    """Hook called for nested code.
+
+    R-HOOK-2: "The hook is called for each nested code object (code constants)
+    as well, exactly once each."
     """
     session.add_hook(session.main, Hook(2))
     code = session.new_code(session.main, nested=3)
@@ -63,7 +68,9 @@ def test_hook_called_for_nested_code(session: Session) -> None:
 @pytest.mark.requires(Capability.COPY)
 @pytest.mark.parametrize("how", ["replace", "marshal"])
 def test_hook_called_for_copies(session: Session, how: str) -> None:
-    """R-HOOK-3: "The hook is called for code objects created by copying
+    """Hook called for copies.
+
+    R-HOOK-3: "The hook is called for code objects created by copying
     (replace(), unmarshal)."
     """
     original = session.new_code(session.main, nested=1)
@@ -84,7 +91,10 @@ def test_hook_called_for_copies(session: Session, how: str) -> None:
 
 @pytest.mark.req("R-HOOK-4")
 def test_hooks_called_in_registration_order(session: Session) -> None:
-    """R-HOOK-4: "Hooks are called in the order they were added."."""
+    """Hooks run in registration order.
+
+    R-HOOK-4: "Hooks are called in the order they were added."
+    """
     for tag in (5, 1, 4, 2):
         session.add_hook(session.main, Hook(tag))
     code = session.new_code(session.main)
@@ -97,9 +107,11 @@ def test_hooks_called_in_registration_order(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-5")
 def test_hook_sees_complete_object(session: Session) -> None:
-    """R-HOOK-5: "A hook runs after the code object (with its inline
-    storage) is fully constructed; values it stores with Set are there
-    when construction returns."
+    """Hook sees complete object.
+
+    R-HOOK-5: "A hook runs after the code object (with its inline storage) is
+    fully constructed; values it stores with Set are there when construction
+    returns."
     """
     index = session.request_index(session.main, FreeFunc(1))
     session.add_hook(session.main, Hook(1, HookAction.SET_EXTRA, index, 0x51))
@@ -114,8 +126,10 @@ def test_hook_sees_complete_object(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-6")
 def test_removed_hook_is_not_called_again(session: Session) -> None:
-    """R-HOOK-6: "After RemoveConstructorHook(id) returns 0 the hook is not
-    called again; other hooks are unaffected."
+    """Removed hook is not called again.
+
+    R-HOOK-6: "After RemoveConstructorHook(id) returns 0 the hook is not called
+    again; other hooks are unaffected."
     """
     ids = [session.add_hook(session.main, Hook(tag)) for tag in (1, 2, 3)]
     session.remove_hook(session.main, ids[1])
@@ -134,7 +148,9 @@ def test_removed_hook_is_not_called_again(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-7")
 def test_removing_unknown_hook_raises_value_error(session: Session) -> None:
-    """R-HOOK-7: "Removing an id that is not registered returns -1 with
+    """Removing an unknown hook raises ValueError.
+
+    R-HOOK-7: "Removing an id that is not registered returns -1 with
     ValueError."
     """
     kept = session.add_hook(session.main, Hook(1))
@@ -152,15 +168,17 @@ def test_removing_unknown_hook_raises_value_error(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-8")
 def test_failing_hook_is_reported_unraisable(session: Session) -> None:
-    """R-HOOK-8: "A hook that returns -1 with an exception set does not
-    fail the construction: the exception is reported as unraisable, the
-    code object is returned, and later hooks are still called."
+    """Failing hook is reported unraisable.
+
+    R-HOOK-8: "A hook that returns -1 with an exception set does not fail the
+    construction: the exception is reported as unraisable, the code object is
+    returned, and later hooks are still called."
     """
     for hook in (Hook(1), Hook(2, HookAction.FAIL), Hook(3)):
         session.add_hook(session.main, hook)
     try:
         code = session.new_code(session.main)
-    except h.ApiError as exc:
+    except ApiError as exc:
         pytest.fail(
             f"a failing hook failed the construction with "
             f"{exc.exc_type} (R-HOOK-8)"
@@ -183,8 +201,10 @@ def test_failing_hook_is_reported_unraisable(session: Session) -> None:
 @pytest.mark.req("R-HOOK-9")
 @pytest.mark.isolated
 def test_hook_constructing_code_runs_whole_chain(session: Session) -> None:
-    """R-HOOK-9: "A code object constructed inside a hook goes through the
-    whole chain itself (each hook exactly once) and the outer construction
+    """Hook constructing code runs whole chain.
+
+    R-HOOK-9: "A code object constructed inside a hook goes through the whole
+    chain itself (each hook exactly once) and the outer construction
     completes."
     """
     session.add_hook(session.main, Hook(1))
@@ -194,7 +214,11 @@ def test_hook_constructing_code_runs_whole_chain(session: Session) -> None:
     outer = session.code_id(code)
     got = _calls(session)
     inner = [c for _, c in got if c != outer]
-    assert len(inner) == 3 and len(set(inner)) == 1, (
+    assert len(inner) == 3, (
+        f"the code object made inside hook 2 must see each of the 3 hooks "
+        f"once (R-HOOK-9): {got}"
+    )
+    assert len(set(inner)) == 1, (
         f"the code object made inside hook 2 must see each of the 3 hooks "
         f"once (R-HOOK-9): {got}"
     )
@@ -213,30 +237,34 @@ def test_hook_constructing_code_runs_whole_chain(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-10")
 def test_hook_capacity_and_exhaustion(session: Session) -> None:
-    """R-HOOK-10: "At least 8 hooks can be registered at once; when none
-    can be added, AddConstructorHook returns -1 with RuntimeError."
+    """Hook capacity and exhaustion.
+
+    R-HOOK-10: "At least 8 hooks can be registered at once; when none can be
+    added, AddConstructorHook returns -1 with RuntimeError."
     """
     ids = []
     for n in range(MIN_CONSTRUCTOR_HOOKS):
         try:
             ids.append(session.add_hook(session.main, Hook(n)))
-        except h.ApiError as exc:
+        except ApiError as exc:
             pytest.fail(
                 f"{h.ADD_HOOK} failed ({exc.exc_type}) after {n} "
                 f"hooks; R-HOOK-10 requires {MIN_CONSTRUCTOR_HOOKS}"
             )
     assert len(set(ids)) == len(ids), f"{h.ADD_HOOK} reused an id: {ids}"
+    error: ApiError | None = None
     for _ in range(h.REQUEST_LIMIT):
         try:
             ids.append(session.add_hook(session.main, Hook(15)))
-        except h.ApiError as exc:
-            assert exc.exc_type == "RuntimeError", (
-                f"{h.ADD_HOOK} must fail with RuntimeError when full "
-                f"(R-HOOK-10); got {exc.exc_type}"
-            )
+        except ApiError as exc:
+            error = exc
             break
     else:
         pytest.skip(f"{h.ADD_HOOK} accepted {h.REQUEST_LIMIT} hooks")
+    assert error.exc_type == "RuntimeError", (
+        f"{h.ADD_HOOK} must fail with RuntimeError when full "
+        f"(R-HOOK-10); got {error.exc_type}"
+    )
     session.new_code(session.main)
     assert len(_calls(session)) == len(ids), (
         "every registered hook must run once (R-HOOK-1, R-HOOK-10)"
@@ -245,8 +273,10 @@ def test_hook_capacity_and_exhaustion(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-11")
 def test_chain_changes_during_hook_apply_next_time(session: Session) -> None:
-    """R-HOOK-11: "A hook added or removed while a hook runs takes effect
-    from the next construction."
+    """Chain changes during hook apply next time.
+
+    R-HOOK-11: "A hook added or removed while a hook runs takes effect from the
+    next construction."
     """
     session.add_hook(session.main, Hook(1, HookAction.REMOVE_HOOK, value=3))
     session.add_hook(session.main, Hook(3))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..adapter import MIN_INDICES, Capability, FreeFunc, Session
+from ..adapter import MIN_INDICES, ApiError, Capability, FreeFunc, Session
 from . import helpers as h
 
 
@@ -12,8 +12,10 @@ from . import helpers as h
 def test_request_returns_distinct_non_negative_indices(
     session: Session,
 ) -> None:
-    """R-INDEX-1: "A successful request returns an index >= 0 that differs
-    from every index currently allocated in the interpreter."
+    """Request returns distinct non negative indices.
+
+    R-INDEX-1: "A successful request returns an index >= 0 that differs from
+    every index currently allocated in the interpreter."
     """
     indices = [
         session.request_index(session.main, FreeFunc(tag % 16))
@@ -32,8 +34,10 @@ def test_request_returns_distinct_non_negative_indices(
 def test_request_after_release_avoids_allocated_indices(
     session: Session,
 ) -> None:
-    """R-INDEX-1: a request after releases never returns an index that is
-    still allocated.
+    """Request after release avoids allocated indices.
+
+    R-INDEX-1: a request after releases never returns an index that is still
+    allocated.
     """
     allocated = {session.request_index(session.main, None) for _ in range(10)}
     for index in sorted(allocated)[2:8:3]:
@@ -51,15 +55,16 @@ def test_request_after_release_avoids_allocated_indices(
 
 @pytest.mark.req("R-INDEX-2")
 def test_interpreter_offers_minimum_index_capacity(session: Session) -> None:
-    """R-INDEX-2: "An interpreter can have at least 255
-    (PyUnstable_CODE_EXTRA_MIN_INDICES) indices allocated at the same
-    time."
+    """Interpreter offers minimum index capacity.
+
+    R-INDEX-2: "An interpreter can have at least 255
+    (PyUnstable_CODE_EXTRA_MIN_INDICES) indices allocated at the same time."
     """
     indices = []
     for n in range(MIN_INDICES):
         try:
             indices.append(session.request_index(session.main, FreeFunc(1)))
-        except h.ApiError as exc:
+        except ApiError as exc:
             pytest.fail(
                 f"{h.REQUEST} failed ({exc.exc_type}) after {n} indices; "
                 f"R-INDEX-2 requires {MIN_INDICES}"
@@ -71,7 +76,9 @@ def test_interpreter_offers_minimum_index_capacity(session: Session) -> None:
 
 @pytest.mark.req("R-INDEX-3")
 def test_exhaustion_raises_runtime_error(session: Session) -> None:
-    """R-INDEX-3: "When no index is available the request returns -1 with
+    """Exhaustion raises RuntimeError.
+
+    R-INDEX-3: "When no index is available the request returns -1 with
     RuntimeError set."
     """
     h.exhaust_indices(session, session.main)
@@ -84,8 +91,10 @@ def test_exhaustion_raises_runtime_error(session: Session) -> None:
 def test_exhaustion_leaves_indices_and_values_intact(
     session: Session,
 ) -> None:
-    """R-INDEX-4: "A failed request changes no allocated index and no
-    stored value; those keep working."
+    """Exhaustion leaves indices and values intact.
+
+    R-INDEX-4: "A failed request changes no allocated index and no stored
+    value; those keep working."
     """
     early = session.new_code(session.main)
     first = session.request_index(session.main, FreeFunc(1))
@@ -96,7 +105,7 @@ def test_exhaustion_leaves_indices_and_values_intact(
     for _ in range(3):
         try:
             session.request_index(session.main, FreeFunc(2))
-        except h.ApiError:
+        except ApiError:
             pass
         else:
             pytest.fail(f"{h.REQUEST} succeeded after exhaustion (R-INDEX-4)")
@@ -113,8 +122,10 @@ def test_exhaustion_leaves_indices_and_values_intact(
 @pytest.mark.req("R-INDEX-5")
 @pytest.mark.isolated
 def test_null_free_function_is_never_called(session: Session) -> None:
-    """R-INDEX-5: "free may be NULL; values stored under such an index are
-    never passed to any free function."
+    """A NULL free function is never called.
+
+    R-INDEX-5: "free may be NULL; values stored under such an index are never
+    passed to any free function."
     """
     early = session.new_code(session.main)
     silent = session.request_index(session.main, None)
@@ -138,8 +149,10 @@ def test_null_free_function_is_never_called(session: Session) -> None:
 @pytest.mark.requires(Capability.RELEASE)
 @pytest.mark.isolated
 def test_null_free_function_not_called_on_release(session: Session) -> None:
-    """R-INDEX-5: releasing an index registered with a NULL free function
-    passes its values to no free function.
+    """A NULL free function is not called on release.
+
+    R-INDEX-5: releasing an index registered with a NULL free function passes
+    its values to no free function.
     """
     early = session.new_code(session.main)
     silent = session.request_index(session.main, None)
@@ -154,8 +167,10 @@ def test_null_free_function_not_called_on_release(session: Session) -> None:
 def test_first_index_is_zero_and_allocation_is_dense(
     session: Session,
 ) -> None:
-    """R-INDEX-6: "A request returns the lowest index not currently
-    allocated (the first index of a fresh interpreter is 0)."
+    """First index is zero and allocation is dense.
+
+    R-INDEX-6: "A request returns the lowest index not currently allocated (the
+    first index of a fresh interpreter is 0)."
     """
     indices = [session.request_index(session.main, None) for _ in range(5)]
     assert indices == [0, 1, 2, 3, 4], (
@@ -167,7 +182,7 @@ def test_first_index_is_zero_and_allocation_is_dense(
 @pytest.mark.req("R-INDEX-6")
 @pytest.mark.requires(Capability.RELEASE)
 def test_request_reuses_lowest_released_index(session: Session) -> None:
-    """R-INDEX-6: after releases, the lowest free index comes back first."""
+    """After releases, the lowest free index comes back first (R-INDEX-6)."""
     for _ in range(6):
         session.request_index(session.main, None)
     session.release_index(session.main, 4)
@@ -183,9 +198,11 @@ def test_request_reuses_lowest_released_index(session: Session) -> None:
 @pytest.mark.requires(Capability.RELEASE)
 @pytest.mark.isolated
 def test_release_frees_every_value_once(session: Session) -> None:
-    """R-INDEX-7: "Releasing an index calls its free function exactly once
-    for every non-NULL value stored under it in live code objects, before
-    the release returns."
+    """Release frees every value once.
+
+    R-INDEX-7: "Releasing an index calls its free function exactly once for
+    every non-NULL value stored under it in live code objects, before the
+    release returns."
     """
     early = session.new_code(session.main)
     released = session.request_index(session.main, FreeFunc(1))
@@ -227,8 +244,10 @@ def test_release_frees_every_value_once(session: Session) -> None:
 @pytest.mark.requires(Capability.RELEASE)
 @pytest.mark.isolated
 def test_reused_index_reads_null(session: Session) -> None:
-    """R-INDEX-8: "A released index may be returned by a later request;
-    every slot under a reused index reads NULL."
+    """Reused index reads NULL.
+
+    R-INDEX-8: "A released index may be returned by a later request; every slot
+    under a reused index reads NULL."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
@@ -252,9 +271,11 @@ def test_reused_index_reads_null(session: Session) -> None:
 def test_bad_release_raises_system_error_and_changes_nothing(
     session: Session,
 ) -> None:
-    """R-INDEX-9: "Releasing an index that is not allocated (negative,
-    never allocated, already released) returns -1 with SystemError and
-    changes nothing."
+    """Bad release raises system error and changes nothing.
+
+    R-INDEX-9: "Releasing an index that is not allocated (negative, never
+    allocated, already released) returns -1 with SystemError and changes
+    nothing."
     """
     kept = session.request_index(session.main, FreeFunc(1))
     gone = session.request_index(session.main, FreeFunc(2))
@@ -276,8 +297,10 @@ def test_bad_release_raises_system_error_and_changes_nothing(
 def test_released_index_is_invalid_for_get_and_set(
     session: Session,
 ) -> None:
-    """R-INDEX-10: "Get and Set with a released (and not re-allocated)
-    index return -1 with SystemError."
+    """Released index is invalid for get and set.
+
+    R-INDEX-10: "Get and Set with a released (and not re-allocated) index
+    return -1 with SystemError."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))

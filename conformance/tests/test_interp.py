@@ -24,8 +24,10 @@ def _same_index(session: Session, a: object, b: object) -> int:
 
 @pytest.mark.req("R-INTERP-1")
 def test_index_allocation_is_per_interpreter(session: Session) -> None:
-    """R-INTERP-1: "Index allocation is per interpreter: allocating or
-    exhausting indices in one interpreter does not affect another."
+    """Index allocation is per interpreter.
+
+    R-INTERP-1: "Index allocation is per interpreter: allocating or exhausting
+    indices in one interpreter does not affect another."
     """
     other = session.new_interpreter()
     before = session.request_index(other, None)
@@ -39,8 +41,10 @@ def test_index_allocation_is_per_interpreter(session: Session) -> None:
 
 @pytest.mark.req("R-INTERP-1")
 def test_fresh_interpreter_starts_at_index_zero(session: Session) -> None:
-    """R-INTERP-1 with R-INDEX-6: a new interpreter's indices do not
-    continue another interpreter's numbering.
+    """Fresh interpreter starts at index zero.
+
+    R-INTERP-1 with R-INDEX-6: a new interpreter's indices do not continue
+    another interpreter's numbering.
     """
     for _ in range(7):
         session.request_index(session.main, None)
@@ -54,8 +58,10 @@ def test_fresh_interpreter_starts_at_index_zero(session: Session) -> None:
 
 @pytest.mark.req("R-INTERP-2")
 def test_values_are_per_interpreter(session: Session) -> None:
-    """R-INTERP-2: "A code object used from two interpreters holds
-    independent values under the same index number in each."
+    """Values are per interpreter.
+
+    R-INTERP-2: "A code object used from two interpreters holds independent
+    values under the same index number in each."
     """
     other = session.new_interpreter()
     mains = session.new_code(session.main)
@@ -82,9 +88,10 @@ def test_values_are_per_interpreter(session: Session) -> None:
 @pytest.mark.req("R-INTERP-3")
 @pytest.mark.isolated
 def test_value_freed_by_owner_free_function(session: Session) -> None:
-    """R-INTERP-3: "A value is freed with the free function of the
-    interpreter that stored it, whichever interpreter destroys the code
-    object."
+    """Value freed by owner free function.
+
+    R-INTERP-3: "A value is freed with the free function of the interpreter
+    that stored it, whichever interpreter destroys the code object."
     """
     other = session.new_interpreter()
     index = _same_index(session, session.main, other)
@@ -104,9 +111,10 @@ def test_value_freed_by_owner_free_function(session: Session) -> None:
 
 @pytest.mark.req("R-INTERP-4")
 def test_foreign_code_uses_out_of_line_storage(session: Session) -> None:
-    """R-INTERP-4: "Set and Get work on a code object constructed by
-    another interpreter (out-of-line storage); its flag is left
-    unchanged."
+    """Foreign code objects use out-of-line storage.
+
+    R-INTERP-4: "Set and Get work on a code object constructed by another
+    interpreter (out-of-line storage); its flag is left unchanged."
     """
     other = session.new_interpreter()
     session.request_index(other, FreeFunc(2))
@@ -127,8 +135,10 @@ def test_foreign_code_uses_out_of_line_storage(session: Session) -> None:
 @pytest.mark.requires(Capability.FINALIZE)
 @pytest.mark.isolated
 def test_finalization_frees_only_own_values(session: Session) -> None:
-    """R-INTERP-5: "Finalizing an interpreter frees its own values in
-    shared code objects and leaves other interpreters' values intact."
+    """Finalization frees only own values.
+
+    R-INTERP-5: "Finalizing an interpreter frees its own values in shared code
+    objects and leaves other interpreters' values intact."
     """
     other = session.new_interpreter()
     index = _same_index(session, session.main, other)
@@ -160,8 +170,10 @@ def test_finalization_frees_only_own_values(session: Session) -> None:
 @pytest.mark.req("R-INTERP-6")
 @pytest.mark.requires(Capability.HOOKS)
 def test_hooks_are_per_interpreter(session: Session) -> None:
-    """R-INTERP-6: "Hooks of one interpreter are not called for code
-    objects constructed in another."
+    """Hooks are per interpreter.
+
+    R-INTERP-6: "Hooks of one interpreter are not called for code objects
+    constructed in another."
     """
     other = session.new_interpreter()
     session.add_hook(session.main, Hook(1))

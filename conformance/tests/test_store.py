@@ -23,8 +23,10 @@ def _codes(session: Session) -> list[object]:
 
 @pytest.mark.req("R-STORE-1")
 def test_unset_slot_reads_null(session: Session) -> None:
-    """R-STORE-1: "Get of an allocated index on a code object where
-    nothing was stored returns 0 and sets *extra to NULL."
+    """Unset slot reads NULL.
+
+    R-STORE-1: "Get of an allocated index on a code object where nothing was
+    stored returns 0 and sets *extra to NULL."
     """
     early = session.new_code(session.main)
     first = session.request_index(session.main, FreeFunc(1))
@@ -37,9 +39,10 @@ def test_unset_slot_reads_null(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-2")
 def test_set_then_get_round_trips(session: Session) -> None:
-    """R-STORE-2: "After a successful Set(code, index, value),
-    Get(code, index) returns value until the slot is set again, cleared,
-    or the index released."
+    """Set then get round trips.
+
+    R-STORE-2: "After a successful Set(code, index, value), Get(code, index)
+    returns value until the slot is set again, cleared, or the index released."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
@@ -57,9 +60,11 @@ def test_set_then_get_round_trips(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-3")
 def test_opaque_bit_patterns_round_trip(session: Session) -> None:
-    """R-STORE-3: "Values are opaque pointer-sized words: any bit pattern
-    (small integers, (void *)1, odd values, all-ones) is stored and
-    returned unchanged and never dereferenced by the implementation."
+    """Opaque bit patterns round trip.
+
+    R-STORE-3: "Values are opaque pointer-sized words: any bit pattern (small
+    integers, (void *)1, odd values, all-ones) is stored and returned unchanged
+    and never dereferenced by the implementation."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
@@ -82,8 +87,9 @@ def test_opaque_bit_patterns_round_trip(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-4")
 def test_set_changes_no_other_slot(session: Session) -> None:
-    """R-STORE-4: "Set on (code, index) changes no other (code', index')
-    slot."
+    """Set changes no other slot.
+
+    R-STORE-4: "Set on (code, index) changes no other (code', index') slot."
     """
     early = session.new_code(session.main)
     indices = [session.request_index(session.main, FreeFunc(1))]
@@ -117,8 +123,10 @@ def test_set_changes_no_other_slot(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-5")
 def test_set_null_clears_slot(session: Session) -> None:
-    """R-STORE-5: "Set(code, index, NULL) clears the slot; a later Get
-    returns NULL."
+    """Set NULL clears slot.
+
+    R-STORE-5: "Set(code, index, NULL) clears the slot; a later Get returns
+    NULL."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
@@ -133,8 +141,10 @@ def test_set_null_clears_slot(session: Session) -> None:
 @pytest.mark.req("R-STORE-6")
 @pytest.mark.isolated
 def test_get_invalid_index_raises_system_error(session: Session) -> None:
-    """R-STORE-6: "Get with an index that is negative or not allocated
-    returns -1 with SystemError and reads nothing outside the storage."
+    """Get with an invalid index raises SystemError.
+
+    R-STORE-6: "Get with an index that is negative or not allocated returns -1
+    with SystemError and reads nothing outside the storage."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
@@ -152,8 +162,10 @@ def test_get_invalid_index_raises_system_error(session: Session) -> None:
 def test_set_invalid_index_stores_and_frees_nothing(
     session: Session,
 ) -> None:
-    """R-STORE-7: "Set with an index that is negative or not allocated
-    returns -1 with SystemError; nothing is stored and nothing freed."
+    """Set invalid index stores and frees nothing.
+
+    R-STORE-7: "Set with an index that is negative or not allocated returns -1
+    with SystemError; nothing is stored and nothing freed."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
@@ -172,9 +184,12 @@ def test_set_invalid_index_stores_and_frees_nothing(
 
 
 @pytest.mark.req("R-STORE-8")
+@pytest.mark.isolated
 def test_get_non_code_raises_system_error(session: Session) -> None:
-    """R-STORE-8: "Get with an object that is not a code object returns
-    -1 with SystemError."
+    """Get on a non-code object raises SystemError.
+
+    R-STORE-8: "Get with an object that is not a code object returns -1 with
+    SystemError."
     """
     index = session.request_index(session.main, FreeFunc(1))
     other = session.new_non_code(session.main)
@@ -183,12 +198,14 @@ def test_get_non_code_raises_system_error(session: Session) -> None:
 
 
 @pytest.mark.req("R-STORE-9", "R-STORE-11")
+@pytest.mark.isolated
 def test_set_non_code_raises_system_error_and_keeps_value(
     session: Session,
 ) -> None:
-    """R-STORE-9: "Set with an object that is not a code object returns -1
-    with SystemError, and the value is not freed (the caller keeps
-    ownership)."
+    """Set non code raises system error and keeps value.
+
+    R-STORE-9: "Set with an object that is not a code object returns -1 with
+    SystemError, and the value is not freed (the caller keeps ownership)."
     """
     index = session.request_index(session.main, FreeFunc(1))
     other = session.new_non_code(session.main)
@@ -200,8 +217,12 @@ def test_set_non_code_raises_system_error_and_keeps_value(
 
 
 @pytest.mark.req("R-STORE-10")
+@pytest.mark.isolated
 def test_failed_get_clears_output(session: Session) -> None:
-    """R-STORE-10: "When Get fails it sets *extra to NULL."."""
+    """A failed Get leaves NULL in its output.
+
+    R-STORE-10: "When Get fails it sets *extra to NULL."
+    """
     index = session.request_index(session.main, FreeFunc(1))
     code = session.new_code(session.main)
     session.set_extra(session.main, code, index, 0xA01)
@@ -220,8 +241,10 @@ def test_failed_get_clears_output(session: Session) -> None:
 @pytest.mark.req("R-STORE-11")
 @pytest.mark.isolated
 def test_failed_set_keeps_every_previous_value(session: Session) -> None:
-    """R-STORE-11: "When Set fails (any reason) the slot keeps its
-    previous value and no free function is called."
+    """Failed set keeps every previous value.
+
+    R-STORE-11: "When Set fails (any reason) the slot keeps its previous value
+    and no free function is called."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))

@@ -26,7 +26,7 @@ def _run(work: Callable[[int], None]) -> None:
         try:
             barrier.wait()
             work(n)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:  # Re-raised in the main thread.
             errors.append(exc)
 
     threads = [
@@ -47,9 +47,11 @@ def _value(thread: int, round_: int) -> int:
 @pytest.mark.req("R-THREAD-1")
 @pytest.mark.isolated
 def test_concurrent_set_get_on_distinct_code(session: Session) -> None:
-    """R-THREAD-1: "Set and Get running concurrently on different code
-    objects behave as if serialised: each thread reads back what it
-    stored and no free call is lost or repeated."
+    """Concurrent Set and Get on distinct code objects serialise.
+
+    R-THREAD-1: "Set and Get running concurrently on different code objects
+    behave as if serialised: each thread reads back what it stored and no free
+    call is lost or repeated."
     """
     codes = [session.new_code(session.main) for _ in range(THREADS)]
     index = session.request_index(session.main, FreeFunc(1))
@@ -84,9 +86,10 @@ def test_concurrent_set_get_on_distinct_code(session: Session) -> None:
 @pytest.mark.req("R-THREAD-2")
 @pytest.mark.isolated
 def test_concurrent_set_on_one_slot(session: Session) -> None:
-    """R-THREAD-2: "Concurrent Set on one slot frees every overwritten
-    value exactly once, and the slot ends holding one of the stored
-    values."
+    """Concurrent Set on one slot frees each value once.
+
+    R-THREAD-2: "Concurrent Set on one slot frees every overwritten value
+    exactly once, and the slot ends holding one of the stored values."
     """
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(2))
@@ -116,7 +119,10 @@ def test_concurrent_set_on_one_slot(session: Session) -> None:
 @pytest.mark.req("R-THREAD-3")
 @pytest.mark.isolated
 def test_concurrent_requests_are_distinct(session: Session) -> None:
-    """R-THREAD-3: "Concurrent index requests return distinct indices."."""
+    """Concurrent requests return distinct indices.
+
+    R-THREAD-3: "Concurrent index requests return distinct indices."
+    """
     results: list[list[int]] = [[] for _ in range(THREADS)]
     per_thread = 200 // THREADS
 
@@ -139,8 +145,10 @@ def test_concurrent_requests_are_distinct(session: Session) -> None:
 def test_concurrent_construction_sees_every_hook_once(
     session: Session,
 ) -> None:
-    """R-THREAD-4: "Code objects constructed concurrently each pass
-    through every hook exactly once."
+    """Concurrent construction sees every hook once.
+
+    R-THREAD-4: "Code objects constructed concurrently each pass through every
+    hook exactly once."
     """
     for tag in (1, 2, 3):
         session.add_hook(session.main, Hook(tag))

@@ -216,8 +216,7 @@ drop(coextra_object *obj)
         free_all_values(obj);
         if (obj->prev != NULL) {
             obj->prev->next = obj->next;
-        }
-        else {
+        } else {
             live_codes = obj->next;
         }
         if (obj->next != NULL) {
@@ -263,9 +262,8 @@ request_index(coextra_interp *interp, coextra_freefunc free_func)
 static int
 check_args(coextra_interp *interp, coextra_object *code, intptr_t index)
 {
-    if (!code->is_code || index < 0 || index >= MIN_INDICES
-        || !interp->used[index])
-    {
+    if (!code->is_code || index < 0 || index >= MIN_INDICES ||
+        !interp->used[index]) {
         set_error("SystemError");
         return -1;
     }
@@ -276,8 +274,7 @@ static slot *
 find_slot(coextra_interp *interp, coextra_object *code, intptr_t index)
 {
     for (size_t i = 0; i < code->nslots; i++) {
-        if (code->slots[i].interp == interp && code->slots[i].index == index)
-        {
+        if (code->slots[i].interp == interp && code->slots[i].index == index) {
             return &code->slots[i];
         }
     }
@@ -314,13 +311,10 @@ set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
     }
     if (extra == NULL) {
         remove_slot(code, (size_t)(s - code->slots));
-    }
-    else if (s != NULL) {
+    } else if (s != NULL) {
         s->value = extra;
-    }
-    else {
-        slot *grown = realloc(code->slots,
-                              (code->nslots + 1) * sizeof(slot));
+    } else {
+        slot *grown = realloc(code->slots, (code->nslots + 1) * sizeof(slot));
         if (grown == NULL) {
             /* The slot keeps its old value (R-ALLOC-2). */
             set_error("MemoryError");

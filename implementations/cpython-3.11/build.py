@@ -115,7 +115,12 @@ def extract(tarball: Path, dest: Path) -> Path:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     with tarfile.open(tarball) as tar:
-        tar.extractall(dest, filter="tar")
+        # Extraction filters exist from 3.10.12/3.11.4 on; the tarball is
+        # Debian's pristine upstream one, trusted either way.
+        if hasattr(tarfile, "tar_filter"):
+            tar.extractall(dest, filter="tar")
+        else:  # pragma: no cover - older Pythons
+            tar.extractall(dest)
     return dest / TOPDIR
 
 

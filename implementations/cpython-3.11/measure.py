@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -128,6 +131,27 @@ for _ in range(runs):
 print(json.dumps(times))
 """
 
+#: Deterministic cost: instructions (callgrind) to compile every
+#: INSTR_STRIDE-th library file, minus those of the same process that
+#: only reads the files.  Wall time on a shared 2-core machine is noisy.
+INSTR_STRIDE = 10
+
+INSTR_BENCH = r"""
+lib = os.path.dirname(os.__file__)
+srcs = sources(lib)[::int(sys.argv[1])]
+mode = sys.argv[2]
+if mode == "consumer":
+    request(NO_FREE)
+if mode != "read":
+    compile_all(srcs)
+"""
+
+INSTR_IMPORT = r"""
+import sys
+for name in sys.argv[1:]:
+    __import__(name)
+"""
+
 IMPORTS = (
     "argparse asyncio dataclasses decimal email.parser http.client json "
     "logging pathlib typing unittest xml.etree.ElementTree"
@@ -153,6 +177,53 @@ def probe(python: Path, body: str, *args: str) -> Any:
     return json.loads(proc.stdout)
 
 
+def instructions(python: Path, body: str, *args: str) -> int:
+    """Instructions executed by the target running ``body`` (callgrind)."""
+    proc = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            str(python),
+            "-I",
+            "-c",
+            body,
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    match = re.search(r"Collected : (\d+)", proc.stderr)
+    if match is None:
+        raise RuntimeError(f"no callgrind summary:\n{proc.stderr}")
+    return int(match.group(1))
+
+
+def count_instructions(builds: dict[str, Path]) -> dict[str, Any]:
+    """Instruction counts of compiling and importing, per build."""
+    out: dict[str, Any] = {
+        "stride": INSTR_STRIDE,
+        "import_modules": IMPORTS,
+    }
+    stride = str(INSTR_STRIDE)
+    for name, py in builds.items():
+        body = PROBE_PRELUDE + INSTR_BENCH
+        read = instructions(py, body, stride, "read")
+        none = instructions(py, body, stride, "none")
+        consumer = instructions(py, body, stride, "consumer")
+        empty = instructions(py, "pass")
+        imports = instructions(py, INSTR_IMPORT, *IMPORTS)
+        out[name] = {
+            "compile_none": none - read,
+            "compile_one_consumer": consumer - read,
+            "import": imports - empty,
+        }
+    for key in ("compile_none", "compile_one_consumer", "import"):
+        out[f"ratio_{key}"] = out["patched"][key] / out["baseline"][key]
+    return out
+
+
 def import_time(python: Path, runs: int) -> float:
     """Best time to import IMPORTS in a fresh process (cached .pyc)."""
     body = f"NAMES = {IMPORTS!r}\n" + IMPORT_BENCH
@@ -176,6 +247,8 @@ def measure(patched: Path, baseline: Path, runs: int) -> dict[str, Any]:
         "cpython": "3.11.2",
         "machine": platform.machine(),
         "runs": runs,
+        # Wall times are only comparable on an otherwise idle machine.
+        "load_average_start": list(os.getloadavg()),
     }
     out["small_code_sizeof"] = {
         name: probe(py, SIZES) for name, py in builds.items()
@@ -205,6 +278,9 @@ def measure(patched: Path, baseline: Path, runs: int) -> dict[str, Any]:
         imports["patched_min_s"] / imports["baseline_min_s"]
     )
     out["import_seconds"] = imports
+    out["load_average_end"] = list(os.getloadavg())
+    if shutil.which("valgrind") is not None:
+        out["instructions"] = count_instructions(builds)
     return out
 
 
@@ -214,9 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patched", type=Path, required=True)
     parser.add_argument("--baseline", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--instructions-only",
+        action="store_true",
+        help="only count instructions with callgrind (merged into output)",
+    )
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     args = parser.parse_args(argv)
-    results = measure(args.patched, args.baseline, args.runs)
+    if args.instructions_only:
+        results = json.loads(args.output.read_text())
+        results["instructions"] = count_instructions(
+            {"patched": args.patched, "baseline": args.baseline}
+        )
+    else:
+        results = measure(args.patched, args.baseline, args.runs)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0

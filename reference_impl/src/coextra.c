@@ -27,7 +27,7 @@
 
 /* Index states.  RELEASING: no longer valid for Get/Set but not yet
    reusable, while its values are being freed (R-INDEX-8, R-INDEX-10). */
-#define IDX_FREE      0
+#define IDX_FREE 0
 #define IDX_ALLOCATED 1
 #define IDX_RELEASING 2
 
@@ -42,10 +42,10 @@
    coextra_fail_allocations can make any of them fail (R-ALLOC-*). */
 
 static pthread_mutex_t alloc_lock = PTHREAD_MUTEX_INITIALIZER;
-static int alloc_armed;         /* atomic: a failure is scheduled */
+static int alloc_armed; /* atomic: a failure is scheduled */
 static long alloc_after;
 static long alloc_count;
-static intptr_t live_blocks;    /* atomic */
+static intptr_t live_blocks; /* atomic */
 
 static bool
 alloc_should_fail(void)
@@ -58,8 +58,7 @@ alloc_should_fail(void)
     pthread_mutex_lock(&alloc_lock);
     if (alloc_after > 0) {
         alloc_after--;
-    }
-    else if (alloc_count > 0) {
+    } else if (alloc_count > 0) {
         alloc_count--;
         fail = true;
     }
@@ -200,7 +199,7 @@ coextra_take_unraisable(char *buf, size_t size)
 
 typedef struct {
     coextra_freefunc free;
-    int state;                  /* IDX_* */
+    int state; /* IDX_* */
 } index_entry;
 
 typedef struct {
@@ -214,7 +213,7 @@ typedef struct {
    entry is removed when the code object is destroyed, so a later object
    at the same address starts empty (R-FREE-8). */
 typedef struct ool_entry {
-    struct ool_entry *next;     /* hash chain */
+    struct ool_entry *next; /* hash chain */
     coextra_object *code;
     intptr_t size;
     void *slots[];
@@ -222,7 +221,7 @@ typedef struct ool_entry {
 
 struct coextra_interp {
     pthread_mutex_t lock;
-    coextra_interp *prev;       /* global list, under global_lock */
+    coextra_interp *prev; /* global list, under global_lock */
     coextra_interp *next;
     bool finalizing;
     index_entry *indices;
@@ -232,14 +231,14 @@ struct coextra_interp {
     int hooks_cap;
     int next_hook_id;
     ool_entry **buckets;
-    size_t nbuckets;            /* 0 or a power of two */
+    size_t nbuckets; /* 0 or a power of two */
     size_t nentries;
-    coextra_code *inline_head;  /* code objects whose inline block it owns */
+    coextra_code *inline_head; /* code objects whose inline block it owns */
 };
 
 static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
 static coextra_interp *interp_head;
-static uint64_t next_serial = 1;        /* atomic */
+static uint64_t next_serial = 1; /* atomic */
 
 static void
 lock(pthread_mutex_t *m)
@@ -274,9 +273,7 @@ owned_inline(coextra_interp *interp, const coextra_object *code)
 {
     coextra_inline_extra *x = inline_of(code);
 
-    if (x != NULL
-        && __atomic_load_n(&x->owner, __ATOMIC_RELAXED) == interp)
-    {
+    if (x != NULL && __atomic_load_n(&x->owner, __ATOMIC_RELAXED) == interp) {
         return x;
     }
     return NULL;
@@ -298,8 +295,8 @@ slot_exchange(void **slot, void *value)
 static bool
 index_allocated(const coextra_interp *interp, intptr_t index)
 {
-    return index >= 0 && index < interp->indices_cap
-           && interp->indices[index].state == IDX_ALLOCATED;
+    return index >= 0 && index < interp->indices_cap &&
+           interp->indices[index].state == IDX_ALLOCATED;
 }
 
 /* One more than the highest allocated index; 0 when no consumer is
@@ -466,8 +463,7 @@ call_frees(const pending_free *buf, int n)
 static coextra_freefunc
 free_of(const coextra_interp *interp, intptr_t index)
 {
-    return index < interp->indices_cap ? interp->indices[index].free
-                                       : NULL;
+    return index < interp->indices_cap ? interp->indices[index].free : NULL;
 }
 
 /* Detach up to `max` values stored under `index` (or under every index
@@ -512,8 +508,7 @@ detach_batch(coextra_interp *interp, intptr_t index, pending_free *buf,
                 *link = e->next;
                 interp->nentries--;
                 mem_free(e);
-            }
-            else {
+            } else {
                 link = &e->next;
             }
         }
@@ -621,8 +616,8 @@ coextra_release_index(coextra_interp *interp, intptr_t index)
    R-STORE-1, R-STORE-2, R-STORE-3, R-STORE-6, R-STORE-8, R-STORE-10,
    R-FLAG-4, R-INTERP-2, R-INTERP-4, R-INDEX-10, R-THREAD-1 */
 int
-coextra_get_extra(coextra_interp *interp, coextra_object *code,
-                  intptr_t index, void **extra)
+coextra_get_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
+                  void **extra)
 {
     coextra_inline_extra *x;
     ool_entry *e;
@@ -642,8 +637,7 @@ coextra_get_extra(coextra_interp *interp, coextra_object *code,
     x = owned_inline(interp, code);
     if (x != NULL && index < x->size) {
         value = slot_load(&x->slots[index]);
-    }
-    else if ((e = ool_find(interp, code)) != NULL && index < e->size) {
+    } else if ((e = ool_find(interp, code)) != NULL && index < e->size) {
         value = slot_load(&e->slots[index]);
     }
     unlock(&interp->lock);
@@ -657,8 +651,8 @@ coextra_get_extra(coextra_interp *interp, coextra_object *code,
    R-FREE-9, R-FLAG-4, R-FLAG-5, R-FLAG-6, R-INTERP-2, R-INTERP-4,
    R-ALLOC-1, R-ALLOC-2, R-THREAD-1, R-THREAD-2 */
 int
-coextra_set_extra(coextra_interp *interp, coextra_object *code,
-                  intptr_t index, void *extra)
+coextra_set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
+                  void *extra)
 {
     coextra_inline_extra *x;
     ool_entry **link = NULL;
@@ -683,16 +677,13 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code,
         /* Inline: no allocation ever (R-FLAG-6).  The exchange puts the
            new value in place before the old one is freed (R-FREE-9). */
         old = slot_exchange(&x->slots[index], extra);
-    }
-    else if ((link = ool_find_link(interp, code)) != NULL
-             && index < (*link)->size)
-    {
+    } else if ((link = ool_find_link(interp, code)) != NULL &&
+               index < (*link)->size) {
         old = slot_exchange(&(*link)->slots[index], extra);
         if (extra == NULL) {
             ool_remove_if_empty(interp, link);
         }
-    }
-    else if (extra != NULL) {
+    } else if (extra != NULL) {
         /* A new or larger out-of-line entry, just large enough for
            this index: consumers that use one index pay for one slot.
            Everything that can fail happens before anything is changed
@@ -708,13 +699,11 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code,
         e->size = size;
         if (link != NULL) {
             ool_entry *prev = *link;
-            memcpy(e->slots, prev->slots,
-                   (size_t)prev->size * sizeof(void *));
+            memcpy(e->slots, prev->slots, (size_t)prev->size * sizeof(void *));
             e->next = prev->next;
             *link = e;
             mem_free(prev);
-        }
-        else {
+        } else {
             size_t h;
             if (!ool_reserve(interp)) {
                 mem_free(e);
@@ -735,8 +724,9 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code,
     /* Re-storing the same value is not a free (R-FREE-5); NULL is never
        freed (R-FREE-4).  No lock is held: the free function may
        re-enter (R-FREE-10). */
-    if (old != NULL && old != extra && func != NULL) {
-        func(old);
+    if (old != NULL && old != extra) {
+        pending_free one = {old, func};
+        call_frees(&one, 1);
     }
     return 0;
 }
@@ -749,8 +739,7 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code,
 /* Detach every value `interp` holds for `code`, in ascending index
    order; returns how many.  Caller holds interp->lock. */
 static int
-detach_code(coextra_interp *interp, coextra_object *code,
-            pending_free *buf)
+detach_code(coextra_interp *interp, coextra_object *code, pending_free *buf)
 {
     coextra_inline_extra *x = owned_inline(interp, code);
     ool_entry **link = ool_find_link(interp, code);
@@ -779,8 +768,7 @@ detach_code(coextra_interp *interp, coextra_object *code,
         /* Unlink from the owner's list of inline code objects. */
         if (x->prev != NULL) {
             COEXTRA_INLINE(x->prev)->next = x->next;
-        }
-        else {
+        } else {
             interp->inline_head = x->next;
         }
         if (x->next != NULL) {
@@ -800,8 +788,8 @@ detach_code(coextra_interp *interp, coextra_object *code,
 static bool
 holds_values_for(coextra_interp *interp, const coextra_object *code)
 {
-    return owned_inline(interp, code) != NULL
-           || ool_find(interp, code) != NULL;
+    return owned_inline(interp, code) != NULL ||
+           ool_find(interp, code) != NULL;
 }
 
 static void
@@ -810,10 +798,9 @@ code_clear_extras(coextra_object *code)
     pending_free buf[COEXTRA_MAX_INDICES];
     int n;
 
-    if (!(code->ob_flags & COEXTRA_CO_INLINE_EXTRA)
-        && !(__atomic_load_n(&code->ob_marks, __ATOMIC_RELAXED)
-             & MARK_OUT_OF_LINE))
-    {
+    if (!(code->ob_flags & COEXTRA_CO_INLINE_EXTRA) &&
+        !(__atomic_load_n(&code->ob_marks, __ATOMIC_RELAXED) &
+          MARK_OUT_OF_LINE)) {
         /* Never held a value anywhere: nothing to look up. */
         return;
     }
@@ -898,6 +885,13 @@ coextra_add_hook(coextra_interp *interp, coextra_hook hook, void *arg)
     int id;
 
     lock(&interp->lock);
+    if (interp->finalizing) {
+        /* Its chain was emptied for good: a consumer being torn down
+           cannot come back through a free function. */
+        unlock(&interp->lock);
+        coextra_set_error("SystemError");
+        return -1;
+    }
     if (interp->nhooks == COEXTRA_MAX_HOOKS) {
         unlock(&interp->lock);
         coextra_set_error("RuntimeError");
@@ -977,9 +971,10 @@ coextra_code_new(coextra_interp *interp, uint32_t flags,
     /* Inline storage covers every index allocated at this moment; none
        at all when no consumer is active (R-FLAG-1, R-FLAG-2). */
     size = inline_size_now(interp);
-    co = mem_alloc(sizeof(coextra_code)
-                   + (size ? sizeof(coextra_inline_extra)
-                             + (size_t)size * sizeof(void *) : 0));
+    co = mem_alloc(
+        sizeof(coextra_code) +
+        (size ? sizeof(coextra_inline_extra) + (size_t)size * sizeof(void *)
+              : 0));
     if (co == NULL) {
         unlock(&interp->lock);
         mem_free(owned);
@@ -1019,14 +1014,23 @@ coextra_code_new(coextra_interp *interp, uint32_t flags,
     co->co_nconsts = nconsts > 0 ? nconsts : 0;
 
     /* Hooks see the complete object, in registration order, with no
-       lock held; an error is reported as unraisable and does not fail
-       the construction (R-HOOK-5, R-HOOK-4, R-HOOK-8). */
-    for (i = 0; i < nhooks; i++) {
-        char exc[COEXTRA_ERROR_SIZE];
-        int rc = hooks[i].fn(&co->co_base, hooks[i].arg);
-        int pending = coextra_take_error(exc, sizeof(exc));
-        if (rc < 0 || pending) {
-            report_unraisable(pending ? exc : "SystemError");
+       lock held and no exception set (a caller's pending one is kept
+       aside); an error is reported as unraisable and does not fail the
+       construction (R-HOOK-5, R-HOOK-4, R-HOOK-8). */
+    if (nhooks) {
+        char saved[COEXTRA_ERROR_SIZE];
+        int had_error = coextra_take_error(saved, sizeof(saved));
+        for (i = 0; i < nhooks; i++) {
+            char exc[COEXTRA_ERROR_SIZE];
+            int rc = hooks[i].fn(&co->co_base, hooks[i].arg);
+            int pending = coextra_take_error(exc, sizeof(exc));
+            if (rc < 0 || pending) {
+                /* -1 without an exception is a SystemError. */
+                report_unraisable(pending ? exc : "SystemError");
+            }
+        }
+        if (had_error) {
+            coextra_set_error(saved);
         }
     }
     return &co->co_base;
@@ -1105,8 +1109,7 @@ coextra_copy_code(coextra_interp *interp, coextra_object *code, int how)
        (R-COPY-2), and values are never copied (R-COPY-1). */
     flags = code->ob_flags & ~(uint32_t)COEXTRA_CO_INLINE_EXTRA;
     if (how == 0 || co->co_nconsts == 0) {
-        return coextra_code_new(interp, flags, co->co_consts,
-                                co->co_nconsts);
+        return coextra_code_new(interp, flags, co->co_consts, co->co_nconsts);
     }
     /* Unmarshal rebuilds nested code objects, inner first. */
     consts = mem_alloc((size_t)co->co_nconsts * sizeof(*consts));
@@ -1196,9 +1199,12 @@ coextra_end_interpreter(coextra_interp *interp)
         coextra_set_error("SystemError");
         return -1;
     }
-    /* Every index becomes invalid for Get/Set first, so that free
-       functions running during the drain cannot store new values. */
+    /* The hook chain is emptied first, so that code constructed by free
+       functions during the drain calls no hook of a consumer being torn
+       down.  Every index becomes invalid for Get/Set, so that those free
+       functions cannot store new values either. */
     interp->finalizing = true;
+    interp->nhooks = 0;
     for (i = 0; i < interp->indices_cap; i++) {
         if (interp->indices[i].state == IDX_ALLOCATED) {
             interp->indices[i].state = IDX_RELEASING;
@@ -1222,8 +1228,7 @@ coextra_end_interpreter(coextra_interp *interp)
     interp->inline_head = NULL;
     if (interp->prev != NULL) {
         interp->prev->next = interp->next;
-    }
-    else {
+    } else {
         interp_head = interp->next;
     }
     if (interp->next != NULL) {
@@ -1232,7 +1237,17 @@ coextra_end_interpreter(coextra_interp *interp)
     unlock(&interp->lock);
     unlock(&global_lock);
 
-    /* The drain emptied the side table and removed its entries. */
+    /* The drain took every value and removed every entry it emptied; an
+       entry can only be left if it held nothing, so freeing it loses no
+       value. */
+    for (size_t b = 0; b < interp->nbuckets; b++) {
+        ool_entry *e = interp->buckets[b];
+        while (e != NULL) {
+            ool_entry *next = e->next;
+            mem_free(e);
+            e = next;
+        }
+    }
     mem_free(interp->buckets);
     mem_free(interp->hooks);
     mem_free(interp->indices);
@@ -1258,9 +1273,8 @@ coextra_extra_bytes(coextra_object *code)
     if (x != NULL) {
         total += (intptr_t)(sizeof(*x) + (size_t)x->size * sizeof(void *));
     }
-    if (__atomic_load_n(&code->ob_marks, __ATOMIC_RELAXED)
-        & MARK_OUT_OF_LINE)
-    {
+    if (__atomic_load_n(&code->ob_marks, __ATOMIC_RELAXED) &
+        MARK_OUT_OF_LINE) {
         lock(&global_lock);
         for (it = interp_head; it != NULL; it = it->next) {
             ool_entry *e;

@@ -57,17 +57,17 @@ typedef void (*coextra_freefunc)(void *value);
 typedef int (*coextra_hook)(coextra_object *code, void *arg);
 
 /* Object kinds (coextra_object.ob_kind). */
-#define COEXTRA_KIND_CODE  1
+#define COEXTRA_KIND_CODE 1
 #define COEXTRA_KIND_OTHER 2
 
 /* Every object starts with this header.  ob_flags is the code object's
    co_flags and 0 for every other kind, so that the inline fast path can
    test the flag without first checking the kind. */
 struct coextra_object {
-    intptr_t ob_refcnt;         /* atomic */
-    uint16_t ob_kind;           /* COEXTRA_KIND_*, fixed */
-    uint16_t ob_marks;          /* private bits, atomic */
-    uint32_t ob_flags;          /* co_flags; fixed after construction */
+    intptr_t ob_refcnt; /* atomic */
+    uint16_t ob_kind;   /* COEXTRA_KIND_*, fixed */
+    uint16_t ob_marks;  /* private bits, atomic */
+    uint32_t ob_flags;  /* co_flags; fixed after construction */
 };
 
 /* A code object.  There is no field for extra storage: a code object
@@ -76,7 +76,7 @@ struct coextra_object {
    follows the struct in the same allocation. */
 typedef struct coextra_code {
     coextra_object co_base;
-    uint64_t co_serial;         /* code_id: unique, never reused */
+    uint64_t co_serial; /* code_id: unique, never reused */
     intptr_t co_nconsts;
     coextra_object **co_consts; /* nested code objects (strong refs) */
 } coextra_code;
@@ -85,20 +85,19 @@ typedef struct coextra_code {
    interpreter that constructed the code object; other interpreters keep
    their values for this code object out of line. */
 typedef struct coextra_inline_extra {
-    coextra_interp *owner;      /* atomic; NULL once owner is finalized */
-    intptr_t size;              /* number of slots */
-    coextra_code *prev;         /* owner's list of inline code objects */
+    coextra_interp *owner; /* atomic; NULL once owner is finalized */
+    intptr_t size;         /* number of slots */
+    coextra_code *prev;    /* owner's list of inline code objects */
     coextra_code *next;
-    void *slots[];              /* atomic words */
+    void *slots[]; /* atomic words */
 } coextra_inline_extra;
 
-#define COEXTRA_INLINE(obj) \
+#define COEXTRA_INLINE(obj)                                                   \
     ((coextra_inline_extra *)((char *)(obj) + sizeof(coextra_code)))
 
 /* -- PEP API (see the mapping above) ------------------------------- */
 
-intptr_t coextra_request_index(coextra_interp *interp,
-                               coextra_freefunc func);
+intptr_t coextra_request_index(coextra_interp *interp, coextra_freefunc func);
 int coextra_release_index(coextra_interp *interp, intptr_t index);
 int coextra_get_extra(coextra_interp *interp, coextra_object *code,
                       intptr_t index, void **extra);
@@ -125,9 +124,8 @@ coextra_get_extra_fast(coextra_interp *interp, coextra_object *code,
 {
     if (code->ob_flags & COEXTRA_CO_INLINE_EXTRA) {
         coextra_inline_extra *x = COEXTRA_INLINE(code);
-        if (__atomic_load_n(&x->owner, __ATOMIC_RELAXED) == interp
-            && (uintptr_t)index < (uintptr_t)x->size)
-        {
+        if (__atomic_load_n(&x->owner, __ATOMIC_RELAXED) == interp &&
+            (uintptr_t)index < (uintptr_t)x->size) {
             *extra = __atomic_load_n(&x->slots[index], __ATOMIC_ACQUIRE);
             return 0;
         }
@@ -156,8 +154,8 @@ coextra_object *coextra_new_code(coextra_interp *interp, int nested,
 coextra_object *coextra_get_nested(coextra_object *code, int i);
 /* how: 0 = replace() (shares the constants), 1 = marshal round trip
    (copies nested code objects too, inner first). */
-coextra_object *coextra_copy_code(coextra_interp *interp,
-                                  coextra_object *code, int how);
+coextra_object *coextra_copy_code(coextra_interp *interp, coextra_object *code,
+                                  int how);
 coextra_object *coextra_new_non_code(coextra_interp *interp);
 void coextra_incref(coextra_object *obj);
 /* Release one reference; the last one destroys the object. */

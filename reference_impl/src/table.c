@@ -25,11 +25,11 @@ static const coextra_table table = {
     .name = "reference",
     .version = COEXTRA_REFERENCE_VERSION,
     /* The reference implements the whole PEP. */
-    .capabilities = (COEXTRA_CAP_RELEASE | COEXTRA_CAP_INLINE_FLAG
-                     | COEXTRA_CAP_STORAGE_SIZE | COEXTRA_CAP_SIZEOF
-                     | COEXTRA_CAP_HOOKS | COEXTRA_CAP_INTERPRETERS
-                     | COEXTRA_CAP_FINALIZE | COEXTRA_CAP_THREADS
-                     | COEXTRA_CAP_ALLOC_FAILURE | COEXTRA_CAP_COPY),
+    .capabilities =
+        (COEXTRA_CAP_RELEASE | COEXTRA_CAP_INLINE_FLAG |
+         COEXTRA_CAP_STORAGE_SIZE | COEXTRA_CAP_SIZEOF | COEXTRA_CAP_HOOKS |
+         COEXTRA_CAP_INTERPRETERS | COEXTRA_CAP_FINALIZE |
+         COEXTRA_CAP_THREADS | COEXTRA_CAP_ALLOC_FAILURE | COEXTRA_CAP_COPY),
 
     .new_interpreter = coextra_new_interpreter,
     .end_interpreter = coextra_end_interpreter,

@@ -11,6 +11,9 @@
  *
  * Usage: driver FILE...     (see README.md for the sequence format)
  */
+/* strtok_r is POSIX; -std=c11 hides it otherwise. */
+#define _POSIX_C_SOURCE 200809L
+
 #include "coextra.h"
 
 #include <pthread.h>
@@ -26,7 +29,7 @@ enum { HOOK_RECORD, HOOK_FAIL, HOOK_SET, HOOK_NEWCODE };
 
 typedef struct {
     int live;
-    int interp;                 /* interpreter variable */
+    int interp; /* interpreter variable */
     intptr_t index;
     int kind;
 } index_var;
@@ -36,7 +39,7 @@ typedef struct {
     int interp;
     int id;
     int action;
-    int index;                  /* index variable, for HOOK_SET */
+    int index; /* index variable, for HOOK_SET */
 } hook_var;
 
 static coextra_interp *interps[NVARS];
@@ -45,11 +48,11 @@ static index_var indices[NVARS];
 static hook_var hooks[NVARS];
 
 static const char *cur_file = "";
-static char cur_text[160];      /* the operation being run, for errors */
+static char cur_text[160]; /* the operation being run, for errors */
 static int cur_line;
-static long outstanding;        /* atomic: heap values not yet freed */
-static long hook_calls;         /* atomic */
-static long small_value = 1;    /* atomic */
+static long outstanding;     /* atomic: heap values not yet freed */
+static long hook_calls;      /* atomic */
+static long small_value = 1; /* atomic */
 
 /* Re-entrancy target of the "reenter" free function. */
 static coextra_interp *target_interp;
@@ -62,8 +65,8 @@ static _Thread_local int in_reenter_free;
 static void
 die(const char *msg)
 {
-    fprintf(stderr, "%s:%d: %s (operation: %s)\n", cur_file, cur_line,
-            msg, cur_text);
+    fprintf(stderr, "%s:%d: %s (operation: %s)\n", cur_file, cur_line, msg,
+            cur_text);
     exit(2);
 }
 
@@ -112,16 +115,14 @@ reenter_free(void *value)
         return;
     }
     in_reenter_free = 1;
-    if (target_index >= 0 && indices[target_index].live
-        && interps[indices[target_index].interp] == interp)
-    {
+    if (target_index >= 0 && indices[target_index].live &&
+        interps[indices[target_index].interp] == interp) {
         index_var *x = &indices[target_index];
         if (coextra_get_extra(interp, code, x->index, &got) < 0) {
             coextra_take_error(exc, sizeof(exc));
         }
-        if (x->kind == KIND_NONE
-            && coextra_set_extra(interp, code, x->index, int_value()) < 0)
-        {
+        if (x->kind == KIND_NONE &&
+            coextra_set_extra(interp, code, x->index, int_value()) < 0) {
             coextra_take_error(exc, sizeof(exc));
         }
     }
@@ -175,14 +176,11 @@ driver_hook(coextra_object *code, void *arg)
         coextra_set_error("RuntimeError");
         return -1;
     case HOOK_SET:
-        if (indices[h->index].live
-            && indices[h->index].interp == h->interp)
-        {
+        if (indices[h->index].live && indices[h->index].interp == h->interp) {
             index_var *x = &indices[h->index];
             void *value = value_for(x);
-            if (coextra_set_extra(interps[h->interp], code, x->index,
-                                  value) < 0)
-            {
+            if (coextra_set_extra(interps[h->interp], code, x->index, value) <
+                0) {
                 /* The error stays pending: reported as unraisable. */
                 discard_value(x, value);
                 return -1;
@@ -243,7 +241,7 @@ number(const char *tok)
 
 /* Result of one operation, checked against an optional "!Class". */
 typedef struct {
-    int done;                   /* 0: skipped (a variable was empty) */
+    int done; /* 0: skipped (a variable was empty) */
     int failed;
     char exc[COEXTRA_ERROR_SIZE];
 } outcome;
@@ -282,23 +280,20 @@ thread_main(void *arg)
     for (i = 0; i < job->rounds; i++) {
         void *value = value_for(job->x);
         void *got;
-        if (coextra_set_extra(job->interp, job->shared, job->x->index,
-                              value) < 0)
-        {
+        if (coextra_set_extra(job->interp, job->shared, job->x->index, value) <
+            0) {
             coextra_take_error(exc, sizeof(exc));
             discard_value(job->x, value);
         }
         if (own != NULL) {
             value = value_for(job->x);
-            if (coextra_set_extra(job->interp, own, job->x->index,
-                                  value) < 0)
-            {
+            if (coextra_set_extra(job->interp, own, job->x->index, value) <
+                0) {
                 coextra_take_error(exc, sizeof(exc));
                 discard_value(job->x, value);
-            }
-            else if (coextra_get_extra(job->interp, own, job->x->index,
-                                       &got) < 0 || got != value)
-            {
+            } else if (coextra_get_extra(job->interp, own, job->x->index,
+                                         &got) < 0 ||
+                       got != value) {
                 fprintf(stderr, "thread read back a different value\n");
                 abort();
             }
@@ -413,58 +408,40 @@ run_random(unsigned long seed, long steps)
         if (r < 30) {
             snprintf(line, sizeof(line), "set C%d X%d %s", C, X,
                      values[pick(5)]);
-        }
-        else if (r < 40) {
+        } else if (r < 40) {
             snprintf(line, sizeof(line), "get C%d X%d", C, X);
-        }
-        else if (r < 50) {
+        } else if (r < 50) {
             snprintf(line, sizeof(line), "code C%d I%d %d", C, I, pick(3));
-        }
-        else if (r < 55) {
+        } else if (r < 55) {
             snprintf(line, sizeof(line), "copy C%d I%d C%d %s", C, I, C2,
                      copies[pick(2)]);
-        }
-        else if (r < 57) {
-            snprintf(line, sizeof(line), "nested C%d C%d %d", C, C2,
-                     pick(2));
-        }
-        else if (r < 59) {
+        } else if (r < 57) {
+            snprintf(line, sizeof(line), "nested C%d C%d %d", C, C2, pick(2));
+        } else if (r < 59) {
             snprintf(line, sizeof(line), "noncode C%d I%d", C, I);
-        }
-        else if (r < 67) {
+        } else if (r < 67) {
             snprintf(line, sizeof(line), "drop C%d", C);
-        }
-        else if (r < 74) {
+        } else if (r < 74) {
             snprintf(line, sizeof(line), "request X%d I%d %s", X, I,
                      kinds[pick(3)]);
-        }
-        else if (r < 78) {
+        } else if (r < 78) {
             snprintf(line, sizeof(line), "release X%d", X);
-        }
-        else if (r < 83) {
+        } else if (r < 83) {
             snprintf(line, sizeof(line), "hook H%d I%d %s X%d", pick(4), I,
                      actions[pick(4)], X);
-        }
-        else if (r < 86) {
+        } else if (r < 86) {
             snprintf(line, sizeof(line), "unhook H%d", pick(4));
-        }
-        else if (r < 91) {
-            snprintf(line, sizeof(line), "fail %d %d", pick(4),
-                     1 + pick(2));
-        }
-        else if (r < 93) {
+        } else if (r < 91) {
+            snprintf(line, sizeof(line), "fail %d %d", pick(4), 1 + pick(2));
+        } else if (r < 93) {
             snprintf(line, sizeof(line), "target I%d C%d X%d", I, C, X);
-        }
-        else if (r < 95) {
+        } else if (r < 95) {
             snprintf(line, sizeof(line), "inline C%d", C);
-        }
-        else if (r < 97) {
+        } else if (r < 97) {
             snprintf(line, sizeof(line), "bytes C%d", C);
-        }
-        else if (r < 98) {
+        } else if (r < 98) {
             snprintf(line, sizeof(line), "unraisable");
-        }
-        else {
+        } else {
             /* Finalize an interpreter and start a fresh one in its
                variable: values in shared code objects must go. */
             snprintf(line, sizeof(line), "end I%d", I);
@@ -490,8 +467,7 @@ exec_line(char *line)
     snprintf(cur_text, sizeof(cur_text), "%s", line);
     cur_text[strcspn(cur_text, "\r\n")] = '\0';
     for (t = strtok_r(line, " \t\r\n", &save); t != NULL;
-         t = strtok_r(NULL, " \t\r\n", &save))
-    {
+         t = strtok_r(NULL, " \t\r\n", &save)) {
         if (t[0] == '#') {
             break;
         }
@@ -520,8 +496,7 @@ exec_line(char *line)
         }
         interps[i] = coextra_new_interpreter();
         finish(&out, interps[i] == NULL);
-    }
-    else if (strcmp(op, "end") == 0) {
+    } else if (strcmp(op, "end") == 0) {
         int i = var(tok[1], 'I');
         if (i < 0) {
             die("end I<n>");
@@ -530,8 +505,7 @@ exec_line(char *line)
             end_interp(i);
             finish(&out, 0);
         }
-    }
-    else if (strcmp(op, "code") == 0 || strcmp(op, "noncode") == 0) {
+    } else if (strcmp(op, "code") == 0 || strcmp(op, "noncode") == 0) {
         int c = var(tok[1], 'C'), i = var(tok[2], 'I');
         if (c < 0 || i < 0) {
             die("code C<n> I<n> [nested [flags]]");
@@ -542,45 +516,40 @@ exec_line(char *line)
                 int nested = n > 3 ? (int)number(tok[3]) : 0;
                 uint32_t flags = n > 4 ? (uint32_t)number(tok[4]) : 0;
                 obj = coextra_new_code(interps[i], nested, flags);
-            }
-            else {
+            } else {
                 obj = coextra_new_non_code(interps[i]);
             }
             finish(&out, obj == NULL);
             put_obj(c, obj);
         }
-    }
-    else if (strcmp(op, "copy") == 0) {
+    } else if (strcmp(op, "copy") == 0) {
         int c = var(tok[1], 'C'), i = var(tok[2], 'I');
         int src = var(tok[3], 'C');
         if (c < 0 || i < 0 || src < 0 || tok[4] == NULL) {
             die("copy C<n> I<n> C<m> replace|marshal");
         }
-        if (interps[i] != NULL && objs[src] != NULL
-            && objs[src]->ob_kind == COEXTRA_KIND_CODE)
-        {
+        if (interps[i] != NULL && objs[src] != NULL &&
+            objs[src]->ob_kind == COEXTRA_KIND_CODE) {
             int how = strcmp(tok[4], "marshal") == 0;
-            coextra_object *obj = coextra_copy_code(interps[i], objs[src],
-                                                    how);
+            coextra_object *obj =
+                coextra_copy_code(interps[i], objs[src], how);
             finish(&out, obj == NULL);
             put_obj(c, obj);
         }
-    }
-    else if (strcmp(op, "nested") == 0) {
+    } else if (strcmp(op, "nested") == 0) {
         int c = var(tok[1], 'C'), src = var(tok[2], 'C');
         if (c < 0 || src < 0) {
             die("nested C<n> C<m> k");
         }
         if (objs[src] != NULL && objs[src]->ob_kind == COEXTRA_KIND_CODE) {
-            coextra_object *obj = coextra_get_nested(objs[src],
-                                                     (int)number(tok[3]));
+            coextra_object *obj =
+                coextra_get_nested(objs[src], (int)number(tok[3]));
             if (obj != NULL) {
                 finish(&out, 0);
                 put_obj(c, obj);
             }
         }
-    }
-    else if (strcmp(op, "drop") == 0) {
+    } else if (strcmp(op, "drop") == 0) {
         int c = var(tok[1], 'C');
         if (c < 0) {
             die("drop C<n>");
@@ -589,8 +558,7 @@ exec_line(char *line)
             put_obj(c, NULL);
             finish(&out, 0);
         }
-    }
-    else if (strcmp(op, "request") == 0) {
+    } else if (strcmp(op, "request") == 0) {
         int x = var(tok[1], 'X'), i = var(tok[2], 'I');
         int kind;
         intptr_t index;
@@ -610,8 +578,7 @@ exec_line(char *line)
                 indices[x].kind = kind;
             }
         }
-    }
-    else if (strcmp(op, "release") == 0) {
+    } else if (strcmp(op, "release") == 0) {
         int x = var(tok[1], 'X');
         if (x < 0) {
             die("release X<n>");
@@ -622,8 +589,7 @@ exec_line(char *line)
             finish(&out, rc < 0);
             indices[x].live = 0;
         }
-    }
-    else if (strcmp(op, "set") == 0 || strcmp(op, "get") == 0) {
+    } else if (strcmp(op, "set") == 0 || strcmp(op, "get") == 0) {
         int c = var(tok[1], 'C'), x = var(tok[2], 'X');
         if (c < 0 || x < 0) {
             die("set C<n> X<n> new|null|same / get C<n> X<n>");
@@ -636,23 +602,28 @@ exec_line(char *line)
             if (op[0] == 'g') {
                 rc = coextra_get_extra(interp, objs[c], ix->index, &value);
                 finish(&out, rc < 0);
-                if (tok[3] != NULL && rc == 0
-                    && (strcmp(tok[3], "null") == 0) != (value == NULL))
-                {
+                if (tok[3] != NULL && rc == 0 &&
+                    (strcmp(tok[3], "null") == 0) != (value == NULL)) {
                     die("get read an unexpected value");
                 }
-            }
-            else {
+                if (rc == 0) {
+                    /* The header's inline fast path must agree. */
+                    void *fast = (void *)1;
+                    int frc = coextra_get_extra_fast(interp, objs[c],
+                                                     ix->index, &fast);
+                    if (frc != 0 || fast != value) {
+                        die("coextra_get_extra_fast disagrees");
+                    }
+                }
+            } else {
                 const char *what = tok[3] != NULL ? tok[3] : "new";
                 int fresh = strcmp(what, "new") == 0;
                 if (fresh) {
                     value = value_for(ix);
-                }
-                else if (strcmp(what, "same") == 0) {
+                } else if (strcmp(what, "same") == 0) {
                     /* Re-store what is there: must not be freed. */
-                    if (coextra_get_extra(interp, objs[c], ix->index,
-                                          &value) < 0)
-                    {
+                    if (coextra_get_extra(interp, objs[c], ix->index, &value) <
+                        0) {
                         coextra_take_error(NULL, 0);
                         value = NULL;
                     }
@@ -664,10 +635,8 @@ exec_line(char *line)
                 }
             }
         }
-    }
-    else if (strcmp(op, "getraw") == 0 || strcmp(op, "setraw") == 0
-             || strcmp(op, "releaseraw") == 0)
-    {
+    } else if (strcmp(op, "getraw") == 0 || strcmp(op, "setraw") == 0 ||
+               strcmp(op, "releaseraw") == 0) {
         /* Invalid uses: arbitrary index numbers, any object. */
         int i = var(tok[1], 'I');
         int c = op[0] == 'r' ? 0 : var(tok[2], 'C');
@@ -678,23 +647,20 @@ exec_line(char *line)
             void *value = (void *)1;
             int rc;
             if (op[0] == 'g') {
-                rc = coextra_get_extra(interps[i], objs[c],
-                                       number(tok[3]), &value);
+                rc = coextra_get_extra(interps[i], objs[c], number(tok[3]),
+                                       &value);
                 if (rc < 0 && value != NULL) {
                     die("failed get left *extra set");
                 }
-            }
-            else if (op[0] == 's') {
+            } else if (op[0] == 's') {
                 rc = coextra_set_extra(interps[i], objs[c], number(tok[3]),
                                        int_value());
-            }
-            else {
+            } else {
                 rc = coextra_release_index(interps[i], number(tok[2]));
             }
             finish(&out, rc < 0);
         }
-    }
-    else if (strcmp(op, "hook") == 0) {
+    } else if (strcmp(op, "hook") == 0) {
         int hv = var(tok[1], 'H'), i = var(tok[2], 'I');
         int x = n > 4 ? var(tok[4], 'X') : 0;
         if (hv < 0 || i < 0 || x < 0 || tok[3] == NULL) {
@@ -716,20 +682,18 @@ exec_line(char *line)
                 h->live = 1;
             }
         }
-    }
-    else if (strcmp(op, "unhook") == 0) {
+    } else if (strcmp(op, "unhook") == 0) {
         int hv = var(tok[1], 'H');
         if (hv < 0) {
             die("unhook H<n>");
         }
         if (hooks[hv].live) {
-            int rc = coextra_remove_hook(interps[hooks[hv].interp],
-                                         hooks[hv].id);
+            int rc =
+                coextra_remove_hook(interps[hooks[hv].interp], hooks[hv].id);
             finish(&out, rc < 0);
             hooks[hv].live = 0;
         }
-    }
-    else if (strcmp(op, "unhookraw") == 0) {
+    } else if (strcmp(op, "unhookraw") == 0) {
         int i = var(tok[1], 'I');
         if (i < 0) {
             die("unhookraw I<n> N");
@@ -738,21 +702,18 @@ exec_line(char *line)
             int rc = coextra_remove_hook(interps[i], (int)number(tok[2]));
             finish(&out, rc < 0);
         }
-    }
-    else if (strcmp(op, "inline") == 0 || strcmp(op, "bytes") == 0) {
+    } else if (strcmp(op, "inline") == 0 || strcmp(op, "bytes") == 0) {
         int c = var(tok[1], 'C');
         if (c < 0) {
             die("inline C<n> [0|1] / bytes C<n> [N]");
         }
         if (objs[c] != NULL) {
-            intptr_t got = op[0] == 'i'
-                           ? coextra_has_inline_extra(objs[c])
-                           : coextra_extra_bytes(objs[c]);
+            intptr_t got = op[0] == 'i' ? coextra_has_inline_extra(objs[c])
+                                        : coextra_extra_bytes(objs[c]);
             finish(&out, got < 0);
             if (got >= 0 && op[0] == 'b') {
-                if (coextra_sizeof_code(objs[c])
-                    != (intptr_t)sizeof(coextra_code) + got)
-                {
+                if (coextra_sizeof_code(objs[c]) !=
+                    (intptr_t)sizeof(coextra_code) + got) {
                     die("sizeof is not base size plus extra bytes");
                 }
             }
@@ -760,8 +721,7 @@ exec_line(char *line)
                 die("unexpected inline flag or extra byte count");
             }
         }
-    }
-    else if (strcmp(op, "target") == 0) {
+    } else if (strcmp(op, "target") == 0) {
         int i = var(tok[1], 'I'), c = var(tok[2], 'C');
         int x = n > 3 ? var(tok[3], 'X') : -1;
         if (i < 0 || c < 0) {
@@ -775,10 +735,8 @@ exec_line(char *line)
             target_index = x;
             coextra_drop(old);
         }
-    }
-    else if (strcmp(op, "fillindices") == 0
-             || strcmp(op, "fillhooks") == 0)
-    {
+    } else if (strcmp(op, "fillindices") == 0 ||
+               strcmp(op, "fillhooks") == 0) {
         /* Exhaust indices or hooks; with a count, exactly that many
            more must succeed before the failure. */
         static hook_var record = {1, 0, 0, HOOK_RECORD, 0};
@@ -788,30 +746,27 @@ exec_line(char *line)
             die("fillindices I<n> [N] / fillhooks I<n> [N]");
         }
         if (interps[i] != NULL) {
-            long limit = op[4] == 'i' ? COEXTRA_MAX_INDICES
-                                      : COEXTRA_MAX_HOOKS;
+            long limit =
+                op[4] == 'i' ? COEXTRA_MAX_INDICES : COEXTRA_MAX_HOOKS;
             for (;;) {
-                int rc = op[4] == 'i'
-                         ? (int)coextra_request_index(interps[i], heap_free)
-                         : coextra_add_hook(interps[i], driver_hook,
-                                            &record);
+                int rc =
+                    op[4] == 'i'
+                        ? (int)coextra_request_index(interps[i], heap_free)
+                        : coextra_add_hook(interps[i], driver_hook, &record);
                 if (rc < 0) {
                     break;
                 }
                 count++;
             }
             finish(&out, 1);
-            if (strcmp(out.exc, "RuntimeError") == 0 && tok[2] != NULL
-                && (count != number(tok[2]) || count > limit))
-            {
+            if (strcmp(out.exc, "RuntimeError") == 0 && tok[2] != NULL &&
+                (count != number(tok[2]) || count > limit)) {
                 die("capacity differs from the expected count");
             }
         }
-    }
-    else if (strcmp(op, "fail") == 0) {
+    } else if (strcmp(op, "fail") == 0) {
         coextra_fail_allocations(number(tok[1]), number(tok[2]));
-    }
-    else if (strcmp(op, "unraisable") == 0) {
+    } else if (strcmp(op, "unraisable") == 0) {
         long count = 0;
         while (coextra_take_unraisable(NULL, 0)) {
             count++;
@@ -819,14 +774,12 @@ exec_line(char *line)
         if (tok[1] != NULL && count != number(tok[1])) {
             die("unexpected number of unraisable reports");
         }
-    }
-    else if (strcmp(op, "hookcalls") == 0) {
+    } else if (strcmp(op, "hookcalls") == 0) {
         long count = __atomic_exchange_n(&hook_calls, 0, __ATOMIC_RELAXED);
         if (count != number(tok[1])) {
             die("unexpected number of hook calls");
         }
-    }
-    else if (strcmp(op, "threads") == 0) {
+    } else if (strcmp(op, "threads") == 0) {
         int c = var(tok[3], 'C'), x = var(tok[4], 'X');
         if (c < 0 || x < 0) {
             die("threads N ROUNDS C<n> X<n>");
@@ -834,11 +787,9 @@ exec_line(char *line)
         if (objs[c] != NULL && indices[x].live) {
             run_threads((int)number(tok[1]), number(tok[2]), c, x);
         }
-    }
-    else if (strcmp(op, "random") == 0) {
+    } else if (strcmp(op, "random") == 0) {
         run_random((unsigned long)number(tok[1]), number(tok[2]));
-    }
-    else {
+    } else {
         die("unknown operation");
     }
 
@@ -846,12 +797,11 @@ exec_line(char *line)
         if (!out.done) {
             die("expectation on a skipped operation (empty variable)");
         }
-        if (strcmp(expect, "ok") == 0 ? out.failed
-                                      : !out.failed
-                                        || strcmp(expect, out.exc) != 0)
-        {
-            fprintf(stderr, "%s:%d: expected %s, got %s\n", cur_file,
-                    cur_line, expect, out.failed ? out.exc : "ok");
+        if (strcmp(expect, "ok") == 0
+                ? out.failed
+                : !out.failed || strcmp(expect, out.exc) != 0) {
+            fprintf(stderr, "%s:%d: expected %s, got %s\n", cur_file, cur_line,
+                    expect, out.failed ? out.exc : "ok");
             exit(2);
         }
     }

@@ -3,7 +3,7 @@
 ``.. coextra-benchmarks::`` shows ``benchmarks/results/latest.json``
 (``coextra_benchmarks``), which ``benchmarks/run.py`` writes, checked
 against ``benchmarks/results.schema.json`` (``coextra_benchmarks_schema``).
-The plots are drawn with matplotlib when the build starts writing,
+The plots are drawn with matplotlib once all documents are read,
 straight into the output's ``_images`` folder: they are build products and
 never enter the source tree.  A results file that does not match the
 schema fails the build with the entry that is wrong.
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 #: Where the plots go, relative to the HTML output folder.
 IMAGE_DIR = "_images"
 
-#: The plots: file name and the function drawing it.
+#: The plots, in page order; each has a ``draw_<name>`` function below.
 PLOTS = ("cases", "memory", "stdlib")
 
 

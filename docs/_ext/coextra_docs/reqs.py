@@ -98,7 +98,7 @@ def depart_requirement_html(
     self.body.append("</div>\n")
 
 
-def _pass_through(self: nodes.NodeVisitor, node: nodes.Element) -> None:
+def pass_through(self: nodes.NodeVisitor, node: nodes.Element) -> None:
     """Render only the children (builders other than HTML)."""
 
 

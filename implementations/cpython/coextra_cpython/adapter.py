@@ -35,8 +35,8 @@ from ._worker import ApiFailure, Worker
 #: The environment variable naming the interpreter under test.
 ENV_VAR = "COEXTRA_PYTHON"
 
-#: Non-NULL word written into Get's output before every call, so that the
-#: suite sees whether Get wrote *extra (R-STORE-1, R-STORE-10).
+#: Non-NULL word written into the output word of Get before every call, so
+#: that the suite sees whether Get wrote *extra (R-STORE-1, R-STORE-10).
 _PRIME = 0x5EAF00D
 
 

@@ -23,7 +23,7 @@
 #include <Python.h>
 #if PY_VERSION_HEX < 0x030B0000
 /* From 3.11 on, Python.h includes the code object API itself. */
-#  include <code.h>
+#include <code.h>
 #endif
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,36 +32,36 @@
 
 #if defined(PyUnstable_CODE_EXTRA_MIN_INDICES) || defined(Py_HAVE_PEP8523)
 /* A patched interpreter implementing the proposed API of PEP 8523. */
-#  define CX_PEP8523 1
+#define CX_PEP8523 1
 #else
-#  define CX_PEP8523 0
+#define CX_PEP8523 0
 #endif
 
 #if CX_PEP8523 || PY_VERSION_HEX >= 0x030C0000
 /* 3.12 renamed the functions; the old names survive only as static
    inline wrappers, so call the exported names. */
-#  define CX_REQUEST PyUnstable_Eval_RequestCodeExtraIndex
-#  define CX_GET PyUnstable_Code_GetExtra
-#  define CX_SET PyUnstable_Code_SetExtra
-#  define CX_REQUEST_NAME "PyUnstable_Eval_RequestCodeExtraIndex"
-#  define CX_GET_NAME "PyUnstable_Code_GetExtra"
-#  define CX_SET_NAME "PyUnstable_Code_SetExtra"
+#define CX_REQUEST PyUnstable_Eval_RequestCodeExtraIndex
+#define CX_GET PyUnstable_Code_GetExtra
+#define CX_SET PyUnstable_Code_SetExtra
+#define CX_REQUEST_NAME "PyUnstable_Eval_RequestCodeExtraIndex"
+#define CX_GET_NAME "PyUnstable_Code_GetExtra"
+#define CX_SET_NAME "PyUnstable_Code_SetExtra"
 #else
-#  define CX_REQUEST _PyEval_RequestCodeExtraIndex
-#  define CX_GET _PyCode_GetExtra
-#  define CX_SET _PyCode_SetExtra
-#  define CX_REQUEST_NAME "_PyEval_RequestCodeExtraIndex"
-#  define CX_GET_NAME "_PyCode_GetExtra"
-#  define CX_SET_NAME "_PyCode_SetExtra"
+#define CX_REQUEST _PyEval_RequestCodeExtraIndex
+#define CX_GET _PyCode_GetExtra
+#define CX_SET _PyCode_SetExtra
+#define CX_REQUEST_NAME "_PyEval_RequestCodeExtraIndex"
+#define CX_GET_NAME "_PyCode_GetExtra"
+#define CX_SET_NAME "_PyCode_SetExtra"
 #endif
 
 #if !CX_PEP8523 && PY_VERSION_HEX >= 0x030C0000
 /* Stock 3.12+ has no constructor hook; code watchers are the nearest
    real mechanism (see the comment above cx_watch_0 for what they cannot
    express). */
-#  define CX_WATCHERS 1
+#define CX_WATCHERS 1
 #else
-#  define CX_WATCHERS 0
+#define CX_WATCHERS 0
 #endif
 
 #define CX_FREE_TAGS 16
@@ -71,9 +71,9 @@
    reported by CPython, never by the adapter.  The PEP chain passes an
    argument to its hooks, so one callback serves any number of slots. */
 #if CX_WATCHERS
-#  define CX_HOOK_SLOTS 9
+#define CX_HOOK_SLOTS 9
 #else
-#  define CX_HOOK_SLOTS 64
+#define CX_HOOK_SLOTS 64
 #endif
 
 /* Actions; the numbers are shared with worker.py. */
@@ -209,8 +209,8 @@ cx_deref(PyObject *ref)
 static int
 cx_new_code(void)
 {
-    PyObject *code = Py_CompileString("None", "<coextra-action>",
-                                      Py_eval_input);
+    PyObject *code =
+        Py_CompileString("None", "<coextra-action>", Py_eval_input);
 
     if (code == NULL) {
         return -1;
@@ -309,7 +309,7 @@ typedef struct {
 
 typedef struct {
     int action;
-    PyObject *target;           /* weak reference to a code object */
+    PyObject *target; /* weak reference to a code object */
     Py_ssize_t index;
     uintptr_t value;
 } cx_free_conf;
@@ -367,8 +367,7 @@ cx_free_common(int tag, void *value)
     case CX_FREE_SET:
         target = conf->target ? cx_deref(conf->target) : NULL;
         if (target == NULL) {
-            PyOS_snprintf(call->error, sizeof(call->error),
-                          "ReferenceError");
+            PyOS_snprintf(call->error, sizeof(call->error), "ReferenceError");
             call->result = -1;
             break;
         }
@@ -376,8 +375,7 @@ cx_free_common(int tag, void *value)
             out = NULL;
             rc = CX_GET(target, conf->index, &out);
             call->result = rc < 0 ? rc : (long long)(uintptr_t)out;
-        }
-        else {
+        } else {
             rc = CX_SET(target, conf->index, (void *)conf->value);
             call->result = rc;
         }
@@ -395,11 +393,10 @@ cx_free_common(int tag, void *value)
 }
 
 /* Sixteen distinct C functions, one per tag. */
-#define CX_FREE_FUNC(N)                 \
-    static void                         \
-    cx_free_##N(void *value)            \
-    {                                   \
-        cx_free_common(N, value);       \
+#define CX_FREE_FUNC(N)                                                       \
+    static void cx_free_##N(void *value)                                      \
+    {                                                                         \
+        cx_free_common(N, value);                                             \
     }
 
 CX_FREE_FUNC(0)
@@ -420,9 +417,8 @@ CX_FREE_FUNC(14)
 CX_FREE_FUNC(15)
 
 static freefunc cx_free_funcs[CX_FREE_TAGS] = {
-    cx_free_0, cx_free_1, cx_free_2, cx_free_3,
-    cx_free_4, cx_free_5, cx_free_6, cx_free_7,
-    cx_free_8, cx_free_9, cx_free_10, cx_free_11,
+    cx_free_0,  cx_free_1,  cx_free_2,  cx_free_3,  cx_free_4,  cx_free_5,
+    cx_free_6,  cx_free_7,  cx_free_8,  cx_free_9,  cx_free_10, cx_free_11,
     cx_free_12, cx_free_13, cx_free_14, cx_free_15,
 };
 
@@ -438,7 +434,7 @@ typedef struct {
     int action;
     Py_ssize_t index;
     uintptr_t value;
-    int running;                /* guards NEW_CODE against recursion */
+    int running; /* guards NEW_CODE against recursion */
 } cx_hook_slot;
 
 typedef struct {
@@ -450,8 +446,7 @@ static cx_hook_slot cx_hooks[CX_HOOK_SLOTS];
 static cx_hook_call *cx_hook_log;
 static Py_ssize_t cx_hook_len, cx_hook_cap, cx_hook_lost;
 
-static int cx_hook_add(int tag, int action, Py_ssize_t index,
-                       uintptr_t value);
+static int cx_hook_add(int tag, int action, Py_ssize_t index, uintptr_t value);
 static int cx_hook_remove(int id);
 
 /* The slot registered in the current interpreter with this tag. */
@@ -463,7 +458,7 @@ cx_hook_by_tag(int tag)
 
     for (i = 0; i < CX_HOOK_SLOTS; i++) {
         if (cx_hooks[i].used && cx_hooks[i].interp == interp &&
-                cx_hooks[i].tag == tag) {
+            cx_hooks[i].tag == tag) {
             return &cx_hooks[i];
         }
     }
@@ -482,8 +477,7 @@ cx_hook_common(cx_hook_slot *slot, PyObject *code)
 
         if (log == NULL) {
             cx_hook_lost++;
-        }
-        else {
+        } else {
             cx_hook_log = log;
             cx_hook_cap = cap;
         }
@@ -545,11 +539,10 @@ cx_watch(int n, PyCodeEvent event, PyCodeObject *co)
     return cx_hook_common(&cx_hooks[n], (PyObject *)co);
 }
 
-#define CX_WATCH_FUNC(N)                                \
-    static int                                          \
-    cx_watch_##N(PyCodeEvent event, PyCodeObject *co)   \
-    {                                                   \
-        return cx_watch(N, event, co);                  \
+#define CX_WATCH_FUNC(N)                                                      \
+    static int cx_watch_##N(PyCodeEvent event, PyCodeObject *co)              \
+    {                                                                         \
+        return cx_watch(N, event, co);                                        \
     }
 
 CX_WATCH_FUNC(0)
@@ -563,9 +556,8 @@ CX_WATCH_FUNC(7)
 CX_WATCH_FUNC(8)
 
 static PyCode_WatchCallback cx_watch_funcs[CX_HOOK_SLOTS] = {
-    cx_watch_0, cx_watch_1, cx_watch_2, cx_watch_3,
-    cx_watch_4, cx_watch_5, cx_watch_6, cx_watch_7,
-    cx_watch_8,
+    cx_watch_0, cx_watch_1, cx_watch_2, cx_watch_3, cx_watch_4,
+    cx_watch_5, cx_watch_6, cx_watch_7, cx_watch_8,
 };
 #endif
 
@@ -671,8 +663,7 @@ cx_get_extra(PyObject *Py_UNUSED(self), PyObject *args)
     if (pair == NULL) {
         return NULL;
     }
-    result = Py_BuildValue("(OK)", pair,
-                           (unsigned long long)(uintptr_t)extra);
+    result = Py_BuildValue("(OK)", pair, (unsigned long long)(uintptr_t)extra);
     Py_DECREF(pair);
     return result;
 }
@@ -717,8 +708,7 @@ cx_hook_add(int tag, int action, Py_ssize_t index, uintptr_t value)
     }
     if (slot == NULL) {
         /* Not an API result: the adapter itself ran out of callbacks. */
-        PyErr_SetString(PyExc_OverflowError,
-                        "adapter has no free hook slot");
+        PyErr_SetString(PyExc_OverflowError, "adapter has no free hook slot");
         return -2;
     }
     slot->tag = tag;
@@ -756,7 +746,7 @@ cx_hook_remove(int id)
     if (rc == 0) {
         for (i = 0; i < CX_HOOK_SLOTS; i++) {
             if (cx_hooks[i].used && cx_hooks[i].interp == interp &&
-                    cx_hooks[i].id == id) {
+                cx_hooks[i].id == id) {
                 cx_hooks[i].used = 0;
             }
         }
@@ -806,7 +796,7 @@ cx_remove_hook(PyObject *Py_UNUSED(self), PyObject *args)
     char name[64];
 
     if (!PyArg_ParseTuple(args, "ii", &interp, &id) ||
-            cx_enter(interp, &prev) < 0) {
+        cx_enter(interp, &prev) < 0) {
         return NULL;
     }
     CX_ARM();
@@ -828,7 +818,7 @@ cx_release_index(PyObject *Py_UNUSED(self), PyObject *args)
     char name[64];
 
     if (!PyArg_ParseTuple(args, "in", &interp, &index) ||
-            cx_enter(interp, &prev) < 0) {
+        cx_enter(interp, &prev) < 0) {
         return NULL;
     }
     CX_ARM();
@@ -870,8 +860,7 @@ cx_extra_bytes(PyObject *Py_UNUSED(self), PyObject *code)
         return NULL;
     }
     return PyLong_FromSsize_t(
-        total - (Py_ssize_t)_PyObject_VAR_SIZE(Py_TYPE(code),
-                                               Py_SIZE(code)));
+        total - (Py_ssize_t)_PyObject_VAR_SIZE(Py_TYPE(code), Py_SIZE(code)));
 #else
     /* Stock layout: every code object has the co_extra pointer; Set
        allocates a block headed by ce_size (slot count) the first time a
@@ -970,7 +959,7 @@ cx_call_in(PyObject *Py_UNUSED(self), PyObject *args)
 
     if (!PyArg_ParseTuple(args, "iOO!|O!", &interp, &callable, &PyTuple_Type,
                           &call_args, &PyDict_Type, &kwargs) ||
-            cx_enter(interp, &prev) < 0) {
+        cx_enter(interp, &prev) < 0) {
         return NULL;
     }
     CX_ARM();
@@ -1002,14 +991,12 @@ cx_take_free_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
                 Py_DECREF(list);
                 return NULL;
             }
-        }
-        else {
+        } else {
             Py_INCREF(result);
         }
         /* "N" hands our reference to result over to the tuple. */
-        item = Py_BuildValue("(iKNz)", c->tag,
-                             (unsigned long long)c->value, result,
-                             c->error[0] ? c->error : NULL);
+        item = Py_BuildValue("(iKNz)", c->tag, (unsigned long long)c->value,
+                             result, c->error[0] ? c->error : NULL);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
             Py_DECREF(list);
@@ -1072,8 +1059,7 @@ cx_take_pending(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
 static PyObject *
 cx_code_address(PyObject *Py_UNUSED(self), PyObject *obj)
 {
-    return PyLong_FromUnsignedLongLong(
-        (unsigned long long)(uintptr_t)obj);
+    return PyLong_FromUnsignedLongLong((unsigned long long)(uintptr_t)obj);
 }
 
 static PyMethodDef cx_methods[] = {
@@ -1117,14 +1103,18 @@ static PyMethodDef cx_methods[] = {
      "call_in(interp, f, args[, kwargs]) -> f(*args, **kwargs) run there"},
     {"address", cx_code_address, METH_O,
      "address(obj) -> the address a hook records for obj"},
-    {NULL, NULL, 0, NULL}
-};
+    {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef cx_module = {
-    PyModuleDef_HEAD_INIT, "_coextra_cpython",
+    PyModuleDef_HEAD_INIT,
+    "_coextra_cpython",
     "Calls the co_extra API of this interpreter for the coextra suite.",
-    -1, cx_methods, NULL, NULL, NULL, NULL
-};
+    -1,
+    cx_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL};
 
 PyMODINIT_FUNC
 PyInit__coextra_cpython(void)
@@ -1140,8 +1130,7 @@ PyInit__coextra_cpython(void)
     if (PyModule_AddIntConstant(m, "PEP8523", CX_PEP8523) < 0 ||
         PyModule_AddIntConstant(m, "WATCHERS", CX_WATCHERS) < 0 ||
         PyModule_AddIntConstant(m, "FREE_TAGS", CX_FREE_TAGS) < 0 ||
-        PyModule_AddStringConstant(m, "REQUEST_NAME",
-                                   CX_REQUEST_NAME) < 0 ||
+        PyModule_AddStringConstant(m, "REQUEST_NAME", CX_REQUEST_NAME) < 0 ||
         PyModule_AddStringConstant(m, "GET_NAME", CX_GET_NAME) < 0 ||
         PyModule_AddStringConstant(m, "SET_NAME", CX_SET_NAME) < 0) {
         Py_DECREF(m);

@@ -22,6 +22,7 @@ import gc
 import json
 import marshal
 import os
+import struct
 import sys
 import traceback
 import types
@@ -56,6 +57,9 @@ class Worker(object):
         self.next_handle = 1
         self.counter = 0
         self.unraisable = []
+        # A sub-interpreter that never gets hooks or indices; see
+        # flagged_code().
+        self.scratch = None
 
     # -- helpers -------------------------------------------------------
 
@@ -88,6 +92,32 @@ class Worker(object):
         except Exception as exc:
             raise ApiFailure("code object construction",
                              type(exc).__name__)
+
+    def flagged_code(self, interp, source, filename, flags):
+        """Construct compiled ``source`` with extra co_flags bits, once.
+
+        compile() cannot set co_flags, and replace() after it would be a
+        second construction that hooks see.  So the source is compiled in
+        a scratch interpreter that has no hooks, the flags are written
+        into the marshalled outer code object, and unmarshalling in
+        ``interp`` constructs every code object exactly once there, with
+        the caller-supplied flags.
+        """
+        if self.scratch is None:
+            self.scratch = self.cx.new_interpreter()
+        code = self.cx.call_in(self.scratch, compile,
+                               (source, filename, "exec"))
+        data = bytearray(marshal.dumps(code))
+        # Fields before co_flags: argcount, [posonlyargcount (3.8+)],
+        # kwonlyargcount, [nlocals (up to 3.10)], stacksize.
+        before = 4 if sys.version_info[:2] in ((3, 6), (3, 7)) else (
+            5 if sys.version_info < (3, 11) else 4)
+        offset = 1 + 4 * before
+        old, = struct.unpack_from("<I", data, offset)
+        if data[0] & 0x7F != ord("c") or old != code.co_flags:
+            raise RuntimeError("unexpected marshal layout of a code object")
+        struct.pack_into("<I", data, offset, old | flags)
+        return self.construct(interp, marshal.loads, (bytes(data),))
 
     def copy(self, interp, code, **changes):
         """Construct a new code object from ``code`` in ``interp``.
@@ -145,11 +175,12 @@ class Worker(object):
                 for i in range(nested))
         else:
             source = "v_%d = %d\n" % (n, n)
-        # The interpreter that runs the compiler constructs the objects.
-        code = self.construct(
-            interp, compile, (source, "<coextra-%d>" % n, "exec"))
+        filename = "<coextra-%d>" % n
         if flags:
-            code = self.copy(interp, code, co_flags=code.co_flags | flags)
+            return self.keep(
+                self.flagged_code(interp, source, filename, flags))
+        # The interpreter that runs the compiler constructs the objects.
+        code = self.construct(interp, compile, (source, filename, "exec"))
         return self.keep(code)
 
     def op_nested(self, code):

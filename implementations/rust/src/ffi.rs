@@ -77,7 +77,10 @@ pub struct HookFn {
 
 impl HookFn {
     /// Wrap a Rust hook (safe to call with any code object).
-    pub fn from_rust(hook: extern "C" fn(*mut ObjHead, *mut c_void) -> c_int, arg: usize) -> HookFn {
+    pub fn from_rust(
+        hook: extern "C" fn(*mut ObjHead, *mut c_void) -> c_int,
+        arg: usize,
+    ) -> HookFn {
         HookFn { hook, arg }
     }
 
@@ -127,7 +130,8 @@ pub struct Table {
     /// PyUnstable_Eval_ReleaseCodeExtraIndex.
     pub release_index: unsafe extern "C" fn(*mut CInterp, isize) -> c_int,
     /// PyUnstable_Code_GetExtra.
-    pub get_extra: unsafe extern "C" fn(*mut CInterp, *mut ObjHead, isize, *mut *mut c_void) -> c_int,
+    pub get_extra:
+        unsafe extern "C" fn(*mut CInterp, *mut ObjHead, isize, *mut *mut c_void) -> c_int,
     /// PyUnstable_Code_SetExtra.
     pub set_extra: unsafe extern "C" fn(*mut CInterp, *mut ObjHead, isize, *mut c_void) -> c_int,
     /// PyUnstable_Code_AddConstructorHook.
@@ -230,7 +234,9 @@ unsafe fn object_ref<'a>(object: *mut ObjHead) -> Result<&'a ObjHead> {
 /// As for `object_ref`.
 unsafe fn code_ref<'a>(object: *mut ObjHead) -> Result<&'a CodeObject> {
     // SAFETY: forwarded contract.
-    unsafe { object_ref(object) }?.as_code().ok_or(Error::System)
+    unsafe { object_ref(object) }?
+        .as_code()
+        .ok_or(Error::System)
 }
 
 /// Report `result` the C way: the value, or `error_value` with the error
@@ -249,7 +255,9 @@ fn new_object(result: Result<ObjRef>) -> *mut ObjHead {
 // -- object model --------------------------------------------------------------
 
 extern "C" fn new_interpreter() -> *mut CInterp {
-    std::sync::Arc::into_raw(Interp::new()).cast_mut().cast::<CInterp>()
+    std::sync::Arc::into_raw(Interp::new())
+        .cast_mut()
+        .cast::<CInterp>()
 }
 
 unsafe extern "C" fn end_interpreter(interp: *mut CInterp) -> c_int {
@@ -280,7 +288,11 @@ unsafe extern "C" fn get_nested(code: *mut ObjHead, i: c_int) -> *mut ObjHead {
     new_object(result)
 }
 
-unsafe extern "C" fn copy_code(interp: *mut CInterp, code: *mut ObjHead, how: c_int) -> *mut ObjHead {
+unsafe extern "C" fn copy_code(
+    interp: *mut CInterp,
+    code: *mut ObjHead,
+    how: c_int,
+) -> *mut ObjHead {
     let how = match how {
         COPY_REPLACE => Ok(CopyKind::Replace),
         COPY_MARSHAL => Ok(CopyKind::Marshal),
@@ -319,7 +331,8 @@ unsafe extern "C" fn co_flags(code: *mut ObjHead) -> u32 {
 
 unsafe extern "C" fn request_index(interp: *mut CInterp, free: Option<CFreeFunc>) -> isize {
     // SAFETY: handle contract (module docs).
-    let result = unsafe { interp_ref(interp) }.and_then(|interp| interp.request_index(free.map(FreeFn)));
+    let result =
+        unsafe { interp_ref(interp) }.and_then(|interp| interp.request_index(free.map(FreeFn)));
     report(result.map(|index| index as isize), -1)
 }
 
@@ -366,7 +379,11 @@ unsafe extern "C" fn set_extra(
     report(result.map(|()| 0), -1)
 }
 
-unsafe extern "C" fn add_hook(interp: *mut CInterp, hook: Option<CHook>, arg: *mut c_void) -> c_int {
+unsafe extern "C" fn add_hook(
+    interp: *mut CInterp,
+    hook: Option<CHook>,
+    arg: *mut c_void,
+) -> c_int {
     let result = (|| {
         // SAFETY: handle contract (module docs).
         let interp = unsafe { interp_ref(interp) }?;
@@ -395,14 +412,22 @@ unsafe extern "C" fn has_inline_extra(code: *mut ObjHead) -> c_int {
 
 unsafe extern "C" fn extra_bytes(code: *mut ObjHead) -> isize {
     // SAFETY: handle contract (module docs).
-    report(unsafe { code_ref(code) }.map(|code| interp::extra_bytes(code) as isize), -1)
+    report(
+        unsafe { code_ref(code) }.map(|code| interp::extra_bytes(code) as isize),
+        -1,
+    )
 }
 
 unsafe extern "C" fn sizeof_code(code: *mut ObjHead) -> isize {
     // SAFETY: handle contract (module docs).
-    report(unsafe { code_ref(code) }.map(|code| interp::sizeof_code(code) as isize), -1)
+    report(
+        unsafe { code_ref(code) }.map(|code| interp::sizeof_code(code) as isize),
+        -1,
+    )
 }
 
+// c_long is 32 bits wide on some targets, where the conversion is real.
+#[allow(clippy::useless_conversion)]
 extern "C" fn fail_allocations(after: c_long, count: c_long) {
     failure::fail_allocations(i64::from(after), i64::from(count));
 }
@@ -455,5 +480,162 @@ unsafe extern "C" fn take_unraisable(buf: *mut c_char, size: usize) -> c_int {
             1
         }
         None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::offset_of;
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Field names of `coextra_table` in declaration order, with their
+    /// offsets in the Rust mirror.
+    fn rust_offsets() -> Vec<(&'static str, usize)> {
+        macro_rules! offsets {
+            ($($field:ident),* $(,)?) => {
+                vec![$((stringify!($field), offset_of!(Table, $field))),*]
+            };
+        }
+        offsets!(
+            abi_version,
+            size,
+            name,
+            version,
+            capabilities,
+            new_interpreter,
+            end_interpreter,
+            new_code,
+            get_nested,
+            copy_code,
+            new_non_code,
+            drop,
+            code_id,
+            co_flags,
+            request_index,
+            release_index,
+            get_extra,
+            set_extra,
+            add_hook,
+            remove_hook,
+            has_inline_extra,
+            extra_bytes,
+            sizeof_code,
+            fail_allocations,
+            take_error,
+            set_error,
+            take_unraisable,
+        )
+    }
+
+    /// The mirror matches the C header: compile a probe printing every
+    /// offset and the size with the system C compiler.  Skipped (with a
+    /// message) when no compiler is installed.
+    #[test]
+    fn table_layout_matches_the_header() {
+        let abi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/abi");
+        let out = std::env::temp_dir().join(format!("coextra_rust_probe_{}", std::process::id()));
+        let mut source = String::from(
+            "#include <stdio.h>\n#include <stddef.h>\n#include \"coextra_abi.h\"\nint main(void) {\n",
+        );
+        for (field, _) in rust_offsets() {
+            source += &format!("    printf(\"%zu\\n\", offsetof(coextra_table, {field}));\n");
+        }
+        source += "    printf(\"%zu\\n\", sizeof(coextra_table));\n    return 0;\n}\n";
+        let c_file = out.with_extension("c");
+        std::fs::write(&c_file, source).unwrap();
+        let compiled = Command::new("cc")
+            .arg("-I")
+            .arg(&abi)
+            .arg(&c_file)
+            .arg("-o")
+            .arg(&out)
+            .status();
+        match compiled {
+            Ok(status) if status.success() => {}
+            other => {
+                eprintln!("skipped: no working C compiler ({other:?})");
+                return;
+            }
+        }
+        let printed = Command::new(&out).output().unwrap().stdout;
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&c_file);
+        let numbers: Vec<usize> = String::from_utf8(printed)
+            .unwrap()
+            .lines()
+            .map(|line| line.parse().unwrap())
+            .collect();
+        let mut expected: Vec<usize> = rust_offsets().iter().map(|(_, at)| *at).collect();
+        expected.push(size_of::<Table>());
+        assert_eq!(
+            numbers,
+            expected,
+            "offsets of {:?}, then the size",
+            rust_offsets()
+        );
+    }
+
+    #[test]
+    fn table_header_fields() {
+        let table = coextra_get_table();
+        // SAFETY: the table is a static.
+        let table = unsafe { &*table };
+        assert_eq!(table.abi_version, 1);
+        assert_eq!(table.size as usize, size_of::<Table>());
+        assert_eq!(table.capabilities, 0x3FF);
+        // SAFETY: static NUL-terminated strings.
+        let name = unsafe { CStr::from_ptr(table.name) };
+        assert_eq!(name.to_str(), Ok("rust"));
+        // SAFETY: as above.
+        let version = unsafe { CStr::from_ptr(table.version) };
+        assert_eq!(version.to_str(), Ok(env!("CARGO_PKG_VERSION")));
+    }
+
+    /// The C way of reporting: -1 or NULL and a pending class name,
+    /// truncated to the buffer; the Get output cleared on error.
+    #[test]
+    fn errors_through_the_table() {
+        let _guard = crate::failure::tests::serial();
+        // SAFETY: the table is a static.
+        let t = unsafe { &*coextra_get_table() };
+        let interp = (t.new_interpreter)();
+        // SAFETY: every pointer below comes from the table and is used
+        // as the header's contract says.
+        unsafe {
+            let other = (t.new_non_code)(interp);
+            let mut out = 0x5EED as *mut c_void;
+            assert_eq!((t.get_extra)(interp, other, 0, &mut out), -1);
+            assert!(out.is_null(), "R-STORE-10");
+            let mut buf = [0 as c_char; 7];
+            assert_eq!((t.take_error)(buf.as_mut_ptr(), buf.len()), 1);
+            assert_eq!(CStr::from_ptr(buf.as_ptr()).to_str(), Ok("System"));
+            assert_eq!((t.take_error)(buf.as_mut_ptr(), buf.len()), 0);
+            assert_eq!((t.has_inline_extra)(other), -1);
+            let mut big = [0 as c_char; 64];
+            assert_eq!((t.take_error)(big.as_mut_ptr(), big.len()), 1);
+            assert_eq!(CStr::from_ptr(big.as_ptr()).to_str(), Ok("SystemError"));
+            assert_eq!((t.remove_hook)(interp, 3), -1);
+            assert_eq!((t.take_error)(big.as_mut_ptr(), big.len()), 1);
+            assert_eq!(CStr::from_ptr(big.as_ptr()).to_str(), Ok("ValueError"));
+            (t.set_error)(c"KeyError".as_ptr());
+            assert_eq!((t.take_error)(big.as_mut_ptr(), big.len()), 1);
+            assert_eq!(CStr::from_ptr(big.as_ptr()).to_str(), Ok("KeyError"));
+            let code = (t.new_code)(interp, 2, 0);
+            let nested = (t.get_nested)(code, 1);
+            assert!(!nested.is_null());
+            assert!((t.get_nested)(code, 2).is_null());
+            assert_eq!((t.take_error)(big.as_mut_ptr(), big.len()), 1);
+            assert_eq!((t.code_id)(code), code as usize);
+            assert_eq!(
+                (t.sizeof_code)(code),
+                crate::object::CODE_BASE_SIZE as isize
+            );
+            (t.drop)(nested);
+            (t.drop)(code);
+            (t.drop)(other);
+            assert_eq!((t.end_interpreter)(interp), 0);
+        }
     }
 }

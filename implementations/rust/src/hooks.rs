@@ -88,8 +88,10 @@ mod tests {
     fn registration_order_survives_removal() {
         let _guard = serial();
         let mut chain = HookChain::default();
-        let ids: Vec<i32> =
-            ['a', 'b', 'c', 'd'].iter().map(|h| chain.add(*h).unwrap()).collect();
+        let ids: Vec<i32> = ['a', 'b', 'c', 'd']
+            .iter()
+            .map(|h| chain.add(*h).unwrap())
+            .collect();
         chain.remove(ids[1]).unwrap();
         chain.add('e').unwrap();
         assert_eq!(chain.snapshot(), ['a', 'c', 'd', 'e']);

@@ -57,9 +57,7 @@ impl<F: Copy> IndexTable<F> {
         let index = match hole {
             Some(index) => index,
             None => {
-                self.entries
-                    .try_reserve(1)
-                    .map_err(|_| Error::Memory)?;
+                self.entries.try_reserve(1).map_err(|_| Error::Memory)?;
                 self.entries.push(Entry::Free);
                 self.entries.len() - 1
             }
@@ -125,8 +123,7 @@ mod tests {
     fn lowest_free_first_and_dense() {
         let _guard = serial();
         let mut table = Table::default();
-        let got: Vec<usize> =
-            (0..5).map(|_| table.request(None).unwrap()).collect();
+        let got: Vec<usize> = (0..5).map(|_| table.request(None).unwrap()).collect();
         assert_eq!(got, [0, 1, 2, 3, 4]);
         table.release(1).unwrap();
         table.release(3).unwrap();

@@ -119,10 +119,7 @@ impl CodeObject {
         }
         // SAFETY: `layout` has a non-zero size (it contains CodeObject).
         // Every part of the block is written below before any reference
-        // to it exists.  (Plain `alloc`, not `alloc_zeroed`: like the
-        // object allocators of C implementations it reuses a just-freed
-        // block of the same size first, which the suite's model of
-        // address reuse expects.)
+        // to it exists.
         let block = unsafe { alloc::alloc(layout) };
         let Some(block) = NonNull::new(block) else {
             return Err(Error::Memory);
@@ -188,10 +185,8 @@ impl CodeObject {
         // object's block, which lives at least as long as `&self`.
         unsafe {
             let header = &*base.add(header_at).cast::<InlineHeader>();
-            let slots = std::slice::from_raw_parts(
-                base.add(slots_at).cast::<AtomicUsize>(),
-                header.len,
-            );
+            let slots =
+                std::slice::from_raw_parts(base.add(slots_at).cast::<AtomicUsize>(), header.len);
             Some(Inline {
                 owner: header.owner,
                 slots,
@@ -373,7 +368,12 @@ impl InlineOwned {
     /// non-NULL values.
     pub fn take_index(&mut self, index: usize) -> Vec<usize> {
         self.each()
-            .filter_map(|code| code.inline()?.slots.get(index).map(|s| s.swap(0, Ordering::AcqRel)))
+            .filter_map(|code| {
+                code.inline()?
+                    .slots
+                    .get(index)
+                    .map(|s| s.swap(0, Ordering::AcqRel))
+            })
             .filter(|value| *value != 0)
             .collect()
     }

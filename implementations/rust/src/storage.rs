@@ -108,9 +108,9 @@ impl OutOfLine {
 
     /// Bytes spent on `code` here: 0 without a table.
     pub fn bytes(&self, code: usize) -> usize {
-        self.tables
-            .get(&code)
-            .map_or(0, |s| TABLE_HEADER_BYTES + s.capacity() * size_of::<usize>())
+        self.tables.get(&code).map_or(0, |s| {
+            TABLE_HEADER_BYTES + s.capacity() * size_of::<usize>()
+        })
     }
 }
 
@@ -147,7 +147,7 @@ mod tests {
         let _guard = serial();
         let mut ool = OutOfLine::default();
         ool.set(0x1000, 0, 7).unwrap();
-        failure::fail_allocations(0, 1);
+        failure::fail_allocations(0, 2);
         assert_eq!(ool.set(0x1000, 4, 9), Err(Error::Memory));
         assert_eq!(ool.set(0x2000, 0, 9), Err(Error::Memory));
         failure::fail_allocations(0, 0);
