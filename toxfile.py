@@ -28,7 +28,7 @@ class HostPythonRunner(VirtualEnvRunner):
         cls,
         env_name: str,
         base_pythons: list[str],
-        ignore_base_python_conflict: bool,  # noqa: FBT001 (tox's signature)
+        ignore_base_python_conflict: bool,  # tox's signature
     ) -> list[str]:
         return base_pythons
 

@@ -75,6 +75,7 @@ class ApiError(Exception):
     """
 
     def __init__(self, function: str, exc_type: str | None) -> None:
+        """Record which function failed and what it raised."""
         self.function = function
         self.exc_type = exc_type
         what = exc_type if exc_type is not None else "no exception set"
@@ -250,11 +251,14 @@ class Session(Protocol):
         """Return the code object's co_flags."""
 
     def extra_bytes(self, code: Handle) -> int:
-        """Bytes the code object spends on extra storage, including any
-        always-present pointer field (Capability.STORAGE_SIZE)."""
+        """Return the bytes the code object spends on extra storage.
+
+        Any always-present pointer field counts too
+        (Capability.STORAGE_SIZE).
+        """
 
     def sizeof(self, code: Handle) -> int:
-        """What sys.getsizeof() reports (Capability.SIZEOF)."""
+        """Return what sys.getsizeof() reports (Capability.SIZEOF)."""
 
     def fail_allocations(self, after: int, count: int = 1) -> None:
         """Make allocations fail (Capability.ALLOC_FAILURE).

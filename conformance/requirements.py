@@ -56,7 +56,8 @@ class Registry:
 def parse_registry(data: dict[str, object]) -> Registry:
     """Build a :class:`Registry` from the decoded JSON document."""
     raw = data["requirements"]
-    assert isinstance(raw, list)
+    if not isinstance(raw, list):
+        raise TypeError("requirements.json: requirements is not a list")
     requirements = tuple(
         Requirement(
             id=item["id"],
@@ -70,7 +71,8 @@ def parse_registry(data: dict[str, object]) -> Registry:
     )
     pep = data["pep"]
     spec_version = data["spec_version"]
-    assert isinstance(pep, int) and isinstance(spec_version, str)
+    if not isinstance(pep, int) or not isinstance(spec_version, str):
+        raise TypeError("requirements.json: pep or spec_version malformed")
     return Registry(pep, spec_version, requirements)
 
 

@@ -373,6 +373,26 @@ def test_sub_interpreters_share_the_code_object_storage(
         session.close()
 
 
+def test_caller_flags_cost_one_construction(
+    impl: CPythonImplementation,
+) -> None:
+    """new_code(flags=...) constructs each code object exactly once."""
+    session = impl.open_session()
+    try:
+        main = session.main
+        if Capability.HOOKS in impl.capabilities:
+            session.add_hook(main, Hook(5))
+        code = session.new_code(main, nested=2, flags=0x20000000)
+        assert session.co_flags(code) & 0x20000000 or impl.pep8523
+        ids = [session.code_id(c) for c in session.nested(code)]
+        ids.append(session.code_id(code))
+        if Capability.HOOKS in impl.capabilities:
+            seen = [c.code_id for c in session.take_hook_calls()]
+            assert sorted(seen) == sorted(ids)
+    finally:
+        session.close()
+
+
 @pytest.mark.parametrize("how", ["abort", "11"])
 def test_crash_is_reported_and_next_session_works(
     impl: CPythonImplementation, how: str

@@ -23,8 +23,14 @@ def apt_install(packages: list[str]) -> bool:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     steps = [
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends"]
-        + packages,
+        [
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            *packages,
+        ],
     ]
     for step in steps:
         result = subprocess.run(

@@ -39,16 +39,16 @@ extern "C" {
 #define COEXTRA_ABI_VERSION 1
 
 /* Capability bits, one per conformance.adapter.Capability. */
-#define COEXTRA_CAP_RELEASE       (1u << 0)
-#define COEXTRA_CAP_INLINE_FLAG   (1u << 1)
-#define COEXTRA_CAP_STORAGE_SIZE  (1u << 2)
-#define COEXTRA_CAP_SIZEOF        (1u << 3)
-#define COEXTRA_CAP_HOOKS         (1u << 4)
-#define COEXTRA_CAP_INTERPRETERS  (1u << 5)
-#define COEXTRA_CAP_FINALIZE      (1u << 6)
-#define COEXTRA_CAP_THREADS       (1u << 7)
+#define COEXTRA_CAP_RELEASE (1u << 0)
+#define COEXTRA_CAP_INLINE_FLAG (1u << 1)
+#define COEXTRA_CAP_STORAGE_SIZE (1u << 2)
+#define COEXTRA_CAP_SIZEOF (1u << 3)
+#define COEXTRA_CAP_HOOKS (1u << 4)
+#define COEXTRA_CAP_INTERPRETERS (1u << 5)
+#define COEXTRA_CAP_FINALIZE (1u << 6)
+#define COEXTRA_CAP_THREADS (1u << 7)
 #define COEXTRA_CAP_ALLOC_FAILURE (1u << 8)
-#define COEXTRA_CAP_COPY          (1u << 9)
+#define COEXTRA_CAP_COPY (1u << 9)
 
 /* How copy_code copies. */
 #define COEXTRA_COPY_REPLACE 0
@@ -64,11 +64,11 @@ typedef void (*coextra_freefunc)(void *value);
 typedef int (*coextra_hook)(coextra_object *code, void *arg);
 
 typedef struct coextra_table {
-    uint32_t abi_version;       /* COEXTRA_ABI_VERSION */
-    uint32_t size;              /* sizeof(coextra_table) */
-    const char *name;           /* e.g. "reference" */
-    const char *version;        /* the implementation's version */
-    uint32_t capabilities;      /* COEXTRA_CAP_* bits */
+    uint32_t abi_version;  /* COEXTRA_ABI_VERSION */
+    uint32_t size;         /* sizeof(coextra_table) */
+    const char *name;      /* e.g. "reference" */
+    const char *version;   /* the implementation's version */
+    uint32_t capabilities; /* COEXTRA_CAP_* bits */
 
     /* -- object model ------------------------------------------------ */
     /* A fresh interpreter; every session starts with one. */
@@ -80,16 +80,15 @@ typedef struct coextra_table {
     coextra_object *(*new_code)(coextra_interp *interp, int nested,
                                 uint32_t flags);
     coextra_object *(*get_nested)(coextra_object *code, int i);
-    coextra_object *(*copy_code)(coextra_interp *interp,
-                                 coextra_object *code, int how);
+    coextra_object *(*copy_code)(coextra_interp *interp, coextra_object *code,
+                                 int how);
     coextra_object *(*new_non_code)(coextra_interp *interp);
     void (*drop)(coextra_object *obj);
     uintptr_t (*code_id)(coextra_object *code);
     uint32_t (*co_flags)(coextra_object *code);
 
     /* -- the API of the PEP ------------------------------------------ */
-    intptr_t (*request_index)(coextra_interp *interp,
-                              coextra_freefunc free);
+    intptr_t (*request_index)(coextra_interp *interp, coextra_freefunc free);
     int (*release_index)(coextra_interp *interp, intptr_t index);
     int (*get_extra)(coextra_interp *interp, coextra_object *code,
                      intptr_t index, void **extra);

@@ -4,6 +4,7 @@
 #
 #   sh tools/memcheck/run.sh            valgrind memcheck (the default)
 #   sh tools/memcheck/run.sh asan       ASan + UBSan, with leak detection
+#   sh tools/memcheck/run.sh tsan       ThreadSanitizer
 #
 # Exits non-zero on any memory error, definitely or indirectly lost
 # byte, failed expectation in a sequence, value not freed exactly once,
@@ -35,8 +36,17 @@ asan)
     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         exec "$out/driver_asan" "$here"/sequences/*.txt
     ;;
+tsan)
+    # ThreadSanitizer: data races in the library (sequences/threads.txt
+    # runs the concurrent operations; the others are single-threaded).
+    "$cc" -Wall -Wextra -Werror -std=c11 -g -O1 -pthread -I "$src" \
+        -fsanitize=thread \
+        "$src/coextra.c" "$here/driver.c" -o "$out/driver_tsan"
+    TSAN_OPTIONS=halt_on_error=1 \
+        exec "$out/driver_tsan" "$here"/sequences/*.txt
+    ;;
 *)
-    echo "usage: $0 [valgrind|asan]" >&2
+    echo "usage: $0 [valgrind|asan|tsan]" >&2
     exit 2
     ;;
 esac

@@ -28,6 +28,11 @@ import traceback
 import types
 import weakref
 
+try:  # only for the type comments; typing exists on every version run
+    from typing import Any, Dict, List, Optional, Tuple  # noqa: F401
+except ImportError:  # pragma: no cover
+    pass
+
 FREE_ACTIONS = {"record": 0, "get": 1, "set": 2, "new-code": 3}
 HOOK_ACTIONS = {
     "record": 0,
@@ -43,6 +48,7 @@ class ApiFailure(Exception):
     """An API call returned its error value."""
 
     def __init__(self, function, exc_type):
+        # type: (str, Optional[str]) -> None
         Exception.__init__(self, function, exc_type)
         self.function = function
         self.exc_type = exc_type
@@ -52,11 +58,12 @@ class Worker(object):
     """Holds the objects of one session and executes requests."""
 
     def __init__(self, cx):
+        # type: (Any) -> None
         self.cx = cx
-        self.objects = {}
+        self.objects = {}  # type: Dict[int, Any]
         self.next_handle = 1
         self.counter = 0
-        self.unraisable = []
+        self.unraisable = []  # type: List[str]
         # A sub-interpreter that never gets hooks or indices; see
         # flagged_code().
         self.scratch = None
@@ -64,21 +71,25 @@ class Worker(object):
     # -- helpers -------------------------------------------------------
 
     def keep(self, obj):
+        # type: (object) -> int
         handle = self.next_handle
         self.next_handle += 1
         self.objects[handle] = obj
         return handle
 
     def obj(self, handle):
+        # type: (int) -> Any
         return self.objects[handle]
 
     def check(self, function, pair):
+        # type: (str, Tuple[int, Optional[str]]) -> int
         rc, exc_type = pair
         if rc < 0:
             raise ApiFailure(function, exc_type)
         return rc
 
     def construct(self, interp, function, args, kwargs=None):
+        # type: (int, Any, Tuple[Any, ...], Optional[Dict[str, Any]]) -> Any
         """Run ``function`` in ``interp``; its failure is an API failure.
 
         Code objects are constructed by the interpreter that runs the
@@ -91,9 +102,10 @@ class Worker(object):
             return self.cx.call_in(interp, function, args)
         except Exception as exc:
             raise ApiFailure("code object construction",
-                             type(exc).__name__)
+                             type(exc).__name__) from None
 
     def flagged_code(self, interp, source, filename, flags):
+        # type: (int, str, str, int) -> Any
         """Construct compiled ``source`` with extra co_flags bits, once.
 
         compile() cannot set co_flags, and replace() after it would be a
@@ -120,6 +132,7 @@ class Worker(object):
         return self.construct(interp, marshal.loads, (bytes(data),))
 
     def copy(self, interp, code, **changes):
+        # type: (int, Any, **Any) -> Any
         """Construct a new code object from ``code`` in ``interp``.
 
         This is code.replace(); 3.6 and 3.7 have no replace() and call the
@@ -157,13 +170,16 @@ class Worker(object):
     # -- object model ----------------------------------------------------
 
     def op_new_interpreter(self):
-        return self.cx.new_interpreter()
+        # type: () -> int
+        return int(self.cx.new_interpreter())
 
     def op_end_interpreter(self, interp):
+        # type: (int) -> None
         self.cx.end_interpreter(interp)
         return None
 
     def op_new_code(self, interp, nested=0, flags=0):
+        # type: (int, int, int) -> int
         self.counter += 1
         n = self.counter
         if nested:
@@ -184,10 +200,12 @@ class Worker(object):
         return self.keep(code)
 
     def op_nested(self, code):
+        # type: (int) -> List[int]
         return [self.keep(c) for c in self.obj(code).co_consts
                 if isinstance(c, types.CodeType)]
 
     def op_copy_code(self, interp, code, how):
+        # type: (int, int, str) -> int
         original = self.obj(code)
         if how == "replace":
             return self.keep(self.copy(interp, original))
@@ -197,10 +215,12 @@ class Worker(object):
         raise ValueError("unknown copy method %r" % (how,))
 
     def op_new_non_code(self):
+        # type: () -> int
         # A fresh int object (too large for the small-int cache).
         return self.keep(int("1" * 30) + self.counter)
 
     def op_drop(self, obj):
+        # type: (int) -> None
         target = self.objects.pop(obj)
         try:
             ref = weakref.ref(target)
@@ -214,14 +234,17 @@ class Worker(object):
         return None
 
     def op_code_id(self, code):
-        return self.cx.address(self.obj(code))
+        # type: (int) -> int
+        return int(self.cx.address(self.obj(code)))
 
     def op_co_flags(self, code):
-        return self.obj(code).co_flags
+        # type: (int) -> int
+        return int(self.obj(code).co_flags)
 
     # -- the API ---------------------------------------------------------
 
     def op_request_index(self, interp, free=None):
+        # type: (int, Optional[Dict[str, Any]]) -> int
         tag = -1
         if free is not None:
             tag = free["tag"]
@@ -234,60 +257,72 @@ class Worker(object):
                           self.cx.request_index(interp, tag))
 
     def op_release_index(self, interp, index):
+        # type: (int, int) -> None
         self.check("PyUnstable_Eval_ReleaseCodeExtraIndex",
                    self.cx.release_index(interp, index))
         return None
 
     def op_get_extra(self, interp, code, index, prime=0):
+        # type: (int, int, int, int) -> int
         pair, value = self.cx.get_extra(interp, self.obj(code), index, prime)
         self.check(self.cx.GET_NAME, pair)
-        return value
+        return int(value)
 
     def op_get_extra_on_error(self, interp, code, index, prime):
+        # type: (int, int, int, int) -> List[Any]
         pair, value = self.cx.get_extra(interp, self.obj(code), index, prime)
         rc, exc_type = pair
         return [rc, exc_type, value]
 
     def op_set_extra(self, interp, code, index, value):
+        # type: (int, int, int, int) -> None
         self.check(self.cx.SET_NAME,
                    self.cx.set_extra(interp, self.obj(code), index, value))
         return None
 
     def op_add_hook(self, interp, tag, action, index, value):
+        # type: (int, int, str, int, int) -> int
         name = ("PyCode_AddWatcher" if self.cx.WATCHERS
                 else "PyUnstable_Code_AddConstructorHook")
         return self.check(name, self.cx.add_hook(
             interp, tag, HOOK_ACTIONS[action], index, value))
 
     def op_remove_hook(self, interp, hook_id):
+        # type: (int, int) -> None
         name = ("PyCode_ClearWatcher" if self.cx.WATCHERS
                 else "PyUnstable_Code_RemoveConstructorHook")
         self.check(name, self.cx.remove_hook(interp, hook_id))
         return None
 
     def op_has_inline_extra(self, code):
+        # type: (int) -> bool
         return self.check("PyUnstable_Code_HasInlineExtra",
                           self.cx.has_inline_extra(self.obj(code))) == 1
 
     # -- observation -----------------------------------------------------
 
     def op_extra_bytes(self, code):
-        return self.cx.extra_bytes(self.obj(code))
+        # type: (int) -> int
+        return int(self.cx.extra_bytes(self.obj(code)))
 
     def op_sizeof(self, code):
+        # type: (int) -> int
         return sys.getsizeof(self.obj(code))
 
     def op_fail_allocations(self, after, count):
+        # type: (int, int) -> None
         self.cx.fail_allocations(after, count)
         return None
 
     def op_take_free_calls(self):
+        # type: () -> List[List[Any]]
         calls, lost = self.cx.take_free_calls()
         if lost:
             raise MemoryError("%d free calls could not be recorded" % lost)
         return [list(c) for c in calls]
 
     def op_take_hook_calls(self):
+        # type: () -> List[List[Any]]
         if not hasattr(self.cx, "take_hook_calls"):
             return []
         calls, lost = self.cx.take_hook_calls()
@@ -296,13 +331,17 @@ class Worker(object):
         return [list(c) for c in calls]
 
     def op_take_unraisable(self):
+        # type: () -> List[str]
         names, self.unraisable = self.unraisable, []
         return names
 
     def op_pending_error(self):
-        return self.cx.take_pending()
+        # type: () -> Optional[str]
+        pending = self.cx.take_pending()
+        return None if pending is None else str(pending)
 
     def op_crash(self, how):
+        # type: (str) -> None
         # Used by the adapter's own tests to check crash reporting.
         if how == "abort":
             os.abort()
@@ -310,10 +349,12 @@ class Worker(object):
         return None
 
     def record_unraisable(self, unraisable):
+        # type: (Any) -> None
         self.unraisable.append(unraisable.exc_type.__name__)
 
 
 def main():
+    # type: () -> None
     build_dir = sys.argv[1]
     # The protocol owns the original stdout; anything else printed (by
     # CPython itself or by a stray print) goes to stderr instead.
@@ -322,12 +363,13 @@ def main():
     sys.stdout = sys.stderr
 
     def send(message):
+        # type: (Dict[str, Any]) -> None
         channel.write(json.dumps(message) + "\n")
         channel.flush()
 
     sys.path.insert(0, build_dir)
     try:
-        import _coextra_cpython as cx
+        import _coextra_cpython as cx  # type: ignore[import-not-found]
     except Exception:
         send({"bug": traceback.format_exc()})
         return

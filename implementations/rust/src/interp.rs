@@ -14,20 +14,24 @@
 //! since the last one destroys the object, which takes locks.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::errors::{self, Error, Result};
 use crate::failure;
 use crate::ffi::{FreeFn, HookFn};
 use crate::hooks::HookChain;
-use crate::index::IndexTable;
+use crate::index::{self, IndexTable};
 use crate::object::{self, CodeObject, InlineOwned, ObjHead, ObjRef, CODE_BASE_SIZE};
 use crate::storage::OutOfLine;
 
 /// An interpreter: an ID that is never reused and its state.
 pub struct Interp {
     id: u64,
+    /// Whether each index is allocated: a copy of the index table that
+    /// the inline path of Get reads without the lock.  Written only with
+    /// the lock held, in step with `State::indices`.
+    allocated: Box<[AtomicBool]>,
     state: Mutex<State>,
 }
 
@@ -94,6 +98,9 @@ impl Interp {
     pub fn new() -> Arc<Interp> {
         let interp = Arc::new(Interp {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            allocated: (0..index::CAPACITY)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             state: Mutex::new(State::default()),
         });
         registry().push(Arc::clone(&interp));
@@ -125,7 +132,10 @@ impl Interp {
 
     /// PyUnstable_Eval_RequestCodeExtraIndex.
     pub fn request_index(&self, free: Option<FreeFn>) -> Result<usize> {
-        self.lock().indices.request(free)
+        let mut state = self.lock();
+        let index = state.indices.request(free)?;
+        self.allocated[index].store(true, Ordering::Release);
+        Ok(index)
     }
 
     /// PyUnstable_Eval_ReleaseCodeExtraIndex.
@@ -139,6 +149,8 @@ impl Interp {
             let mut state = self.lock();
             let free = state.indices.release(index)?;
             let index = index as usize;
+            // Invalid for the lock-free Get from here on (R-INDEX-10).
+            self.allocated[index].store(false, Ordering::Release);
             let mut values = state.inline.take_index(index);
             let before = state.out_of_line.table_count();
             values.extend(
@@ -158,8 +170,22 @@ impl Interp {
     // -- storage --------------------------------------------------------
 
     /// PyUnstable_Code_GetExtra.
+    ///
+    /// The inline path takes no lock, as the PEP asks: the flag and the
+    /// owner never change, and the index is checked against `allocated`.
+    /// A Get racing with a release of the same index reads the value or
+    /// NULL, never a value that was freed before the Get started.
     pub fn get_extra(&self, object: &ObjHead, index: isize) -> Result<usize> {
         let code = object.as_code().ok_or(Error::System)?;
+        let position = usize::try_from(index).map_err(|_| Error::System)?;
+        if let Some(slot) = self.inline_slot(code, position) {
+            return match self.allocated.get(position) {
+                Some(allocated) if allocated.load(Ordering::Acquire) => {
+                    Ok(slot.load(Ordering::Acquire))
+                }
+                _ => Err(Error::System),
+            };
+        }
         let state = self.lock();
         state.indices.free_function(index)?;
         let index = index as usize;
@@ -316,6 +342,9 @@ impl Interp {
                 let frees = state.take_every_value();
                 if frees.is_empty() {
                     state.indices.clear();
+                    for allocated in self.allocated.iter() {
+                        allocated.store(false, Ordering::Release);
+                    }
                     break;
                 }
                 frees
