@@ -6,9 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 TOX := $(VENV)/bin/tox
 
-# Stock CPython environments; tools/which_envs.py drops the ones whose
-# interpreter is missing (printing how to get it) so that the rest still run.
-CPYTHON_ENVS := py36,py37,py38,py39,py310,py311,py312,py313
+# tools/which_envs.py lists every environment that can run here: it drops
+# those whose interpreter or toolchain is missing (printing how to get it)
+# and adds `patched` when its build is cached or COEXTRA_PATCHED=1 asks.
+export COEXTRA_PATCHED
 
 .PHONY: conformance test clean
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import cffi
 import pytest
+
 from coextra_conformance import cabi
 from coextra_conformance.adapter import (
     CO_INLINE_EXTRA,

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from coextra_conformance.requirements import parse_registry
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,6 +13,10 @@ operation: a MemoryError must leave no trace (the model then skips the
 operation), and success must match the model.  This keeps the test
 independent of where exactly an implementation allocates.
 
+The test names no requirement (marker ``contract``): a divergence is
+reported as a failed test of the run, while the tests of each area say
+which requirement is broken.
+
 The plugin's default Hypothesis profile is derandomized;
 ``--coextra-hypothesis-profile=explore`` searches longer and at random.
 """
@@ -418,18 +422,23 @@ class Differential(RuleBasedStateMachine):
         self.model.close()
 
 
-@pytest.mark.req(
-    "R-INDEX-1",
-    "R-STORE-2",
-    "R-FREE-1",
-    "R-FREE-3",
-    "R-HOOK-1",
-)
+@pytest.mark.contract
 @pytest.mark.isolated
 def test_random_operations_match_the_model(
-    implementation: Implementation,
+    implementation: Implementation, request: pytest.FixtureRequest
 ) -> None:
-    """Every sequence of operations behaves as the model does."""
+    """Every sequence of operations behaves as the model does.
+
+    A divergence cannot be pinned on one requirement, so this test names
+    none: the tests of each area do that.  It fails the run without
+    touching the verdicts, and it is skipped for implementations that
+    declare expected failures, which are known to diverge.
+    """
+    if request.config.getoption("coextra_expectations", None):
+        pytest.skip(
+            "not-applicable: the implementation declares expected "
+            "failures, so it is not expected to match the model"
+        )
 
     class Bound(Differential):
         def __init__(self) -> None:

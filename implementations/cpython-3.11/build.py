@@ -20,7 +20,8 @@ everything else goes to stderr.  The script is idempotent:
   kept and its interpreter path printed at once.
 
 The cache is ``$COEXTRA_CACHE/cpython-3.11`` when ``COEXTRA_CACHE`` is set,
-else ``.cache/cpython-3.11`` at the repository root.  Each variant has its
+else ``~/.cache/coextra/cpython-3.11`` (outside the checkout, so that a
+fresh clone of the repository finds a build made from another one).  Each variant has its
 own ``src/`` (patched sources), ``build/`` (out-of-tree build) and
 ``install/`` (``make install`` prefix, so that ``sysconfig`` reports the
 right include paths to extensions compiled against it).  The ``baseline``
@@ -41,7 +42,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
 TARBALL = "python3.11_3.11.2.orig.tar.gz"
 TOPDIR = "Python-3.11.2"
 #: Options passed to ./configure; part of the build key.
@@ -59,13 +59,58 @@ def log(msg: str) -> None:
 def cache_root() -> Path:
     """Return the cache directory for CPython 3.11 builds."""
     env = os.environ.get("COEXTRA_CACHE")
-    base = Path(env) if env else REPO / ".cache"
+    base = Path(env) if env else Path.home() / ".cache" / "coextra"
     return base / "cpython-3.11"
 
 
 def patch_series() -> list[Path]:
     """Return the numbered patches beside this script, in order."""
     return sorted(HERE.glob("[0-9][0-9][0-9][0-9]-*.patch"))
+
+
+#: The source entry this script adds when apt has none (as root only).
+DEB_SRC_FILE = Path("/etc/apt/sources.list.d/coextra-deb-src.sources")
+DEB_SRC_ENTRY = """\
+# Added by coextra's implementations/cpython-3.11/build.py so that
+# `apt-get source python3.11` can fetch the upstream 3.11.2 tarball.
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+"""
+
+
+def has_deb_src() -> bool:
+    """Tell whether any apt source entry offers source packages."""
+    paths = [Path("/etc/apt/sources.list")]
+    paths += sorted(Path("/etc/apt/sources.list.d").glob("*"))
+    for path in paths:
+        if not path.is_file():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            words = line.split()
+            if words[:1] == ["deb-src"] or (
+                words[:1] == ["Types:"] and "deb-src" in words
+            ):
+                return True
+    return False
+
+
+def ensure_deb_src() -> None:
+    """Give apt a deb-src entry for bookworm when it has none.
+
+    The machine image ships binary entries only.  As root the entry is
+    added (and apt's lists updated); otherwise the caller's error
+    message says what to add.
+    """
+    if has_deb_src() or os.geteuid() != 0:
+        return
+    log(f"adding a deb-src entry for bookworm: {DEB_SRC_FILE}")
+    DEB_SRC_FILE.write_text(DEB_SRC_ENTRY)
+    subprocess.run(
+        ["apt-get", "update", "-q"], check=False, stdout=sys.stderr
+    )
 
 
 def fetch_tarball(cache: Path) -> Path:
@@ -75,7 +120,8 @@ def fetch_tarball(cache: Path) -> Path:
     tarball = download / TARBALL
     if tarball.is_file():
         return tarball
-    log("fetching the source with apt-get source (needs a deb-src entry)")
+    ensure_deb_src()
+    log("fetching the source with apt-get source")
     # apt-get exits non-zero when Debian's own patch archive is missing
     # on the mirror even though the upstream tarball arrived, so the file
     # is what tells success, not the exit status.
@@ -184,6 +230,27 @@ def run(cmd: list[str], cwd: Path) -> None:
     subprocess.run(cmd, cwd=cwd, check=True, stdout=sys.stderr)
 
 
+def cached_build(variant: str) -> Path | None:
+    """Return the interpreter of an up-to-date cached build, else None.
+
+    Nothing is fetched or built: this is how ``tools/which_envs.py``
+    decides whether ``tox -e patched`` is cheap enough to run by default.
+    """
+    cache = cache_root()
+    tarball = cache / "download" / TARBALL
+    if not tarball.is_file():
+        return None
+    patches = patch_series() if variant == "patched" else []
+    vdir = cache / variant
+    stamp = vdir / "stamp"
+    python = vdir / "install" / "bin" / "python3.11"
+    key = build_key(tarball, patches)
+    if stamp.is_file() and stamp.read_text().strip() == key:
+        if python.is_file():
+            return python
+    return None
+
+
 def build(variant: str, jobs: int, force: bool) -> Path:
     """Ensure the variant is built and installed; return the interpreter."""
     cache = cache_root()
@@ -253,7 +320,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="rebuild even when the build key is unchanged",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only tell whether an up-to-date build is cached: print its "
+        "interpreter and exit 0, or exit 1 (nothing is fetched or built)",
+    )
     args = parser.parse_args(argv)
+    if args.check:
+        cached = cached_build(args.variant)
+        if cached is None:
+            log(f"{args.variant}: no up-to-date build in {cache_root()}")
+            return 1
+        print(cached)
+        return 0
     python = build(args.variant, args.jobs, args.force)
     print(python)
     return 0

@@ -1,0 +1,78 @@
+"""Print the tox environments that ``make test`` runs on this machine.
+
+Usage: ``python tools/which_envs.py``.  Prints one comma-separated list
+for ``tox run -e``.  Every environment runs unless what it tests cannot
+be had here; each one left out gets a line on stderr saying why and how
+to get it:
+
+* ``py36`` ... ``py313`` need that interpreter on ``PATH``;
+* ``rust`` needs cargo;
+* ``patched`` builds CPython 3.11.2 from source (about 6 minutes cold),
+  so it runs when an up-to-date build is cached, or when
+  ``COEXTRA_PATCHED=1`` asks for it (``make test COEXTRA_PATCHED=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Environments that need nothing beyond what tox installs.
+ALWAYS = ("reference", "meta", "lint", "docs", "asan", "memcheck", "bench")
+CPYTHON_MINORS = range(6, 14)
+
+
+def patched_build_is_cached() -> bool:
+    """Ask build.py whether the patched interpreter is built already."""
+    script = REPO / "implementations" / "cpython-3.11" / "build.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"],
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Return the environments to run and the reasons for those left out."""
+    chosen = list(ALWAYS)
+    skipped: list[str] = []
+    for minor in CPYTHON_MINORS:
+        python = f"python3.{minor}"
+        if shutil.which(python):
+            chosen.append(f"py3{minor}")
+        else:
+            skipped.append(
+                f"py3{minor}: {python} not on PATH "
+                f"(install it, e.g. `pyenv install 3.{minor}`)"
+            )
+    if shutil.which("cargo"):
+        chosen.append("rust")
+    else:
+        skipped.append("rust: cargo not on PATH (apt-get install cargo)")
+    if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached():
+        chosen.append("patched")
+    else:
+        skipped.append(
+            "patched: CPython 3.11.2 with the PEP is not built yet (about "
+            "6 min); run `make test COEXTRA_PATCHED=1` or `tox -e patched`"
+        )
+    return chosen, skipped
+
+
+def main() -> int:
+    """Print the selection on stdout and the omissions on stderr."""
+    chosen, skipped = select(dict(os.environ))
+    for line in skipped:
+        print(f"make test: skipping {line}", file=sys.stderr)
+    print(",".join(chosen))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
