@@ -69,11 +69,13 @@
 /* Watchers: CPython offers 8 per interpreter (CODE_MAX_WATCHERS); we
    provide one C callback more than that, so that exhaustion is always
    reported by CPython, never by the adapter.  The PEP chain passes an
-   argument to its hooks, so one callback serves any number of slots. */
+   argument to its hooks, so one callback serves any number of slots;
+   there are more slots than the patched 3.11 accepts hooks (255), so
+   that there too the interpreter reports exhaustion, not the adapter. */
 #if CX_WATCHERS
 #define CX_HOOK_SLOTS 9
 #else
-#define CX_HOOK_SLOTS 64
+#define CX_HOOK_SLOTS 1024
 #endif
 
 /* Actions; the numbers are shared with worker.py. */
