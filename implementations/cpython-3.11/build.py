@@ -21,12 +21,12 @@ everything else goes to stderr.  The script is idempotent:
 
 The cache is ``$COEXTRA_CACHE/cpython-3.11`` when ``COEXTRA_CACHE`` is set,
 else ``~/.cache/coextra/cpython-3.11`` (outside the checkout, so that a
-fresh clone of the repository finds a build made from another one).  Each variant has its
-own ``src/`` (patched sources), ``build/`` (out-of-tree build) and
-``install/`` (``make install`` prefix, so that ``sysconfig`` reports the
-right include paths to extensions compiled against it).  The ``baseline``
-variant applies no patch: it is the unpatched build of the same source
-that the measurements compare against.
+fresh clone of the repository finds a build made from another one).  Each
+variant has its own ``src/`` (patched sources), ``build/`` (out-of-tree
+build) and ``install/`` (``make install`` prefix, so that ``sysconfig``
+reports the right include paths to extensions compiled against it).  The
+``baseline`` variant applies no patch: it is the unpatched build of the
+same source that the measurements compare against.
 """
 
 from __future__ import annotations
@@ -108,9 +108,7 @@ def ensure_deb_src() -> None:
         return
     log(f"adding a deb-src entry for bookworm: {DEB_SRC_FILE}")
     DEB_SRC_FILE.write_text(DEB_SRC_ENTRY)
-    subprocess.run(
-        ["apt-get", "update", "-q"], check=False, stdout=sys.stderr
-    )
+    subprocess.run(["apt-get", "update", "-q"], check=False, stdout=sys.stderr)
 
 
 def fetch_tarball(cache: Path) -> Path:

@@ -1,0 +1,440 @@
+"""Regenerate the PEP's measured tables from the committed results.
+
+Usage::
+
+    python tools/gen_pep_tables.py            # rewrite the blocks
+    python tools/gen_pep_tables.py --check    # exit 1 if they are stale
+
+Two ``.. BEGIN GENERATED: <name>`` blocks of ``pep/pep-8523.rst`` are
+derived, never written by hand:
+
+``cpython-deviations``
+    Backwards Compatibility: requirement x CPython version, from the
+    suite's reports ``results/cpython-3.X.json`` (and the patched build's
+    ``results/cpython-3.11-pep.json``), with the observed behaviour and
+    the upstream issue of each deviation, taken from the expectations
+    that the reports carry.
+``benchmark-figures``
+    Rationale: the costs of each design, from
+    ``benchmarks/results/latest.json`` and the patched interpreter's
+    ``implementations/cpython-3.11/results.json``.
+
+Standard library only; ``tox -e regen`` runs it, ``tox -e lint`` checks it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from check_pep import GENERATED_BEGIN_RE, GENERATED_END, REPO
+
+DEFAULT_PEP = REPO / "pep" / "pep-8523.rst"
+RESULTS = REPO / "results"
+BENCH = REPO / "benchmarks" / "results" / "latest.json"
+PATCHED = REPO / "implementations" / "cpython-3.11" / "results.json"
+VERSIONS = [f"3.{minor}" for minor in range(6, 14)]
+REGEN_COMMAND = "tox -e regen"
+
+#: How an outcome reads in a cell of the deviations table.
+CELL = {
+    "pass": "pass",
+    "fail": "**fails**",
+    "xfail": "**fails**",
+    "crashed": "**crashes**",
+    "xpass": "pass",
+    "not-applicable": "n/a",
+    "error": "error",
+    "untested": "untested",
+}
+DEVIATING = frozenset({"fail", "xfail", "crashed", "error"})
+#: The API's name prefixes: ``_PyEval_``/``_PyCode_`` up to 3.11,
+#: ``PyUnstable_Eval_``/``PyUnstable_Code_`` from 3.12.
+_API_PREFIX = re.compile(r"\b(?:_Py|PyUnstable_)(?=(?:Eval|Code)_)")
+
+Json = dict[str, Any]
+
+
+def _load(path: Path) -> Json:
+    data: Json = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def _requirement_order(report: Json) -> list[str]:
+    return [entry["id"] for entry in report["requirements"]]
+
+
+def _by_id(report: Json) -> dict[str, Json]:
+    return {entry["id"]: entry for entry in report["requirements"]}
+
+
+def _ref(req_id: str) -> str:
+    return f":ref:`{req_id} <{req_id.lower()}>`"
+
+
+def _version_ranges(versions: Sequence[str]) -> str:
+    """Spell consecutive versions as ranges: 3.6 - 3.9, 3.12."""
+    positions = [VERSIONS.index(v) for v in versions]
+    runs: list[list[int]] = []
+    for pos in positions:
+        if runs and pos == runs[-1][-1] + 1:
+            runs[-1].append(pos)
+        else:
+            runs.append([pos])
+    spelled = []
+    for run in runs:
+        first, last = VERSIONS[run[0]], VERSIONS[run[-1]]
+        spelled.append(first if first == last else f"{first} - {last}")
+    return ", ".join(spelled)
+
+
+def deviations_block(results: Path) -> list[str]:
+    """Return the lines of the ``cpython-deviations`` block."""
+    reports = {}
+    for version in VERSIONS:
+        path = results / f"cpython-{version}.json"
+        if path.is_file():
+            reports[version] = _by_id(_load(path))
+    if not reports:
+        return [
+            "*No CPython results are committed yet: run* ``tox -e py36`` "
+            "*...* ``tox -e py313``."
+        ]
+    patched_path = results / "cpython-3.11-pep.json"
+    patched = _by_id(_load(patched_path)) if patched_path.is_file() else {}
+    versions = list(reports)
+    order = _requirement_order(_load(results / f"cpython-{versions[0]}.json"))
+    rows = [
+        req_id
+        for req_id in order
+        if any(reports[v][req_id]["outcome"] in DEVIATING for v in versions)
+    ]
+    total = len(order)
+    lines = [
+        f"Measured by the conformance suite against stock CPython "
+        f"{_version_ranges(versions)} (``results/cpython-3.X.json``) and "
+        f"against the patched 3.11.2 of `Reference Implementation`_ "
+        f"(column *PEP*).  Of {total} requirements, the {len(rows)} below "
+        f"fail on at least one version; every other one passes wherever "
+        f"the adapter can exercise it.  *n/a* marks a capability that the "
+        f"version lacks (index release, the inline flag and threads "
+        f"everywhere; constructor hooks before 3.12), which the suite "
+        f"reports as not applicable rather than as a pass.",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :class: coextra-deviations",
+        "",
+        "   * - Requirement",
+    ]
+    lines += [f"     - {v}" for v in versions]
+    lines.append("     - PEP")
+    for req_id in rows:
+        level = reports[versions[0]][req_id]["level"]
+        lines.append(f"   * - {_ref(req_id)} ({level})")
+        for v in versions:
+            lines.append(f"     - {CELL[reports[v][req_id]['outcome']]}")
+        outcome = patched.get(req_id, {}).get("outcome", "untested")
+        lines.append(f"     - {CELL[outcome]}")
+    lines += [
+        "",
+        "What the suite observed, newest version first (the reasons of "
+        "the expectations files ``implementations/cpython/expectations/"
+        "3.X.toml``; before 3.12 the functions carry their ``_Py`` names):",
+        "",
+    ]
+    for req_id in rows:
+        lines += _observations(req_id, versions, reports)
+    return lines
+
+
+def _observations(
+    req_id: str, versions: Sequence[str], reports: dict[str, dict[str, Json]]
+) -> list[str]:
+    """One bullet per requirement: each distinct reason and its versions."""
+    # Reasons that differ only in the spelling of the API (the ``_Py``
+    # names before 3.12) are one observation; the newest text is shown.
+    groups: dict[str, list[str]] = {}
+    text_of: dict[str, str] = {}
+    links: dict[str, str] = {}
+    for v in versions:
+        entry = reports[v][req_id]
+        if entry["outcome"] not in DEVIATING:
+            continue
+        expectation = entry.get("expectation") or {}
+        reason = expectation.get("reason") or "Fails; no reason recorded."
+        key = _API_PREFIX.sub("", reason)
+        groups.setdefault(key, []).append(v)
+        text_of[key] = reason
+        if expectation.get("link"):
+            links[key] = expectation["link"]
+    items = sorted(
+        groups.items(), key=lambda item: -VERSIONS.index(item[1][-1])
+    )
+    out = [f"* {_ref(req_id)}:"]
+    for key, where in items:
+        text = _escape(text_of[key])
+        link = links.get(key)
+        if link:
+            text += f" ({_link(link)})"
+        out.append(f"  *{_version_ranges(where)}:* {text}")
+    out.append("")
+    return _wrap_bullet(out)
+
+
+def _escape(text: str) -> str:
+    """Make free text safe for reST: literal asterisks and backquotes."""
+    text = text.replace("\\", "\\\\")
+    return re.sub(r"([*`|_])", r"\\\1", text)
+
+
+def _link(url: str) -> str:
+    match = re.search(r"github\.com/python/cpython/(issues|pull)/(\d+)", url)
+    label = f"gh-{match[2]}" if match else url
+    return f"`{label} <{url}>`__"
+
+
+def _wrap_bullet(lines: list[str]) -> list[str]:
+    """Keep the bullet's continuation lines as one paragraph each."""
+    head, *body = lines
+    out = [head]
+    for line in body:
+        out.append(line if not line else "  " + line.strip())
+        if line:
+            out.append("")
+    while out and not out[-1]:
+        out.pop()
+    out.append("")
+    return out
+
+
+def _case(bench: Json, name: str) -> Json:
+    for case in bench["cases"]:
+        if case["name"] == name:
+            found: Json = case
+            return found
+    raise KeyError(f"{BENCH.name} has no case {name!r}")
+
+
+def _instructions(bench: Json, name: str) -> float | None:
+    for entry in bench.get("instructions", []):
+        if entry["name"] == name:
+            count: float = entry["count"]
+            return count
+    return None
+
+
+def benchmark_block(bench_path: Path, patched_path: Path) -> list[str]:
+    """Return the lines of the ``benchmark-figures`` block."""
+    if not bench_path.is_file():
+        return ["*No benchmark results yet: run* ``tox -e bench``."]
+    bench = _load(bench_path)
+    machine = bench["machine"]
+    lines = [
+        f"Measured by ``tox -e bench`` on {machine['cpu']} "
+        f"({machine['cores']} cores), CPython {machine['python']}, "
+        f"{machine['date'][:10]}.  Each C case runs its loop in C; the "
+        f"ratio is the case's minimum over the raw array load's minimum "
+        f"in the same run, and instructions per operation come from "
+        f"callgrind.",
+        "",
+        ".. list-table:: Reading one value",
+        "   :header-rows: 1",
+        "",
+        "   * - Design",
+        "     - ns (min)",
+        "     - ns (median)",
+        "     - x raw load",
+        "     - instructions",
+    ]
+    rows = [
+        ("raw_load", "raw array load (the floor)"),
+        ("reference_get_inline", "proposal, inline storage"),
+        ("cpython_get", "stock API (always-present pointer)"),
+        ("c_hash_get", "side hash table in C"),
+        ("reference_get_fallback", "proposal, out-of-line fallback"),
+        ("py_dict_get", "Python ``dict`` keyed by code"),
+        ("py_weakkeydict_get", "Python ``WeakKeyDictionary``"),
+    ]
+    for name, label in rows:
+        case = _case(bench, name)
+        count = _instructions(bench, name)
+        lines += [
+            f"   * - {label}",
+            f"     - {case['ns_min']:.2f}",
+            f"     - {case['ns_median']:.2f}",
+            f"     - {case['ratio_to_raw_load']:.1f}",
+            f"     - {count:.0f}" if count is not None else "     - --",
+        ]
+    inline = _case(bench, "reference_get_inline")["ns_min"]
+    inline_chain = _case(bench, "reference_get_inline_chain")["ns_min"]
+    raw_chain = _case(bench, "raw_load_chain")["ns_min"]
+    hook = _case(bench, "hook_create_overhead")
+    vs_stock = inline / _case(bench, "cpython_get")["ns_min"]
+    vs_hash = _case(bench, "c_hash_get")["ns_min"] / inline
+    lines += [
+        "",
+        f"The inline read takes {vs_stock:.2f} times as long as the stock "
+        f"API's read and is {vs_hash:.1f} times "
+        f"faster than the C hash table; when each read depends on the "
+        f"previous one (a pointer chase, as in a JIT's dispatch) it is "
+        f"{inline_chain / raw_chain:.2f} times the raw load.  A "
+        f"constructor hook adds {hook['ns_min']:.1f} ns per code object, "
+        f"{hook['percent_of_compile']:.3f} % of what ``compile()`` spends "
+        f"per code object.",
+        "",
+    ]
+    lines += _memory_lines(bench)
+    if patched_path.is_file():
+        lines += _patched_lines(_load(patched_path))
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _memory_lines(bench: Json) -> list[str]:
+    memory = {
+        (entry["implementation"], entry["consumers"]): entry["bytes_per_code"]
+        for entry in bench["memory"]
+    }
+    stock = sorted(
+        {impl for impl, _ in memory if impl.startswith("cpython-")},
+        key=lambda impl: [int(p) for p in impl.split("-")[1].split(".")],
+    )
+    lines = [
+        ".. list-table:: Extra-storage bytes per code object, by consumers",
+        "   :header-rows: 1",
+        "",
+        "   * - Implementation",
+        "     - 0",
+        "     - 1",
+        "     - 4",
+    ]
+    for impl in ["reference", *stock]:
+        lines.append(f"   * - {impl}")
+        for consumers in (0, 1, 4):
+            value = memory.get((impl, consumers))
+            lines.append(f"     - {'--' if value is None else value}")
+    stdlib = {
+        (entry["design"], entry["consumers"]): entry
+        for entry in bench["stdlib"]
+    }
+    labels = {
+        "always_present_pointer": "always-present pointer (stock)",
+        "side_hash_table": "side hash table",
+        "flag_gated_trailing_field": "flag-gated trailing field (proposal)",
+    }
+    lines += [
+        "",
+        ".. list-table:: Compiling the whole standard library",
+        "   :header-rows: 1",
+        "",
+        "   * - Design",
+        "     - code objects",
+        "     - extra bytes, no consumer",
+        "     - extra bytes, one consumer",
+    ]
+    for design, label in labels.items():
+        none = stdlib[(design, 0)]
+        one = stdlib[(design, 1)]
+        lines += [
+            f"   * - {label}",
+            f"     - {none['code_objects']:,}",
+            f"     - {none['extra_bytes']:,}",
+            f"     - {one['extra_bytes']:,}",
+        ]
+    lines.append("")
+    return lines
+
+
+def _patched_lines(patched: Json) -> list[str]:
+    sizes = patched["small_code_sizeof"]
+    stdlib = patched["stdlib_compile"]
+    seconds = patched["compile_stdlib_seconds"]
+    imports = patched["import_seconds"]
+    base, pep = sizes["baseline"], sizes["patched"]
+    return [
+        f"In the patched CPython {patched['cpython']} (same source and "
+        f"options, with and without the patch series), a small code object "
+        f"takes {pep['no_consumer']} bytes instead of "
+        f"{base['no_consumer']} while no consumer is active and "
+        f"{pep['one_consumer']} with one; compiling the standard library "
+        f"({stdlib['patched']['files']:,} files, "
+        f"{stdlib['patched']['no_consumer']['code_objects']:,} code "
+        f"objects) spends "
+        f"{stdlib['patched']['no_consumer']['beyond_var_size']:,} bytes on "
+        f"extra storage without a consumer.  Best of "
+        f"{patched['runs']} runs, patched over unpatched: compiling it "
+        f"{seconds['ratio_patched_over_baseline_none']:.2f}, importing "
+        f"{len(imports['modules'])} modules "
+        f"{imports['ratio_patched_over_baseline']:.2f}; on this shared "
+        f"2-core machine such wall-clock ratios vary by 10 % or more, so "
+        f"they show no slowdown rather than a speed-up.",
+        "",
+    ]
+
+
+BLOCKS: dict[str, Callable[[], list[str]]] = {
+    "cpython-deviations": lambda: deviations_block(RESULTS),
+    "benchmark-figures": lambda: benchmark_block(BENCH, PATCHED),
+}
+
+
+def regenerate(text: str) -> str:
+    """Return ``text`` with every known generated block rebuilt."""
+    lines = text.splitlines()
+    out: list[str] = []
+    inside = False
+    for line in lines:
+        match = GENERATED_BEGIN_RE.match(line.rstrip())
+        if match and match["name"] in BLOCKS:
+            out += [
+                line,
+                "",
+                f".. This block is GENERATED by tools/gen_pep_tables.py "
+                f"from committed results; DO NOT EDIT, run {REGEN_COMMAND}.",
+                "",
+                *BLOCKS[match["name"]](),
+                "",
+            ]
+            inside = True
+            continue
+        if inside:
+            if line.rstrip() == GENERATED_END:
+                out.append(line)
+                inside = False
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Rewrite the blocks, or check that they are current."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("pep", nargs="?", type=Path, default=DEFAULT_PEP)
+    args = parser.parse_args(argv)
+    text = args.pep.read_text(encoding="utf-8")
+    fresh = regenerate(text)
+    if args.check:
+        if fresh != text:
+            print(
+                f"{args.pep.name}: generated tables are stale: run "
+                f"{REGEN_COMMAND}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    if fresh != text:
+        args.pep.write_text(fresh, encoding="utf-8")
+        print(f"updated {args.pep.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
