@@ -120,6 +120,18 @@ def test_non_cpython_is_refused(tmp_path: Path) -> None:
     assert "3.6-3.13" in message
 
 
+def test_program_that_is_not_python_is_refused(tmp_path: Path) -> None:
+    """A program that runs but prints no probe answer gets one line."""
+    fake = tmp_path / "not-python"
+    fake.write_text("#!/bin/sh\necho hello\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    with pytest.raises(AdapterLoadError) as info:
+        CPythonImplementation(str(fake))
+    message = str(info.value)
+    assert "did not answer like a Python interpreter" in message
+    assert "3.6-3.13" in message
+
+
 def test_too_old_version_is_refused(tmp_path: Path) -> None:
     """A CPython older than 3.6 is refused before anything is built."""
     fake = _fake_interpreter(

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 #: The interpreters this adapter supports without the PEP 8523 API.
 SUPPORTED = ((3, 6), (3, 13))
@@ -140,6 +141,23 @@ def _run_probe(name: str) -> subprocess.CompletedProcess[str] | str:
     return proc
 
 
+_PROBE_KEYS = frozenset(
+    {"implementation", "version", "executable", "includes", "ext_suffix"}
+)
+
+
+def _probe_answer(stdout: str) -> dict[str, Any] | None:
+    """Parse the probe's JSON line; None when the program printed none."""
+    lines = stdout.strip().splitlines()
+    try:
+        info = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    if not isinstance(info, dict) or not _PROBE_KEYS <= info.keys():
+        return None
+    return info
+
+
 def probe(name: str) -> Target:
     """Run the interpreter ``name`` once and describe it."""
     proc = _run_probe(name)
@@ -150,7 +168,12 @@ def probe(name: str) -> Target:
         if isinstance(proc, str):
             hint = _install_hint(Path(name).name)
             raise AdapterLoadError(f"COEXTRA_PYTHON={name}: {proc}; {hint}")
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    info = _probe_answer(proc.stdout)
+    if info is None:
+        raise AdapterLoadError(
+            f"COEXTRA_PYTHON={name} did not answer like a Python "
+            f"interpreter; point it at {SUPPORTED_TEXT}"
+        )
     target = Target(
         name=name,
         implementation=info["implementation"],
