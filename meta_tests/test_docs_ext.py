@@ -712,3 +712,38 @@ def test_minimal_adapter_passes_the_suite(tmp_path: Path) -> None:
     for requirement in EXAMPLE_PASSES:
         assert outcomes[requirement] == "pass", requirement
     assert outcomes[EXAMPLE_NOT_APPLICABLE] == "not-applicable"
+
+
+# -- the patched interpreter's figures ------------------------------------
+
+PATCHED_RESULTS = ROOT / "implementations" / "cpython-3.11" / "results.json"
+
+
+def test_patched_figures_render_the_committed_file() -> None:
+    """Sizes, stdlib bytes and speed ratios come from results.json."""
+    from coextra_docs import patched
+
+    data = json.loads(PATCHED_RESULTS.read_text(encoding="utf-8"))
+    sections = patched.build_sections(data, PATCHED_RESULTS)
+    text = "\n".join(section.astext() for section in sections)
+    sizes = data["small_code_sizeof"]
+    assert str(sizes["patched"]["no_consumer"]) in text
+    assert str(sizes["baseline"]["no_consumer"]) in text
+    ratio = data["import_seconds"]["ratio_patched_over_baseline"]
+    assert f"{ratio:.4f}" in text
+
+
+def test_patched_figures_missing_entry_names_file_and_entry(
+    tmp_path: Path,
+) -> None:
+    """A results file without an expected entry fails naming both."""
+    from coextra_docs import patched
+
+    data = json.loads(PATCHED_RESULTS.read_text(encoding="utf-8"))
+    del data["small_code_sizeof"]["baseline"]
+    path = tmp_path / "results.json"
+    with pytest.raises(ExtensionError) as info:
+        patched.build_sections(data, path)
+    assert str(info.value).startswith(
+        "results.json: small_code_sizeof.baseline: missing"
+    )

@@ -28,7 +28,7 @@ from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.util.typing import ExtensionMetadata
 
-from . import bench, pep, reqs, state, tables
+from . import bench, patched, pep, reqs, state, tables
 
 __version__ = "1.0.0"
 
@@ -73,6 +73,12 @@ def setup(app: Sphinx) -> ExtensionMetadata:
         "env",
         str,
     )
+    app.add_config_value(
+        "coextra_patched_results",
+        "implementations/cpython-3.11/results.json",
+        "env",
+        str,
+    )
     app.add_source_parser(pep.PEPAwareParser, override=True)
     app.add_transform(pep.PEPHeaders)
     app.add_transform(reqs.RequirementTransform)
@@ -94,6 +100,9 @@ def setup(app: Sphinx) -> ExtensionMetadata:
     )
     app.add_directive("coextra-matrix", tables.MatrixDirective)
     app.add_directive("coextra-benchmarks", bench.BenchmarksDirective)
+    app.add_directive(
+        "coextra-patched-cpython", patched.PatchedCPythonDirective
+    )
     app.add_node(bench.benchmark_results)
     app.add_post_transform(tables.GeneratedTables)
     app.add_post_transform(bench.BenchmarkTables)
