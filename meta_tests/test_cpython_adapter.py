@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,7 +187,8 @@ def test_capabilities_match_the_version(impl: CPythonImplementation) -> None:
     # Sub-interpreters are real: Py_NewInterpreter / Py_EndInterpreter.
     assert {Capability.INTERPRETERS, Capability.FINALIZE} <= caps
     assert Capability.ALLOC_FAILURE in caps
-    assert Capability.THREADS not in caps
+    # Each calling thread gets a worker thread (see the test below).
+    assert Capability.THREADS in caps
     assert impl.in_process is False
 
 
@@ -401,6 +403,44 @@ def test_caller_flags_cost_one_construction(
         if Capability.HOOKS in impl.capabilities:
             seen = [c.code_id for c in session.take_hook_calls()]
             assert sorted(seen) == sorted(ids)
+    finally:
+        session.close()
+
+
+def test_threads_run_on_worker_threads_of_their_own(
+    impl: CPythonImplementation,
+) -> None:
+    """Each calling thread's requests run on one worker thread of its own.
+
+    The session's thread keeps the worker's main thread; two other
+    threads get two distinct worker threads, and their calls interleave
+    with answers coming back out of order without mixing them up.
+    """
+    session = impl.open_session()
+    try:
+        own = session.worker_thread()
+        seen: dict[int, set[int]] = {}
+        values: dict[int, list[int]] = {}
+        code = [session.new_code(session.main) for _ in range(2)]
+        index = session.request_index(session.main, None)
+
+        def work(n: int) -> None:
+            seen[n] = {session.worker_thread() for _ in range(20)}
+            values[n] = []
+            for r in range(200):
+                session.set_extra(session.main, code[n], index, 2 * r + 1)
+                got = session.get_extra(session.main, code[n], index)
+                values[n].append(got - (2 * r + 1))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(seen[0]) == len(seen[1]) == 1
+        assert len(seen[0] | seen[1] | {own}) == 3
+        assert set(values[0]) == set(values[1]) == {0}
+        assert session.worker_thread() == own
     finally:
         session.close()
 

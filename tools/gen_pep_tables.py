@@ -122,8 +122,8 @@ def deviations_block(results: Path) -> list[str]:
         f"(column *PEP*).  Of {total} requirements, the {len(rows)} below "
         f"fail on at least one version; every other one passes wherever "
         f"the adapter can exercise it.  *n/a* marks a capability that the "
-        f"version lacks (index release, the inline flag and threads "
-        f"everywhere; constructor hooks before 3.12), which the suite "
+        f"version lacks (index release and the inline flag everywhere; "
+        f"constructor hooks before 3.12), which the suite "
         f"reports as not applicable rather than as a pass.",
         "",
         ".. list-table::",

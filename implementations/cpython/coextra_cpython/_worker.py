@@ -3,7 +3,14 @@
 The protocol is one JSON object per line in each direction (see
 ``worker/worker.py``).  A worker that dies, by a signal or an abort, is
 reported as :class:`ImplementationCrashed` from the call during which it
-died, with the signal's name and CPython's fatal-error line.
+died (and from every call waiting at that moment), with the signal's name
+and CPython's fatal-error line.
+
+Calls may come from several threads at once (the suite's thread tests).
+Each request carries an id and its thread; the worker runs the requests
+of different threads on different threads of its own, so answers arrive
+in any order.  The caller that holds the read lock reads the next answer
+and parks it for its owner, so no reader thread is needed.
 """
 
 from __future__ import annotations
@@ -14,7 +21,9 @@ import selectors
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from itertools import count
 from typing import IO, Any
 
 from coextra_conformance.adapter import ImplementationCrashed
@@ -51,6 +60,12 @@ class Worker:
         self._buffer = b""
         self.hello: dict[str, Any] | None = None
         self.dead = False
+        self._ids = count(1)
+        self._write_lock = threading.Lock()
+        # Held while reading answers; guards _answers and _crash.
+        self._state = threading.Lock()
+        self._answers: dict[int, dict[str, Any]] = {}
+        self._crash: ImplementationCrashed | None = None
 
     # -- transport -------------------------------------------------------
 
@@ -110,15 +125,61 @@ class Worker:
 
     def handshake(self) -> dict[str, Any]:
         """Read (once) and return the worker's hello message."""
-        if self.hello is None:
-            message = json.loads(self._read_line("start-up"))
-            if "bug" in message:
-                self.dead = True
-                raise WorkerBug(
-                    f"{self.label} worker failed to start:\n{message['bug']}"
-                )
-            self.hello = message["hello"]
-        return self.hello
+        with self._state:
+            if self.hello is None:
+                message = json.loads(self._read_line("start-up"))
+                if "bug" in message:
+                    self.dead = True
+                    raise WorkerBug(
+                        f"{self.label} worker failed to start:\n"
+                        f"{message['bug']}"
+                    )
+                self.hello = message["hello"]
+            return self.hello
+
+    def _send(self, op: str, args: dict[str, Any]) -> int:
+        """Write one request; return its id."""
+        assert self.proc.stdin is not None
+        ident = next(self._ids)
+        request = {"op": op, "id": ident, "thread": threading.get_ident()}
+        data = json.dumps({**request, **args}).encode() + b"\n"
+        with self._write_lock:
+            try:
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            except BrokenPipeError:
+                with self._state:
+                    self._fail(op)
+        return ident
+
+    def _fail(self, op: str) -> None:
+        """Record the crash (once) and raise it; ``_state`` is held."""
+        if self._crash is None:
+            try:
+                self._died(op, None)
+            except ImplementationCrashed as crash:
+                self._crash = crash
+                raise
+        raise ImplementationCrashed(str(self._crash))
+
+    def _answer(self, op: str, ident: int) -> dict[str, Any]:
+        """Wait for the answer to request ``ident``."""
+        # The caller holding _state reads; an answer for another caller
+        # is parked in _answers, where its owner finds it once it gets
+        # the lock.  Requests are already sent, so the worker makes
+        # progress on all of them meanwhile.
+        with self._state:
+            while ident not in self._answers:
+                if self._crash is not None:
+                    raise ImplementationCrashed(str(self._crash))
+                try:
+                    line = self._read_line(op)
+                except ImplementationCrashed as crash:
+                    self._crash = crash
+                    raise
+                message = json.loads(line)
+                self._answers[message.pop("id")] = message
+            return self._answers.pop(ident)
 
     def call(self, op: str, **args: Any) -> Any:
         """Run one request; return its result or raise."""
@@ -127,14 +188,7 @@ class Worker:
                 f"{self.label} worker already died earlier in this session"
             )
         self.handshake()
-        assert self.proc.stdin is not None
-        data = json.dumps({"op": op, **args}).encode() + b"\n"
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            self._died(op, None)
-        message = json.loads(self._read_line(op))
+        message = self._answer(op, self._send(op, args))
         if "ok" in message:
             return message["ok"]
         if "api" in message:

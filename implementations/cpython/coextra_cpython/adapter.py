@@ -282,6 +282,14 @@ class CPythonSession:
 
     # -- for the adapter's own tests -------------------------------------
 
+    def worker_thread(self) -> int:
+        """Return the ident of the worker thread that ran this request.
+
+        For the adapter's own tests: requests of different calling
+        threads must run on different worker threads.
+        """
+        return int(self._call("thread_ident"))
+
     def crash(self, how: str = "abort") -> None:
         """Kill the worker from inside (``abort`` or a signal number)."""
         self._call("crash", how=how)
@@ -342,6 +350,10 @@ class CPythonImplementation:
             Capability.INTERPRETERS,
             Capability.FINALIZE,
             Capability.ALLOC_FAILURE,
+            # The worker runs each suite thread's requests on a thread of
+            # its own (main interpreter only), so they interleave as the
+            # GIL lets them.
+            Capability.THREADS,
         }
         if self.watchers or self.pep8523:
             caps.add(Capability.HOOKS)

@@ -21,6 +21,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pythread.h>
 #if PY_VERSION_HEX < 0x030B0000
 /* From 3.11 on, Python.h includes the code object API itself. */
 #include <code.h>
@@ -146,13 +147,32 @@ cx_result(long long rc, const char *name)
 static PyThreadState *cx_tstates[CX_MAX_INTERPS];
 static int cx_ninterps;
 
+/* The worker's main thread, which owns every thread state above. */
+static unsigned long cx_main_thread;
+
 /* Make interpreter `interp` current; *prev receives the thread state to
-   restore with cx_leave(). */
+   restore with cx_leave(), or NULL when nothing had to change.  Worker
+   threads other than the main one (the suite's concurrent calls) have
+   thread states of their own in the main interpreter: they may only use
+   that interpreter, since a thread state must never run on two threads. */
 static int
 cx_enter(int interp, PyThreadState **prev)
 {
+    PyThreadState *current = PyThreadState_Get();
+
     if (interp < 0 || interp >= cx_ninterps || cx_tstates[interp] == NULL) {
         PyErr_SetString(PyExc_ValueError, "unknown or ended interpreter");
+        return -1;
+    }
+    if (current->interp == cx_tstates[interp]->interp) {
+        *prev = NULL;
+        return 0;
+    }
+    /* A long before 3.7, an unsigned long since. */
+    if ((unsigned long)PyThread_get_thread_ident() != cx_main_thread) {
+        PyErr_SetString(PyExc_ValueError,
+                        "sub-interpreters are driven from the worker's "
+                        "main thread only");
         return -1;
     }
     *prev = PyThreadState_Swap(cx_tstates[interp]);
@@ -162,7 +182,9 @@ cx_enter(int interp, PyThreadState **prev)
 static void
 cx_leave(PyThreadState *prev)
 {
-    PyThreadState_Swap(prev);
+    if (prev != NULL) {
+        PyThreadState_Swap(prev);
+    }
 }
 
 /* Convert a Python int to a pointer-sized word, accepting negative
@@ -1127,6 +1149,7 @@ PyInit__coextra_cpython(void)
         return NULL;
     }
     cx_tstates[0] = PyThreadState_Get();
+    cx_main_thread = (unsigned long)PyThread_get_thread_ident();
     cx_ninterps = 1;
     cx_install_allocators();
     if (PyModule_AddIntConstant(m, "PEP8523", CX_PEP8523) < 0 ||

@@ -13,20 +13,30 @@ back on the original stdout:
   API returned its error value;
 * ``{"bug": TRACEBACK}`` when the worker itself failed (an adapter bug).
 
+Requests also carry ``"id"`` (echoed in the answer) and ``"thread"`` (the
+suite thread that sent them): requests of different suite threads run on
+different threads of the worker, so answers may come in any order.
+
 The first line the worker writes is a handshake, ``{"hello": {...}}`` or
 ``{"bug": ...}`` if the extension cannot be imported.  Objects stay in the
 worker and are named by integer handles.
 """
 
 import gc
+import itertools
 import json
 import marshal
 import os
+# Imported now, not when the first suite thread arrives: importing
+# constructs code objects, which the hooks under test would see.
+import queue
 import struct
 import sys
+import threading
 import traceback
 import types
 import weakref
+
 
 try:  # only for the type comments; typing exists on every version run
     from typing import Any, Dict, List, Optional, Tuple  # noqa: F401
@@ -61,8 +71,10 @@ class Worker(object):
         # type: (Any) -> None
         self.cx = cx
         self.objects = {}  # type: Dict[int, Any]
-        self.next_handle = 1
-        self.counter = 0
+        # next() of a count is atomic under the GIL; requests from the
+        # suite's threads run concurrently (see serve()).
+        self.handles = itertools.count(1)
+        self.counters = itertools.count(1)
         self.unraisable = []  # type: List[str]
         # A sub-interpreter that never gets hooks or indices; see
         # flagged_code().
@@ -72,8 +84,7 @@ class Worker(object):
 
     def keep(self, obj):
         # type: (object) -> int
-        handle = self.next_handle
-        self.next_handle += 1
+        handle = next(self.handles)
         self.objects[handle] = obj
         return handle
 
@@ -180,8 +191,7 @@ class Worker(object):
 
     def op_new_code(self, interp, nested=0, flags=0):
         # type: (int, int, int) -> int
-        self.counter += 1
-        n = self.counter
+        n = next(self.counters)
         if nested:
             # Each function body is a constant of the module code object;
             # the compiler constructs them before the module (inner
@@ -217,7 +227,7 @@ class Worker(object):
     def op_new_non_code(self):
         # type: () -> int
         # A fresh int object (too large for the small-int cache).
-        return self.keep(int("1" * 30) + self.counter)
+        return self.keep(int("1" * 30) + next(self.counters))
 
     def op_drop(self, obj):
         # type: (int) -> None
@@ -340,6 +350,11 @@ class Worker(object):
         pending = self.cx.take_pending()
         return None if pending is None else str(pending)
 
+    def op_thread_ident(self):
+        # type: () -> int
+        # Used by the adapter's own tests: which worker thread ran this.
+        return threading.current_thread().ident or 0
+
     def op_crash(self, how):
         # type: (str) -> None
         # Used by the adapter's own tests to check crash reporting.
@@ -388,23 +403,78 @@ def main():
         "watchers": bool(cx.WATCHERS),
         "functions": [cx.REQUEST_NAME, cx.GET_NAME, cx.SET_NAME],
     }})
-    for line in sys.stdin:
-        request = json.loads(line)
-        op = request.pop("op")
-        try:
-            result = getattr(worker, "op_" + op)(**request)
-        except ApiFailure as failure:
-            send({"api": [failure.function, failure.exc_type]})
-        except Exception:
-            send({"bug": traceback.format_exc()})
-        else:
-            send({"ok": result})
-        # Do not keep the last request's objects alive in this frame.
-        request = result = None
+    serve(worker, send)
     # End of input: leave without finalizing.  Sub-interpreters may still
     # be alive, and what finalization would do is not under test.
     channel.flush()
     os._exit(0)
+
+
+def execute(worker, request, send):
+    # type: (Worker, Dict[str, Any], Any) -> None
+    """Run one request and send its answer, tagged with its id."""
+    ident = request.pop("id", None)
+    request.pop("thread", None)
+    op = request.pop("op")
+    try:
+        result = getattr(worker, "op_" + op)(**request)
+    except ApiFailure as failure:
+        send({"id": ident, "api": [failure.function, failure.exc_type]})
+    except Exception:
+        send({"id": ident, "bug": traceback.format_exc()})
+    else:
+        send({"id": ident, "ok": result})
+
+
+def serve(worker, send):
+    # type: (Worker, Any) -> None
+    """Answer requests until the end of input.
+
+    Each request names the suite thread that sent it.  The first thread
+    seen is the session's own: its requests run here, on the worker's
+    main thread, which owns the sub-interpreters.  Every other suite
+    thread gets a worker thread of its own that runs its requests in
+    order, so that requests of different suite threads really run
+    concurrently (as concurrently as the GIL lets C API calls run).
+    """
+    lock = threading.Lock()
+
+    def locked_send(message):
+        # type: (Dict[str, Any]) -> None
+        with lock:
+            send(message)
+
+    owner = None
+    queues = {}  # type: Dict[Any, Any]
+    for line in sys.stdin:
+        request = json.loads(line)
+        thread = request.get("thread")
+        if owner is None:
+            owner = thread
+        if thread == owner:
+            execute(worker, request, locked_send)
+        else:
+            if thread not in queues:
+                queues[thread] = start_thread(worker, locked_send)
+            queues[thread].put(request)
+        # Do not keep the last request's objects alive in this frame.
+        request = None
+
+
+def start_thread(worker, send):
+    # type: (Worker, Any) -> Any
+    """Start a worker thread serving one suite thread; return its queue."""
+    requests = queue.Queue()  # type: Any
+
+    def run():
+        # type: () -> None
+        while True:
+            execute(worker, requests.get(), send)
+
+    thread = threading.Thread(target=run)
+    thread.daemon = True
+    thread.start()
+    return requests
 
 
 if __name__ == "__main__":
