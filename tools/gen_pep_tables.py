@@ -65,10 +65,6 @@ def _load(path: Path) -> Json:
     return data
 
 
-def _requirement_order(report: Json) -> list[str]:
-    return [entry["id"] for entry in report["requirements"]]
-
-
 def _by_id(report: Json) -> dict[str, Json]:
     return {entry["id"]: entry for entry in report["requirements"]}
 
@@ -108,7 +104,8 @@ def deviations_block(results: Path) -> list[str]:
     patched_path = results / "cpython-3.11-pep.json"
     patched = _by_id(_load(patched_path)) if patched_path.is_file() else {}
     versions = list(reports)
-    order = _requirement_order(_load(results / f"cpython-{versions[0]}.json"))
+    # A report lists the requirements in PEP order; _by_id keeps it.
+    order = list(reports[versions[0]])
     rows = [
         req_id
         for req_id in order
