@@ -148,19 +148,10 @@ class Worker:
                 self.proc.stdin.write(data)
                 self.proc.stdin.flush()
             except BrokenPipeError:
-                with self._state:
-                    self._fail(op)
+                # The worker is gone; reading its answer meets the end of
+                # its output, which reports the crash once for everyone.
+                pass
         return ident
-
-    def _fail(self, op: str) -> None:
-        """Record the crash (once) and raise it; ``_state`` is held."""
-        if self._crash is None:
-            try:
-                self._died(op, None)
-            except ImplementationCrashed as crash:
-                self._crash = crash
-                raise
-        raise ImplementationCrashed(str(self._crash))
 
     def _answer(self, op: str, ident: int) -> dict[str, Any]:
         """Wait for the answer to request ``ident``."""
