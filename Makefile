@@ -17,7 +17,7 @@ export COEXTRA_PATCHED
 conformance: $(TOX)
 	$(TOX) run -e reference,docs
 	@echo
-	@echo "Per-requirement verdicts are above; JSON report: results/reference.json"
+	@echo "Per-requirement verdicts are above; JSON report: build/results/reference.json"
 	@echo "Docs site: open docs/_build/html/index.html"
 
 ## test: every test of the project that can run on this machine

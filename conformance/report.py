@@ -11,6 +11,7 @@ expectations are keyed by requirement, not by test.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,13 +86,34 @@ class CaseResult:
     def as_json(self) -> dict[str, object]:
         """Return the report's form of this result."""
         data: dict[str, object] = {
-            "nodeid": self.nodeid,
+            "nodeid": stable_nodeid(self.nodeid),
             "outcome": self.outcome,
             "duration": round(self.duration, 6),
         }
         if self.message:
             data["message"] = self.message
         return data
+
+
+#: The suite's test folder, as pytest names it from a checkout
+#: (``conformance/tests``) or from wherever the package is installed
+#: (``.tox/env/lib/python3.X/site-packages/coextra_conformance/tests``).
+_SUITE_TESTS = re.compile(r"(?:^|.*/)(?:coextra_)?conformance/tests/")
+
+
+def stable_nodeid(nodeid: str) -> str:
+    """Name a suite test by its path in the repository.
+
+    pytest spells a node ID relative to the directory it runs from, so the
+    same test gets a different ID in every virtual environment.  The
+    report uses ``conformance/tests/<file>::<name>`` instead, which is
+    where the test lives in this repository whatever ran it; an ID
+    outside the suite's folder is left as it is.
+    """
+    path, separator, rest = nodeid.partition("::")
+    return _SUITE_TESTS.sub("conformance/tests/", path, count=1) + (
+        separator + rest
+    )
 
 
 @dataclass

@@ -5,7 +5,7 @@ Usage (from the repository root, in an environment where the suite and
 the ``coextra-cpython`` adapter are installed)::
 
     python implementations/cpython-3.11/run_suite.py \
-        --coextra-report=results/cpython-3.11-pep.json [pytest args...]
+        --coextra-report=build/results/cpython-3.11-pep.json [pytest args...]
 
 It builds the patched interpreter with ``build.py`` when the cache does
 not hold an up-to-date build, then runs ``pytest --pyargs

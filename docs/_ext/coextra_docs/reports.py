@@ -31,14 +31,26 @@ OUTCOMES = (
     "untested",
 )
 
-#: The implementations the matrix knows by file name, in column order,
-#: with the short column label.  Any other ``*.json`` in the results
-#: folder is shown after these, labelled by its file name.
+#: The widest set of columns the site expects, in matrix order, with
+#: their labels (the render test builds a matrix with all of them).  Any
+#: ``*.json`` in the results folder gets a column: the order and label
+#: come from its file name (:func:`column_order`, :func:`column_label`).
 KNOWN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("reference", "Ref."),
     *((f"cpython-3.{minor}", f"3.{minor}") for minor in range(6, 14)),
+    ("cpython-3.13t", "3.13t"),
+    ("cpython-3.14", "3.14"),
+    ("cpython-3.15", "3.15"),
     ("rust", "Rust"),
     ("cpython-3.11-pep", "3.11 +PEP"),
+    ("cpython-3.13-pep", "3.13 +PEP"),
+    ("cpython-3.13t-pep", "3.13t +PEP"),
+)
+
+#: ``cpython-3.13``, ``cpython-3.13t`` (free-threaded), ``cpython-3.13-pep``
+#: (patched with the PEP).
+_CPYTHON_KEY = re.compile(
+    r"cpython-3\.(?P<minor>[0-9]+)(?P<ft>t?)(?P<pep>-pep)?"
 )
 
 _REQUIREMENT_ID = re.compile(r"R-[A-Z]+-[0-9]+")
@@ -66,6 +78,17 @@ class Expectation:
 
     reason: str
     link: str | None = None
+    #: How it is expected to fail: ``fail`` or ``crashed``.
+    outcome: str = "fail"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the suite saw in one test that did not pass."""
+
+    nodeid: str
+    outcome: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,18 @@ class Verdict:
     outcome: str
     tests: tuple[str, ...] = ()
     expectation: Expectation | None = None
+    evidence: tuple[Evidence, ...] = ()
+
+    @property
+    def crashed(self) -> bool:
+        """Tell whether the implementation died, expectedly or not."""
+        if self.outcome == "crashed":
+            return True
+        return (
+            self.outcome == "xfail"
+            and self.expectation is not None
+            and self.expectation.outcome == "crashed"
+        )
 
 
 @dataclass(frozen=True)
@@ -90,14 +125,25 @@ class Report:
     version: str
     verdict: str | None
     verdicts: Mapping[str, Verdict] = field(default_factory=dict)
+    #: The capabilities the implementation declared for this run.
+    capabilities: tuple[str, ...] = ()
 
 
-def column_order(key: str) -> tuple[int, str]:
-    """Sort key putting known implementations first, in matrix order."""
-    for position, (known, _) in enumerate(KNOWN_COLUMNS):
-        if key == known:
-            return (position, key)
-    return (len(KNOWN_COLUMNS), key)
+def column_order(key: str) -> tuple[int, int, int, str]:
+    """Sort key: reference, stock CPython, Rust, patched CPython, others.
+
+    CPython columns are ordered by version, the free-threaded build
+    (``t``) right after the default build of the same version.
+    """
+    if key == "reference":
+        return (0, 0, 0, key)
+    match = _CPYTHON_KEY.fullmatch(key)
+    if match is not None:
+        group = 3 if match["pep"] else 1
+        return (group, int(match["minor"]), len(match["ft"]), key)
+    if key == "rust":
+        return (2, 0, 0, key)
+    return (4, 0, 0, key)
 
 
 def column_label(key: str) -> str:
@@ -105,7 +151,40 @@ def column_label(key: str) -> str:
     for known, label in KNOWN_COLUMNS:
         if key == known:
             return label
+    match = _CPYTHON_KEY.fullmatch(key)
+    if match is not None:
+        label = f"3.{match['minor']}{match['ft']}"
+        return label + " +PEP" if match["pep"] else label
     return key
+
+
+def build_of(key: str) -> str | None:
+    """Describe the CPython build a column measured, if it is CPython."""
+    match = _CPYTHON_KEY.fullmatch(key)
+    if match is None:
+        return None
+    build = "free-threaded build" if match["ft"] else "default build (GIL)"
+    return build + (", patched with the PEP" if match["pep"] else "")
+
+
+def untested_builds(keys: Iterable[str]) -> list[str]:
+    """Name the CPython builds next to a tested one that have no report.
+
+    Free-threaded builds exist from 3.13 on; a version whose default build
+    has a column but whose free-threaded build has none (or the reverse)
+    is named, stock and patched alike.
+    """
+    present = set(keys)
+    missing = []
+    for key in sorted(present, key=column_order):
+        match = _CPYTHON_KEY.fullmatch(key)
+        if match is None or int(match["minor"]) < 13:
+            continue
+        other_ft = "" if match["ft"] else "t"
+        other = f"cpython-3.{match['minor']}{other_ft}{match['pep'] or ''}"
+        if other not in present:
+            missing.append(other)
+    return sorted(set(missing), key=column_order)
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -173,7 +252,71 @@ def _parse_expectation(value: object) -> Expectation | str | None:
     link = value.get("link")
     if link is not None and not isinstance(link, str):
         return "expectation 'link' must be a string"
-    return Expectation(value["reason"], link)
+    outcome = value.get("outcome", "fail")
+    if outcome not in ("fail", "crashed"):
+        return "expectation 'outcome' must be 'fail' or 'crashed'"
+    return Expectation(value["reason"], link, outcome)
+
+
+#: Test outcomes whose message is evidence of a deviation.
+_DEVIATING_TESTS = ("failed", "crashed", "error")
+
+
+def _evidence_lines(value: object) -> list[str]:
+    """Spell a structured ``evidence`` value as lines of text.
+
+    The suite may record evidence as a string, a list, or an object of
+    named observations; all become plain lines, objects as ``key: value``.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [line for item in value for line in _evidence_lines(item)]
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            inner = _evidence_lines(item)
+            if len(inner) == 1:
+                lines.append(f"{key}: {inner[0]}")
+            else:
+                lines.append(f"{key}:")
+                lines.extend("  " + line for line in inner)
+        return lines
+    return [json.dumps(value)]
+
+
+def _evidence(item: Mapping[str, Any]) -> tuple[Evidence, ...]:
+    """Collect what the tests of one requirement entry observed.
+
+    The entry's own ``evidence`` comes first when the report has one;
+    then, for each test that failed, crashed or could not run, its
+    structured ``evidence`` or else its failure message.
+    """
+    found = []
+    summary = _evidence_lines(item.get("evidence"))
+    if summary:
+        found.append(Evidence("", str(item.get("outcome")), "\n".join(summary)))
+    for test in item.get("tests") or ():
+        if not isinstance(test, dict) or not isinstance(
+            test.get("nodeid"), str
+        ):
+            continue
+        outcome = str(test.get("outcome", ""))
+        if outcome not in _DEVIATING_TESTS:
+            continue
+        lines = _evidence_lines(test.get("evidence"))
+        if not lines:
+            lines = _evidence_lines(test.get("message"))
+        found.append(
+            Evidence(
+                test["nodeid"],
+                outcome,
+                "\n".join(lines) or "no message recorded",
+            )
+        )
+    return tuple(found)
 
 
 def parse_report(
@@ -269,7 +412,7 @@ def parse_report(
                     )
                 )
         verdicts[req_id] = Verdict(
-            req_id, str(outcome), tuple(tests), expectation
+            req_id, str(outcome), tuple(tests), expectation, _evidence(item)
         )
     summary = data.get("summary")
     verdict = summary.get("verdict") if isinstance(summary, dict) else None
@@ -281,6 +424,9 @@ def parse_report(
         version=str(impl.get("version", "")),
         verdict=verdict if isinstance(verdict, str) else None,
         verdicts=verdicts,
+        capabilities=tuple(
+            str(c) for c in impl.get("capabilities") or () if isinstance(c, str)
+        ),
     )
     return report, problems
 

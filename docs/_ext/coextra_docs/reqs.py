@@ -28,6 +28,7 @@ from sphinx.domains import Domain, ObjType
 from sphinx.environment import BuildEnvironment
 from sphinx.roles import XRefRole
 from sphinx.transforms import SphinxTransform
+from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxRole
 from sphinx.util.nodes import make_refnode
@@ -248,6 +249,56 @@ class RequirementTransform(SphinxTransform):
         return head
 
 
+#: The links under each requirement's title: page kind, anchor, text.
+BOX_LINKS = (
+    ("tests", "tests-{anchor}", "its tests"),
+    ("source", "impl-{anchor}", "reference C lines"),
+)
+
+
+class RequirementLinks(SphinxPostTransform):
+    """Link every requirement box to its tests and its C lines.
+
+    Done after all documents are read, so only pages that exist are
+    linked; a build without them (the extension's own tests) shows plain
+    boxes.
+    """
+
+    # Before ReferencesResolver (10), which resolves the links.
+    default_priority = 6
+
+    def run(self, **kwargs: Any) -> None:
+        """Append the links to the head of every box of the document."""
+        domain = self.env.domains["coextra"]
+        assert isinstance(domain, RequirementDomain)
+        pages = [
+            (domain.page(kind), anchor, text)
+            for kind, anchor, text in BOX_LINKS
+        ]
+        present = [(d, a, t) for d, a, t in pages if d is not None]
+        if not present:
+            return
+        for box in self.document.findall(requirement):
+            anchor = str(box["reqid"]).lower()
+            links = nodes.inline(classes=["coextra-req-links"])
+            for position, (docname, pattern, text) in enumerate(present):
+                if position:
+                    links += nodes.Text(" \N{MIDDLE DOT} ")
+                ref = addnodes.pending_xref(
+                    "",
+                    refdomain="coextra",
+                    reftype="anchor",
+                    reftarget=f"{docname}#{pattern.format(anchor=anchor)}",
+                    refexplicit=True,
+                    refwarn=True,
+                    refdoc=self.env.current_document.docname,
+                )
+                ref += nodes.inline(text, text)
+                links += ref
+            head = next(iter(box.findall(nodes.paragraph)))
+            head += links
+
+
 class RequirementRole(SphinxRole):
     """``:req:`R-STORE-2``` links to the requirement, showing its ID."""
 
@@ -284,11 +335,14 @@ class RequirementDomain(Domain):
     }
     #: ``requirements``: ID to Requirement; ``generated``: the documents
     #: holding a generated table (rebuilt whenever anything changes).
+    #: ``pages``: the document of each generated page by kind
+    #: (``tests``, ``source``), which requirement boxes link to.
     initial_data: ClassVar[dict[str, Any]] = {
         "requirements": {},
         "generated": {},
+        "pages": {},
     }
-    data_version = 1
+    data_version = 2
 
     @property
     def requirements(self) -> dict[str, Requirement]:
@@ -325,6 +379,15 @@ class RequirementDomain(Domain):
         docs: dict[str, bool] = self.data["generated"]
         return docs
 
+    def note_page(self, kind: str, docname: str) -> None:
+        """Record that ``docname`` holds the generated page ``kind``."""
+        self.data["pages"][kind] = docname
+
+    def page(self, kind: str) -> str | None:
+        """Return the document holding the generated page ``kind``."""
+        found: str | None = self.data["pages"].get(kind)
+        return found
+
     def ordered(self) -> list[Requirement]:
         """Return the requirements in document order."""
         return sorted(
@@ -337,6 +400,9 @@ class RequirementDomain(Domain):
             if req.docname == docname:
                 del self.requirements[req_id]
         self.generated_docs.pop(docname, None)
+        for kind, page in list(self.data["pages"].items()):
+            if page == docname:
+                del self.data["pages"][kind]
 
     def merge_domaindata(
         self, docnames: Iterable[str], otherdata: dict[str, Any]
@@ -349,6 +415,9 @@ class RequirementDomain(Domain):
         for docname in otherdata["generated"]:
             if docname in wanted:
                 self.generated_docs[docname] = True
+        for kind, docname in otherdata["pages"].items():
+            if docname in wanted:
+                self.data["pages"][kind] = docname
 
     def resolve_xref(
         self,
@@ -360,7 +429,18 @@ class RequirementDomain(Domain):
         node: addnodes.pending_xref,
         contnode: nodes.Element,
     ) -> nodes.reference | None:
-        """Link ``:req:`` to the requirement box."""
+        """Link ``:req:`` to the requirement box.
+
+        The type ``anchor`` (``docname#anchor``) is how generated tables
+        link to a place on another generated page.
+        """
+        if typ == "anchor":
+            docname, _, anchor = target.partition("#")
+            if docname not in env.all_docs:
+                return None
+            return make_refnode(
+                builder, fromdocname, docname, anchor, contnode
+            )
         req = self.requirements.get(target.upper())
         if req is None:
             return None

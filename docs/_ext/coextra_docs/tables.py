@@ -8,7 +8,9 @@ links in the tables are ordinary ``pending_xref`` nodes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,11 +20,21 @@ from sphinx.environment import BuildEnvironment
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
 
-from .reports import Report, report_paths, tests_by_requirement
+from .reports import (
+    Expectation,
+    Report,
+    Verdict,
+    build_of,
+    column_label,
+    report_paths,
+    tests_by_requirement,
+    untested_builds,
+)
 from .reqs import Requirement, RequirementDomain
 from .state import reports_of
 
 #: How each outcome is spelled in a matrix cell (short, to fit 1280 px).
+#: An expected crash reads "crash" too, with its note number.
 CELL_TEXT = {
     "pass": "pass",
     "fail": "FAIL",
@@ -124,38 +136,50 @@ def _level_badge(level: str) -> nodes.inline:
     )
 
 
+#: The page listing every test with its source (``coextra-tests``).
+TESTS_ANCHOR = "tests-{anchor}"
+
+
 def build_index(
     requirements: Sequence[Requirement],
     reports: Sequence[Report],
     docname: str,
+    tests_page: str | None,
 ) -> list[nodes.Node]:
-    """Return the requirement index table."""
+    """Return the requirement index table.
+
+    The level is a badge beside the ID and the area is the ID's middle
+    word, so three columns fit 1280 px with every test name unbroken.
+    """
     tests = tests_by_requirement(reports)
     table, body = _table(
-        (12, 8, 8, 30, 42),
-        ("ID", "Level", "Area", "Title", "Tests (from reports)"),
-        ("coextra-index", "longtable"),
+        (16, 30, 54),
+        ("Requirement", "Title", "Tests (from reports)"),
+        ("coextra-index", "coextra-wide", "longtable"),
     )
     for req in requirements:
         row = nodes.row(ids=[f"index-{req.anchor}"])
-        id_entry = nodes.entry()
+        id_entry = nodes.entry(classes=["coextra-id-cell"])
         id_entry += nodes.paragraph(
-            "", "", _req_link(req, docname, nodes.literal(req.id, req.id))
+            "",
+            "",
+            _req_link(req, docname, nodes.literal(req.id, req.id)),
+            nodes.Text(" "),
+            _level_badge(req.level),
         )
         row += id_entry
-        level_entry = nodes.entry()
-        level_entry += nodes.paragraph("", "", _level_badge(req.level))
-        row += level_entry
-        row += _text_entry(req.area)
         row += _text_entry(req.title)
         tests_entry = nodes.entry(classes=["coextra-tests"])
         # Reports run from a checkout and from an installed package name
         # the same test differently; the file name and test name agree.
         shown = dict.fromkeys(_short_nodeid(n) for n in tests.get(req.id, ()))
         for nodeid in shown:
-            tests_entry += nodes.paragraph(
-                "", "", nodes.literal(nodeid, nodeid)
-            )
+            text: nodes.Node = nodes.literal(nodeid, nodeid)
+            if tests_page is not None:
+                text = _page_link(
+                    tests_page, TESTS_ANCHOR.format(anchor=req.anchor), text
+                )
+            tests_entry += nodes.paragraph("", "", text)
         if not tests.get(req.id):
             tests_entry += nodes.paragraph(
                 "none recorded", "none recorded", classes=["coextra-none"]
@@ -165,10 +189,78 @@ def build_index(
     return [table]
 
 
+def _page_link(
+    docname: str, anchor: str, content: nodes.Node
+) -> addnodes.pending_xref:
+    """Return a link to a label ``anchor`` that a generated page defines."""
+    ref = addnodes.pending_xref(
+        "",
+        refdomain="coextra",
+        reftype="anchor",
+        reftarget=f"{docname}#{anchor}",
+        refexplicit=True,
+        refwarn=True,
+    )
+    ref += content
+    return ref
+
+
 def _short_nodeid(nodeid: str) -> str:
     """Drop the folders of a pytest node ID; the file name stays."""
     path, sep, rest = nodeid.partition("::")
     return path.rsplit("/", 1)[-1] + sep + rest
+
+
+#: Outcomes whose cell leads to the evidence rather than to the PEP.
+_DEVIATING = frozenset({"fail", "xfail", "xpass", "crashed", "error"})
+
+#: The API's name prefixes (``_PyCode_`` up to 3.11, ``PyUnstable_Code_``
+#: from 3.12): reasons that differ only there are one note.
+_API_PREFIX = re.compile(r"\b(?:_Py|PyUnstable_)(?=(?:Eval|Code)_)")
+
+
+def _note_key(expectation: Expectation) -> str:
+    """The merge key of an expectation: its reason, API names unified."""
+    reason = " ".join(expectation.reason.split())
+    return _API_PREFIX.sub("", reason)
+
+
+def evidence_id(report: Report, req: Requirement) -> str:
+    """The anchor of one deviation's evidence on the matrix page."""
+    return nodes.make_id(f"evidence-{report.key}-{req.anchor}")
+
+
+def _cell(
+    req: Requirement, report: Report, verdict: Verdict, docname: str
+) -> nodes.paragraph:
+    """One matrix cell: the outcome, linking to its evidence or the PEP."""
+    if verdict.crashed:
+        text = CELL_TEXT["crashed"]
+    else:
+        text = CELL_TEXT[verdict.outcome]
+    cell = nodes.paragraph()
+    label = nodes.inline(text, text)
+    if verdict.outcome in _DEVIATING:
+        cell += nodes.reference(
+            "",
+            "",
+            label,
+            refid=evidence_id(report, req),
+            reftitle=f"what {report.label} did ({req.id})",
+        )
+    else:
+        cell += _req_link(req, docname, label)
+    return cell
+
+
+@dataclass
+class _Note:
+    """One merged reason of the known deviations."""
+
+    number: int
+    reason: str
+    link: str | None
+    where: dict[str, list[str]] = field(default_factory=dict)
 
 
 def build_matrix(
@@ -176,19 +268,18 @@ def build_matrix(
     reports: Sequence[Report],
     docname: str,
 ) -> list[nodes.Node]:
-    """Return the legend, the matrix and the list of known deviations."""
+    """Return the matrix, the notes, the evidence and the columns."""
     if not reports:
         text = "No report is committed yet: results/ holds no *.json file."
         return [nodes.paragraph(text, text, classes=["coextra-none"])]
     # The level is the colour of the ID cell's left border, not a column
-    # of its own: thirteen columns must fit 1280 px.
+    # of its own; the title sits under the ID, always visible.
     table, body = _table(
-        (12, *(6 for _ in reports)),
+        (22, *(5 for _ in reports)),
         ("Requirement", *(r.label for r in reports)),
-        ("coextra-matrix",),
+        ("coextra-matrix", "coextra-wide"),
     )
-    notes: dict[tuple[str, str | None], int] = {}
-    note_rows: list[tuple[int, str, str | None, list[tuple[str, str]]]] = []
+    notes: dict[str, _Note] = {}
     area = None
     for req in requirements:
         if req.area != area:
@@ -199,7 +290,11 @@ def build_matrix(
             classes=["coextra-req-cell", f"level-{req.level.lower()}"]
         )
         id_entry += nodes.paragraph(
-            "", "", _req_link(req, docname, nodes.literal(req.id, req.id))
+            "",
+            "",
+            _req_link(req, docname, nodes.literal(req.id, req.id)),
+            nodes.Text(" "),
+            nodes.inline(req.title, req.title, classes=["coextra-title"]),
         )
         row += id_entry
         for report in reports:
@@ -210,30 +305,37 @@ def build_matrix(
                 entry["classes"].append("outcome-absent")
                 continue
             entry["classes"].append(f"outcome-{verdict.outcome}")
-            cell = nodes.paragraph()
-            text = CELL_TEXT[verdict.outcome]
-            cell += _req_link(req, docname, nodes.inline(text, text))
+            if verdict.crashed:
+                entry["classes"].append("outcome-crash")
+            cell = _cell(req, report, verdict, docname)
             if verdict.expectation is not None:
-                key = (verdict.expectation.reason, verdict.expectation.link)
-                if key not in notes:
-                    notes[key] = len(notes) + 1
-                    note_rows.append((notes[key], key[0], key[1], []))
-                number = notes[key]
-                note_rows[number - 1][3].append((report.label, req.id))
+                key = _note_key(verdict.expectation)
+                note = notes.get(key)
+                if note is None:
+                    note = notes[key] = _Note(
+                        len(notes) + 1,
+                        verdict.expectation.reason,
+                        verdict.expectation.link,
+                    )
+                # The newest version's wording (columns run oldest first).
+                note.reason = verdict.expectation.reason
+                note.link = note.link or verdict.expectation.link
+                note.where.setdefault(req.id, []).append(report.label)
                 marker = nodes.reference(
                     "",
                     "",
-                    nodes.Text(str(number)),
-                    refid=f"deviation-{number}",
+                    nodes.Text(str(note.number)),
+                    refid=f"deviation-{note.number}",
                     reftitle=verdict.expectation.reason,
                 )
                 cell += nodes.superscript("", "", marker)
             entry += cell
         body += row
     result: list[nodes.Node] = [table]
-    if note_rows:
-        result.append(_deviation_notes(note_rows))
-    result.append(_legend(reports))
+    if notes:
+        result.append(_deviation_notes(list(notes.values()), requirements))
+    result.append(_evidence(requirements, reports, docname, notes))
+    result.extend(_legend(reports))
     return result
 
 
@@ -246,8 +348,8 @@ def _area_row(area: str, columns: int) -> nodes.row:
     return row
 
 
-def _legend(reports: Sequence[Report]) -> nodes.table:
-    """Describe the columns: file, implementation and verdict of each."""
+def _legend(reports: Sequence[Report]) -> list[nodes.Node]:
+    """Describe the columns: report, verdict and what each one tested."""
     table, body = _table(
         (10, 22, 22, 14, 32),
         ("Column", "Implementation", "Report", "Verdict", "Outcomes"),
@@ -279,35 +381,134 @@ def _legend(reports: Sequence[Report]) -> nodes.table:
         )
         row += _text_entry(summary)
         body += row
-    return table
+    return [table, _coverage(reports)]
+
+
+def _coverage(reports: Sequence[Report]) -> nodes.Node:
+    """One line per column: the build and capabilities tested, and not."""
+    container = nodes.container(classes=["coextra-coverage"])
+    container["ids"].append("matrix-coverage")
+    title = "What each column tested"
+    container += nodes.rubric(title, title)
+    everything = sorted({c for r in reports for c in r.capabilities})
+    listing = nodes.bullet_list()
+    for report in reports:
+        paragraph = nodes.paragraph()
+        paragraph += nodes.strong(report.label, report.label)
+        name = f" \N{EM DASH} {report.name} {report.version}".rstrip()
+        build = build_of(report.key)
+        if build is not None:
+            name += f", {build}"
+        paragraph += nodes.Text(name + ". ")
+        tested = [c for c in everything if c in report.capabilities]
+        untested = [c for c in everything if c not in report.capabilities]
+        paragraph += nodes.Text(
+            "Capabilities tested: "
+            + (", ".join(tested) or "none beyond the core API")
+            + ". "
+        )
+        paragraph += nodes.Text(
+            "Not declared, so their requirements are n/a: "
+            + (", ".join(untested) or "none")
+            + "."
+        )
+        item = nodes.list_item()
+        item += paragraph
+        listing += item
+    container += listing
+    missing = untested_builds(r.key for r in reports)
+    text = (
+        "Builds with no report, so not tested: "
+        + (", ".join(column_label(k) for k in missing) or "none")
+        + ".  Debug builds, other platforms than the one named in each "
+        "report and builds with sanitizers (the reference's run under "
+        "ASan, UBSan and valgrind is in tox -e asan and -e memcheck) have "
+        "no column."
+    )
+    container += nodes.paragraph(text, text)
+    return container
 
 
 def _deviation_notes(
-    note_rows: Sequence[tuple[int, str, str | None, list[tuple[str, str]]]],
+    notes: Sequence[_Note], requirements: Sequence[Requirement]
 ) -> nodes.Node:
     """Numbered reasons of the known deviations, with upstream links."""
     container = nodes.container(classes=["coextra-deviations"])
     title = "Known deviations (from the implementers' expectations files)"
     container += nodes.rubric(title, title)
     listing = nodes.enumerated_list(enumtype="arabic")
-    for number, reason, link, where in note_rows:
-        item = nodes.list_item(ids=[f"deviation-{number}"])
+    for note in notes:
+        item = nodes.list_item(ids=[f"deviation-{note.number}"])
         paragraph = nodes.paragraph()
-        paragraph += nodes.Text(reason)
-        if link:
+        paragraph += nodes.Text(note.reason)
+        if note.link:
             paragraph += nodes.Text(" (")
-            paragraph += nodes.reference(link, link, refuri=link)
+            paragraph += nodes.reference(note.link, note.link, refuri=note.link)
             paragraph += nodes.Text(")")
-        by_column: dict[str, list[str]] = {}
-        for label, req_id in where:
-            by_column.setdefault(label, []).append(req_id)
         applies = "; ".join(
-            f"{label}: {', '.join(ids)}" for label, ids in by_column.items()
+            f"{req_id} on {', '.join(labels)}"
+            for req_id, labels in note.where.items()
         )
-        paragraph += nodes.Text(f". Applies to {applies}.")
+        paragraph += nodes.Text(f" Applies to {applies}.")
         item += paragraph
         listing += item
     container += listing
+    return container
+
+
+def _evidence(
+    requirements: Sequence[Requirement],
+    reports: Sequence[Report],
+    docname: str,
+    notes: dict[str, _Note],
+) -> nodes.Node:
+    """What the suite observed for every cell that did not pass."""
+    container = nodes.container(classes=["coextra-evidence"])
+    container["ids"].append("evidence")
+    title = "Evidence of each deviation (from the reports)"
+    container += nodes.rubric(title, title)
+    intro = (
+        "Every cell that is not a pass, n/a or untested links here: the "
+        "tests of the requirement that did not pass and what each one "
+        "reported, as recorded in the column's report."
+    )
+    container += nodes.paragraph(intro, intro)
+    for report in reports:
+        for req in requirements:
+            verdict = report.verdicts.get(req.id)
+            if verdict is None or verdict.outcome not in _DEVIATING:
+                continue
+            block = nodes.container(classes=["coextra-evidence-item"])
+            block["ids"].append(evidence_id(report, req))
+            head = nodes.paragraph(classes=["coextra-evidence-head"])
+            head += nodes.strong(report.label, report.label)
+            head += nodes.Text(" \N{EM DASH} ")
+            head += _req_link(req, docname, nodes.literal(req.id, req.id))
+            head += nodes.Text(f" {req.title}: ")
+            outcome = (
+                "crashed" if verdict.crashed else CELL_TEXT[verdict.outcome]
+            )
+            if verdict.outcome == "xfail":
+                outcome += ", as expected"
+            head += nodes.strong(outcome, outcome)
+            if verdict.expectation is not None:
+                note = notes[_note_key(verdict.expectation)]
+                head += nodes.Text(" (")
+                head += nodes.reference(
+                    "",
+                    f"note {note.number}",
+                    refid=f"deviation-{note.number}",
+                )
+                head += nodes.Text(")")
+            block += head
+            if not verdict.evidence:
+                text = "The report records no message for this requirement."
+                block += nodes.paragraph(text, text, classes=["coextra-none"])
+            for evidence in verdict.evidence:
+                where = _short_nodeid(evidence.nodeid) or "requirement"
+                text = f"{where} ({evidence.outcome}):\n{evidence.text}"
+                block += nodes.literal_block(text, text, language="text")
+            container += block
     return container
 
 
@@ -326,7 +527,9 @@ class GeneratedTables(SphinxPostTransform):
         reports = reports_of(self.env)
         for node in list(self.document.findall(generated_table)):
             if node["kind"] == "index":
-                built = build_index(requirements, reports, docname)
+                built = build_index(
+                    requirements, reports, docname, domain.page("tests")
+                )
             else:
                 built = build_matrix(requirements, reports, docname)
             node.replace_self(built)
