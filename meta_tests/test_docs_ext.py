@@ -445,12 +445,129 @@ def test_matrix_has_a_column_per_report_only(
     heads = re.findall(r'<th class="head"><p>([^<]*)</p>', matrix)
     assert heads == ["Requirement", "Ref.", "3.12"]
     assert 'class="outcome-fail"' in matrix
-    assert matrix.count('href="../pep/pep-9999.html#r-store-1"') == 3
+    # The ID cell and the passing cell lead to the PEP; the xfail cell
+    # leads to its evidence.
+    assert matrix.count('href="../pep/pep-9999.html#r-store-1"') == 2
+    assert 'href="#evidence-cpython-3-12-r-store-1"' in matrix
     assert 'href="#deviation-1"' in matrix
+    assert "Unset slot reads NULL" in matrix, "titles are visible"
     deviations = html.split('class="coextra-deviations')[1]
     assert "garbage for a negative index" in deviations
     assert f'href="{link}"' in deviations
-    assert "Applies to 3.12: R-STORE-1." in deviations
+    assert "Applies to R-STORE-1 on 3.12." in deviations
+
+
+def test_matrix_shows_crashes_evidence_and_coverage(
+    build: Build, project: Path
+) -> None:
+    """Expected crashes read as crashes; notes merge; evidence is linked."""
+    expectations = {
+        "R-STORE-1": {
+            "reason": "_PyCode_GetExtra reads garbage",
+            "link": None,
+            "outcome": "fail",
+        },
+        "R-INDEX-1": {
+            "reason": "the interpreter dies",
+            "link": None,
+            "outcome": "crashed",
+        },
+    }
+    for minor in (11, 12, 13):
+        report = make_report(
+            "cpython",
+            {"R-STORE-1": "xfail", "R-STORE-2": "pass", "R-INDEX-1": "xfail"},
+            expectations,
+        )
+        if minor >= 12:
+            report["requirements"][0]["expectation"]["reason"] = (
+                "PyUnstable_Code_GetExtra reads garbage"
+            )
+        report["implementation"]["capabilities"] = ["hooks"]
+        failing = report["requirements"][0]["tests"][0]
+        failing["outcome"] = "failed"
+        failing["message"] = f"AssertionError: slot read 0x{minor} on 3.{minor}"
+        crashed = report["requirements"][2]["tests"][0]
+        crashed["outcome"] = "crashed"
+        write_json(project / "results" / f"cpython-3.{minor}.json", report)
+    reference = make_report("reference", dict.fromkeys(IDS, "pass"))
+    reference["implementation"]["capabilities"] = ["hooks", "threads"]
+    write_json(project / "results" / "reference.json", reference)
+    out, warnings = build()
+    assert warnings == ""
+    html = read(out, "docs/matrix")
+    matrix = html.split('class="coextra-matrix')[1].split("</table>")[0]
+    # R-INDEX-1's expected crash is a crash cell, not an amber xfail.
+    assert matrix.count("outcome-crash") == 3
+    assert ">crash<" in matrix
+    # One note for the three spellings of the same reason, newest text.
+    notes = html.split('class="coextra-deviations')[1]
+    assert notes.count("reads garbage") == 1
+    assert "PyUnstable_Code_GetExtra reads garbage" in notes
+    assert "R-STORE-1 on 3.11 \N{EN DASH} 3.13" in notes
+    # The cell's evidence: the failing test's message.
+    evidence = html.split('id="evidence-cpython-3-13-r-store-1"')[1]
+    assert "slot read 0x13 on 3.13" in evidence.split("</pre>")[0]
+    assert "crashed, as expected" in html
+    # A line per column: capabilities tested and not; builds not tested.
+    coverage = html.split('id="matrix-coverage"')[1]
+    assert "Capabilities tested: hooks." in coverage
+    assert "n/a: threads." in coverage
+    assert "3.13t" in coverage.split("Builds with no report")[1]
+
+
+def test_structured_evidence_is_preferred(tmp_path: Path) -> None:
+    """A test's ``evidence`` field wins over its failure message."""
+    report = make_report("cpython", {"R-STORE-1": "fail"})
+    test = report["requirements"][0]["tests"][0]
+    test["outcome"] = "failed"
+    test["message"] = "the message"
+    test["evidence"] = {"expected": "NULL", "observed": "0x10"}
+    path = tmp_path / "cpython-3.12.json"
+    write_json(path, report)
+    parsed, problems = reports.parse_report(path, IDS, None)
+    assert problems == []
+    assert parsed is not None
+    (found,) = parsed.verdicts["R-STORE-1"].evidence
+    assert found.text == "expected: NULL\nobserved: 0x10"
+
+
+@pytest.mark.parametrize(
+    ("keys", "labels"),
+    [
+        (
+            [
+                "rust",
+                "cpython-3.13t-pep",
+                "cpython-3.14",
+                "cpython-3.13t",
+                "reference",
+                "cpython-3.13-pep",
+                "cpython-3.13",
+                "cpython-3.9",
+                "zeta",
+            ],
+            [
+                "Ref.",
+                "3.9",
+                "3.13",
+                "3.13t",
+                "3.14",
+                "Rust",
+                "3.13 +PEP",
+                "3.13t +PEP",
+                "zeta",
+            ],
+        ),
+    ],
+)
+def test_any_report_gets_an_ordered_column(
+    keys: list[str], labels: list[str]
+) -> None:
+    """New versions and builds get a column in a sensible place."""
+    ordered = sorted(keys, key=reports.column_order)
+    assert [reports.column_label(k) for k in ordered] == labels
+    assert reports.untested_builds(keys) == ["cpython-3.14t"]
 
 
 def test_matrix_without_reports_has_no_table(build: Build) -> None:
@@ -747,3 +864,110 @@ def test_patched_figures_missing_entry_names_file_and_entry(
     assert str(info.value).startswith(
         "results.json: small_code_sizeof.baseline: missing"
     )
+
+
+# -- pages generated from the sources ---------------------------------------
+
+SUITE_TEST = '''\
+import pytest
+
+pytestmark = pytest.mark.req("R-INDEX-1")
+
+
+@pytest.mark.req("R-STORE-1")
+def test_unset_reads_null():
+    """The first fixture test."""
+    assert True
+
+
+def helper():
+    return 1
+'''
+
+C_SOURCE = """\
+/* Storage of the fixture.
+   R-STORE-1 */
+static int
+demo_get(void)
+{
+    /* Never reads garbage (R-INDEX-1). */
+    return 0;
+}
+"""
+
+
+def _source_pages(project: Path) -> None:
+    """Add the four source pages and the files they read."""
+    pages = {
+        "tests": ".. coextra-tests::",
+        "source": ".. coextra-c-source::",
+        "api": ".. coextra-api::",
+        "patches": ".. coextra-patch-series::",
+    }
+    for name, directive in pages.items():
+        title = name.capitalize()
+        (project / "docs" / f"{name}.rst").write_text(
+            f"{title}\n{'=' * len(title)}\n\n{directive}\n", encoding="utf-8"
+        )
+    index = project / "index.rst"
+    index.write_text(
+        index.read_text() + "".join(f"   docs/{name}\n" for name in pages)
+    )
+    tests = project / "conformance" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "test_fixture.py").write_text(SUITE_TEST, encoding="utf-8")
+    src = project / "reference_impl" / "src"
+    src.mkdir(parents=True)
+    (src / "demo.c").write_text(C_SOURCE, encoding="utf-8")
+    for version, names in (("3.11", ("0001-old.patch",)), ("3.13", ())):
+        folder = project / "implementations" / f"cpython-{version}"
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).write_text(
+                f"diff --git a/x b/x\n+{version}\n", encoding="utf-8"
+            )
+
+
+def test_source_pages_link_requirements_to_tests_and_c_lines(
+    build: Build, project: Path
+) -> None:
+    """Boxes link to their tests and C lines; those pages hold them."""
+    _source_pages(project)
+    out, warnings = build()
+    assert warnings == ""
+    pep = read(out, "pep/pep-9999")
+    assert 'href="../docs/tests.html#tests-r-store-1"' in pep
+    assert 'href="../docs/source.html#impl-r-store-1"' in pep
+    tests = read(out, "docs/tests")
+    block = tests.split('id="tests-r-store-1"')[1].split('id="tests-')[0]
+    assert "test_unset_reads_null" in block
+    assert "The first fixture test." in block
+    # The module's pytestmark counts for every test of the module.
+    assert "test_unset_reads_null" in tests.split('id="tests-r-index-1"')[1]
+    assert "No test of the suite names" in tests.split('id="tests-r-store-2"')[1]
+    source = read(out, "docs/source")
+    # The comment above demo_get cites R-STORE-1: the link is the function.
+    impl = source.split('id="impl-r-store-1"')[1].split('id="impl-')[0]
+    assert 'href="#demo-c-L-4"' in impl
+    assert "demo_get()" in impl
+    # A citation inside the body links to its own line.
+    impl = source.split('id="impl-r-index-1"')[1].split('id="impl-')[0]
+    assert 'href="#demo-c-L-6"' in impl
+    assert 'id="demo-c-L-6"' in source
+    api = read(out, "docs/api")
+    assert "PyDemo_Get" in api and "Read it." in api
+
+
+def test_patch_series_prefers_the_newest_folder(
+    build: Build, project: Path
+) -> None:
+    """3.13's series is shown once it exists; until then 3.11's."""
+    _source_pages(project)
+    out, _ = build()
+    assert "0001-old.patch" in read(out, "docs/patches")
+    new = project / "implementations" / "cpython-3.13" / "0001-new.patch"
+    new.write_text("diff --git a/y b/y\n+3.13\n", encoding="utf-8")
+    out, _ = build()
+    html = read(out, "docs/patches")
+    assert "0001-new.patch" in html
+    assert "0001-old.patch" not in html

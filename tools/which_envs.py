@@ -7,7 +7,7 @@ to get it:
 
 * ``py36`` ... ``py313`` need that interpreter on ``PATH``;
 * ``rust`` needs cargo;
-* ``patched`` builds CPython 3.11.2 from source (about 6 minutes cold),
+* ``patched`` builds CPython 3.11.2 from source (about 5 minutes cold),
   so it runs when an up-to-date build is cached, or when
   ``COEXTRA_PATCHED=1`` asks for it (``make test COEXTRA_PATCHED=1``).
 """
@@ -60,7 +60,7 @@ def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
     else:
         skipped.append(
             "patched: CPython 3.11.2 with the PEP is not built yet (about "
-            "6 min); run `make test COEXTRA_PATCHED=1` or `tox -e patched`"
+            "5 min); run `make test COEXTRA_PATCHED=1` or `tox -e patched`"
         )
     return chosen, skipped
 

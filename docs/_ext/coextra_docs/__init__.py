@@ -78,9 +78,13 @@ def _add_search_script(app: Sphinx) -> None:
     app.add_js_file("coextra-search.js", priority=401)
 
 
-def _write_requirement_urls(app: Sphinx, exception: Exception | None) -> None:
-    """Write the ID-to-page map that coextra-search.js reads."""
-    if exception is not None or app.builder.format != "html":
+def _write_requirement_urls(app: Sphinx) -> None:
+    """Write the ID-to-page map that coextra-search.js reads.
+
+    Written once the documents are read and before any page is written,
+    so that the pages' links to it carry its checksum.
+    """
+    if app.builder.format != "html":
         return
     domain = app.env.domains["coextra"]
     assert isinstance(domain, reqs.RequirementDomain)
@@ -101,6 +105,7 @@ def _on_env_updated(app: Sphinx, env: BuildEnvironment) -> None:
     """Load the result files once every document has been read."""
     state.load_for_build(app, env)
     bench.load_for_build(app, env)
+    _write_requirement_urls(app)
 
 
 def setup(app: Sphinx) -> ExtensionMetadata:
@@ -170,7 +175,6 @@ def setup(app: Sphinx) -> ExtensionMetadata:
     app.add_post_transform(sources.SourcePages)
     app.add_post_transform(reqs.RequirementLinks)
     app.connect("builder-inited", _add_search_script)
-    app.connect("build-finished", _write_requirement_urls)
     app.add_node(bench.benchmark_results)
     app.add_post_transform(tables.GeneratedTables)
     app.add_post_transform(bench.BenchmarkTables)

@@ -33,11 +33,9 @@ from typing import Any, ClassVar
 
 from docutils import nodes
 from sphinx import addnodes
-from sphinx.builders import Builder
 from sphinx.environment import BuildEnvironment
 from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.docutils import SphinxDirective
-from sphinx.util.nodes import make_refnode
 
 from .reqs import Requirement, RequirementDomain, requirement
 
@@ -162,9 +160,14 @@ def c_citations(path: Path, root: Path) -> dict[str, list[Citation]]:
     return found
 
 
+def _line_prefix(path: str) -> str:
+    """What the anchors of one file's lines start with (``coextra-c-L``)."""
+    return nodes.make_id(Path(path).name) + "-L"
+
+
 def line_anchor(path: str, line: int) -> str:
     """Anchor of one line of a C file on the source page."""
-    return nodes.make_id(f"{Path(path).name}-L{line}")
+    return f"{_line_prefix(path)}-{line}"
 
 
 def highlighted_c(path: Path, relative: str) -> str:
@@ -173,10 +176,9 @@ def highlighted_c(path: Path, relative: str) -> str:
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import CLexer
 
-    prefix = nodes.make_id(Path(relative).name)
     formatter = HtmlFormatter(
         linenos="inline",
-        lineanchors=f"{prefix}-L",
+        lineanchors=_line_prefix(relative),
         anchorlinenos=True,
         cssclass="highlight",
         wrapcode=True,
@@ -327,16 +329,19 @@ class ApiEntry:
     """One C function or macro of the PEP."""
 
     name: str
-    ids: tuple[str, ...]
+    objtype: str
     signature: str
     summary: str
     requirements: tuple[str, ...]
 
 
 def _first_sentence(text: str) -> str:
-    text = " ".join(text.split())
-    match = re.match(r"(.+?[.:])(\s|$)", text)
-    return match.group(1) if match else text
+    """The entry's first sentence; a bare "New." keeps the next one too."""
+    sentences = re.split(r"(?<=[.:])\s+", " ".join(text.split()))
+    summary = sentences[0]
+    if summary == "New." and len(sentences) > 1:
+        summary += " " + sentences[1]
+    return summary
 
 
 def read_api(
@@ -351,13 +356,7 @@ def read_api(
             for box in doctree.findall(requirement)
         ]
         for desc in doctree.findall(addnodes.desc):
-            if desc.get("domain") != "c" or desc.get("objtype") not in (
-                "function",
-                "macro",
-                "type",
-                "member",
-                "var",
-            ):
+            if desc.get("domain") != "c" or desc.get("objtype") not in _C_ROLES:
                 continue
             signature = next(iter(desc.findall(addnodes.desc_signature)))
             names = list(signature.findall(addnodes.desc_name))
@@ -372,7 +371,7 @@ def read_api(
             reqs = tuple(rid for rid, text in boxes if pattern.search(text))
             entry = ApiEntry(
                 name=name,
-                ids=tuple(signature["ids"]),
+                objtype=str(desc["objtype"]),
                 signature=" ".join(signature.astext().split()),
                 summary=first,
                 requirements=reqs,
@@ -381,11 +380,19 @@ def read_api(
     return found
 
 
+#: The C domain's role for each kind of declaration.
+_C_ROLES = {
+    "function": "func",
+    "macro": "macro",
+    "type": "type",
+    "member": "member",
+    "var": "var",
+}
+
+
 def build_api_page(
     api: Sequence[tuple[str, ApiEntry]],
     requirements: dict[str, Requirement],
-    builder: Builder,
-    fromdocname: str,
 ) -> list[nodes.Node]:
     """One table: declaration, what it does, the requirements on it."""
     if not api:
@@ -406,17 +413,19 @@ def build_api_page(
     group += head
     body = nodes.tbody()
     group += body
-    for docname, item in api:
+    for _docname, item in api:
         row = nodes.row()
         entry = nodes.entry()
-        ref = make_refnode(
-            builder,
-            fromdocname,
-            docname,
-            item.ids[0] if item.ids else "",
-            nodes.literal(item.signature, item.signature),
-            item.name,
+        # The C domain resolves the link to the PEP's entry.
+        ref = addnodes.pending_xref(
+            "",
+            refdomain="c",
+            reftype=_C_ROLES[item.objtype],
+            reftarget=item.name,
+            refexplicit=True,
+            refwarn=True,
         )
+        ref += nodes.literal(item.signature, item.signature)
         entry += nodes.paragraph("", "", ref)
         row += entry
         entry = nodes.entry()
@@ -470,10 +479,7 @@ class PatchSeriesDirective(SphinxDirective):
         root = Path(self.env.srcdir)
         result: list[nodes.Node] = []
         folder = files[0].parent.relative_to(root).as_posix()
-        intro = (
-            f"{len(files)} patches from {folder}/, applied in this order "
-            f"with git am or patch -p1:"
-        )
+        intro = f"{len(files)} patches from {folder}/, in the order applied:"
         result.append(nodes.paragraph(intro, intro))
         listing = nodes.enumerated_list(enumtype="arabic")
         for path in files:
@@ -510,11 +516,7 @@ def _pep_docs(env: BuildEnvironment) -> list[str]:
 
 
 def fill(
-    node: source_page,
-    env: BuildEnvironment,
-    domain: RequirementDomain,
-    builder: Builder,
-    fromdocname: str,
+    node: source_page, env: BuildEnvironment, domain: RequirementDomain
 ) -> list[nodes.Node]:
     """Build the content of one placeholder."""
     root = Path(env.srcdir)
@@ -525,9 +527,7 @@ def fill(
         return build_tests_page(requirements, read_suite_tests(folder, root))
     if kind == "source":
         return build_source_page(requirements, c_source_files(env), root)
-    return build_api_page(
-        read_api(env, _pep_docs(env)), domain.requirements, builder, fromdocname
-    )
+    return build_api_page(read_api(env, _pep_docs(env)), domain.requirements)
 
 
 class SourcePages(SphinxPostTransform):
@@ -540,8 +540,5 @@ class SourcePages(SphinxPostTransform):
         """Replace every placeholder of the document."""
         domain = self.env.domains["coextra"]
         assert isinstance(domain, RequirementDomain)
-        docname = self.env.current_document.docname
         for node in list(self.document.findall(source_page)):
-            node.replace_self(
-                fill(node, self.env, domain, self.app.builder, docname)
-            )
+            node.replace_self(fill(node, self.env, domain))

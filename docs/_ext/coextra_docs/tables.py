@@ -269,6 +269,7 @@ def build_matrix(
     docname: str,
 ) -> list[nodes.Node]:
     """Return the matrix, the notes, the evidence and the columns."""
+    # Column labels must be unique for the notes' ranges; file names are.
     if not reports:
         text = "No report is committed yet: results/ holds no *.json file."
         return [nodes.paragraph(text, text, classes=["coextra-none"])]
@@ -333,7 +334,8 @@ def build_matrix(
         body += row
     result: list[nodes.Node] = [table]
     if notes:
-        result.append(_deviation_notes(list(notes.values()), requirements))
+        labels = [report.label for report in reports]
+        result.append(_deviation_notes(list(notes.values()), labels))
     result.append(_evidence(requirements, reports, docname, notes))
     result.extend(_legend(reports))
     return result
@@ -429,8 +431,27 @@ def _coverage(reports: Sequence[Report]) -> nodes.Node:
     return container
 
 
+def _runs(labels: Sequence[str], columns: Sequence[str]) -> str:
+    """Spell columns that are neighbours in the matrix as a range."""
+    positions = sorted(columns.index(label) for label in labels)
+    runs: list[list[int]] = []
+    for position in positions:
+        if runs and position == runs[-1][-1] + 1:
+            runs[-1].append(position)
+        else:
+            runs.append([position])
+    spelled = []
+    for run in runs:
+        first, last = columns[run[0]], columns[run[-1]]
+        if len(run) > 2:
+            spelled.append(f"{first} \N{EN DASH} {last}")
+        else:
+            spelled.extend(columns[p] for p in run)
+    return ", ".join(spelled)
+
+
 def _deviation_notes(
-    notes: Sequence[_Note], requirements: Sequence[Requirement]
+    notes: Sequence[_Note], columns: Sequence[str]
 ) -> nodes.Node:
     """Numbered reasons of the known deviations, with upstream links."""
     container = nodes.container(classes=["coextra-deviations"])
@@ -446,7 +467,7 @@ def _deviation_notes(
             paragraph += nodes.reference(note.link, note.link, refuri=note.link)
             paragraph += nodes.Text(")")
         applies = "; ".join(
-            f"{req_id} on {', '.join(labels)}"
+            f"{req_id} on {_runs(labels, columns)}"
             for req_id, labels in note.where.items()
         )
         paragraph += nodes.Text(f" Applies to {applies}.")
