@@ -33,7 +33,11 @@ REPO = Path(__file__).resolve().parent.parent
 #: Options whose value is a path a command writes.
 OUTPUT_OPTIONS = ("--coextra-report", "--output", "-o")
 #: Scripts that rewrite committed files unless told otherwise.
-WRITERS = ("tools/regen.py", "tools/gen_pep_tables.py", "tools/gen_requirements.py")
+WRITERS = (
+    "tools/regen.py",
+    "tools/gen_pep_tables.py",
+    "tools/gen_requirements.py",
+)
 #: How a writer may be called by a test run: checking, or writing elsewhere.
 HARMLESS = ("--check", "--output")
 
@@ -188,9 +192,7 @@ def test_bench_preview_leaves_the_pep_alone(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_node_ids_are_stable(
-    regen: ModuleType, raw: str, stable: str
-) -> None:
+def test_node_ids_are_stable(regen: ModuleType, raw: str, stable: str) -> None:
     """Suite and regen spell a test the same, whatever ran it."""
     assert suite_report.stable_nodeid(raw) == stable
     assert regen.stable_nodeid(raw) == stable
@@ -214,7 +216,7 @@ def test_committed_reports_are_normalised() -> None:
 def test_regen_copies_and_normalises(
     regen: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """regen takes build/'s reports and figures; absent ones stay."""
+    """Regen takes build/'s reports and figures; absent ones stay."""
     repo = tmp_path
     (repo / "build" / "results").mkdir(parents=True)
     (repo / "build" / "bench").mkdir(parents=True)
@@ -260,7 +262,9 @@ def test_regen_copies_and_normalises(
     # Regenerating again changes nothing: the committed form is a fixed point.
     stamp = {p: p.read_text() for p in (repo / "results").glob("*.json")}
     regen.commit_reports()
-    assert stamp == {p: p.read_text() for p in (repo / "results").glob("*.json")}
+    assert stamp == {
+        p: p.read_text() for p in (repo / "results").glob("*.json")
+    }
 
 
 def test_ci_checks_git_status_after_make_test() -> None:

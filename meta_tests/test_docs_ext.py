@@ -486,7 +486,9 @@ def test_matrix_shows_crashes_evidence_and_coverage(
         report["implementation"]["capabilities"] = ["hooks"]
         failing = report["requirements"][0]["tests"][0]
         failing["outcome"] = "failed"
-        failing["message"] = f"AssertionError: slot read 0x{minor} on 3.{minor}"
+        failing["message"] = (
+            f"AssertionError: slot read 0x{minor} on 3.{minor}"
+        )
         crashed = report["requirements"][2]["tests"][0]
         crashed["outcome"] = "crashed"
         write_json(project / "results" / f"cpython-3.{minor}.json", report)
@@ -944,7 +946,9 @@ def test_source_pages_link_requirements_to_tests_and_c_lines(
     assert "The first fixture test." in block
     # The module's pytestmark counts for every test of the module.
     assert "test_unset_reads_null" in tests.split('id="tests-r-index-1"')[1]
-    assert "No test of the suite names" in tests.split('id="tests-r-store-2"')[1]
+    assert (
+        "No test of the suite names" in tests.split('id="tests-r-store-2"')[1]
+    )
     source = read(out, "docs/source")
     # The comment above demo_get cites R-STORE-1: the link is the function.
     impl = source.split('id="impl-r-store-1"')[1].split('id="impl-')[0]
@@ -955,7 +959,8 @@ def test_source_pages_link_requirements_to_tests_and_c_lines(
     assert 'href="#demo-c-L-6"' in impl
     assert 'id="demo-c-L-6"' in source
     api = read(out, "docs/api")
-    assert "PyDemo_Get" in api and "Read it." in api
+    assert "PyDemo_Get" in api
+    assert "Read it." in api
 
 
 def test_patch_series_prefers_the_newest_folder(

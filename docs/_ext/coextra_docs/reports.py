@@ -297,7 +297,9 @@ def _evidence(item: Mapping[str, Any]) -> tuple[Evidence, ...]:
     found = []
     summary = _evidence_lines(item.get("evidence"))
     if summary:
-        found.append(Evidence("", str(item.get("outcome")), "\n".join(summary)))
+        found.append(
+            Evidence("", str(item.get("outcome")), "\n".join(summary))
+        )
     for test in item.get("tests") or ():
         if not isinstance(test, dict) or not isinstance(
             test.get("nodeid"), str
@@ -425,7 +427,9 @@ def parse_report(
         verdict=verdict if isinstance(verdict, str) else None,
         verdicts=verdicts,
         capabilities=tuple(
-            str(c) for c in impl.get("capabilities") or () if isinstance(c, str)
+            str(c)
+            for c in impl.get("capabilities") or ()
+            if isinstance(c, str)
         ),
     )
     return report, problems

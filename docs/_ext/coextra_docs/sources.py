@@ -59,7 +59,7 @@ class SuiteTest:
 
 
 def _req_ids(node: ast.expr) -> list[str]:
-    """Requirement IDs of ``pytest.mark.req(...)`` calls inside ``node``."""
+    """Return the IDs of the ``pytest.mark.req(...)`` calls in ``node``."""
     found = []
     for call in ast.walk(node):
         if (
@@ -68,7 +68,9 @@ def _req_ids(node: ast.expr) -> list[str]:
             and call.func.attr == "req"
         ):
             for arg in call.args:
-                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                if isinstance(arg, ast.Constant) and isinstance(
+                    arg.value, str
+                ):
                     found.append(arg.value)
     return found
 
@@ -161,7 +163,7 @@ def c_citations(path: Path, root: Path) -> dict[str, list[Citation]]:
 
 
 def _line_prefix(path: str) -> str:
-    """What the anchors of one file's lines start with (``coextra-c-L``)."""
+    """Return what one file's line anchors start with (``coextra-c-L``)."""
     return nodes.make_id(Path(path).name) + "-L"
 
 
@@ -240,7 +242,7 @@ def _req_ref(req: Requirement, content: nodes.Node) -> addnodes.pending_xref:
 
 
 def _req_heading(req: Requirement, anchor: str) -> nodes.paragraph:
-    """The line that opens a requirement's part of a generated page."""
+    """Return the line opening a requirement's part of a generated page."""
     head = nodes.paragraph(classes=["coextra-page-req"])
     head["ids"].append(anchor)
     head += _req_ref(req, nodes.literal(req.id, req.id))
@@ -283,7 +285,7 @@ def build_tests_page(
 def build_source_page(
     requirements: Sequence[Requirement], files: Sequence[Path], root: Path
 ) -> list[nodes.Node]:
-    """The per-requirement list of cited lines, then every file."""
+    """Return the cited lines of each requirement, then every file."""
     cited: dict[str, list[Citation]] = {}
     for path in files:
         for req_id, found in c_citations(path, root).items():
@@ -336,7 +338,7 @@ class ApiEntry:
 
 
 def _first_sentence(text: str) -> str:
-    """The entry's first sentence; a bare "New." keeps the next one too."""
+    """Return the first sentence; a bare "New." keeps the next one."""
     sentences = re.split(r"(?<=[.:])\s+", " ".join(text.split()))
     summary = sentences[0]
     if summary == "New." and len(sentences) > 1:
@@ -356,7 +358,10 @@ def read_api(
             for box in doctree.findall(requirement)
         ]
         for desc in doctree.findall(addnodes.desc):
-            if desc.get("domain") != "c" or desc.get("objtype") not in _C_ROLES:
+            if (
+                desc.get("domain") != "c"
+                or desc.get("objtype") not in _C_ROLES
+            ):
                 continue
             signature = next(iter(desc.findall(addnodes.desc_signature)))
             names = list(signature.findall(addnodes.desc_name))
@@ -445,7 +450,7 @@ def build_api_page(
 
 
 def c_source_files(env: BuildEnvironment) -> list[Path]:
-    """The C files the source page shows (``coextra_c_sources``)."""
+    """Return the C files the source page shows (``coextra_c_sources``)."""
     root = Path(env.srcdir)
     files: list[Path] = []
     for pattern in env.config.coextra_c_sources:
@@ -454,7 +459,7 @@ def c_source_files(env: BuildEnvironment) -> list[Path]:
 
 
 def patch_files(env: BuildEnvironment) -> list[Path]:
-    """The patch series: the first folder of ``coextra_patch_dirs`` with any."""
+    """Return the patches of the first ``coextra_patch_dirs`` with any."""
     root = Path(env.srcdir)
     for folder in env.config.coextra_patch_dirs:
         found = sorted((root / folder).glob("*.patch"))

@@ -220,13 +220,13 @@ _API_PREFIX = re.compile(r"\b(?:_Py|PyUnstable_)(?=(?:Eval|Code)_)")
 
 
 def _note_key(expectation: Expectation) -> str:
-    """The merge key of an expectation: its reason, API names unified."""
+    """Return an expectation's merge key: its reason, API names unified."""
     reason = " ".join(expectation.reason.split())
     return _API_PREFIX.sub("", reason)
 
 
 def evidence_id(report: Report, req: Requirement) -> str:
-    """The anchor of one deviation's evidence on the matrix page."""
+    """Return the anchor of one deviation's evidence on the matrix page."""
     return nodes.make_id(f"evidence-{report.key}-{req.anchor}")
 
 
@@ -464,7 +464,9 @@ def _deviation_notes(
         paragraph += nodes.Text(note.reason)
         if note.link:
             paragraph += nodes.Text(" (")
-            paragraph += nodes.reference(note.link, note.link, refuri=note.link)
+            paragraph += nodes.reference(
+                note.link, note.link, refuri=note.link
+            )
             paragraph += nodes.Text(")")
         applies = "; ".join(
             f"{req_id} on {_runs(labels, columns)}"
@@ -483,7 +485,7 @@ def _evidence(
     docname: str,
     notes: dict[str, _Note],
 ) -> nodes.Node:
-    """What the suite observed for every cell that did not pass."""
+    """Return what the suite observed for every cell that did not pass."""
     container = nodes.container(classes=["coextra-evidence"])
     container["ids"].append("evidence")
     title = "Evidence of each deviation (from the reports)"
@@ -523,7 +525,12 @@ def _evidence(
                 head += nodes.Text(")")
             block += head
             if not verdict.evidence:
-                text = "The report records no message for this requirement."
+                text = (
+                    "Every test passed, although the expectations file "
+                    "lists the requirement as failing."
+                    if verdict.outcome == "xpass"
+                    else "The report records no message for this requirement."
+                )
                 block += nodes.paragraph(text, text, classes=["coextra-none"])
             for evidence in verdict.evidence:
                 where = _short_nodeid(evidence.nodeid) or "requirement"
