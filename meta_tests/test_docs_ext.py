@@ -895,6 +895,15 @@ demo_get(void)
     /* Never reads garbage (R-INDEX-1). */
     return 0;
 }
+
+/* Section header: R-STORE-2 */
+
+/* The setter. */
+static int
+demo_set(void)
+{
+    return 0;
+}
 """
 
 
@@ -958,6 +967,10 @@ def test_source_pages_link_requirements_to_tests_and_c_lines(
     impl = source.split('id="impl-r-index-1"')[1].split('id="impl-')[0]
     assert 'href="#demo-c-L-6"' in impl
     assert 'id="demo-c-L-6"' in source
+    # A header comment, then the function's own comment: the function.
+    impl = source.split('id="impl-r-store-2"')[1].split('id="impl-')[0]
+    assert 'href="#demo-c-L-14"' in impl
+    assert "demo_set()" in impl
     api = read(out, "docs/api")
     assert "PyDemo_Get" in api
     assert "Read it." in api

@@ -631,7 +631,7 @@ def test_typing_a_requirement_id_lands_on_it(
         ("docs/api", "table.coextra-api tbody tr", 8),
         ("docs/changes", "table.coextra-changes tbody tr", 8),
         ("docs/tests", "p.coextra-page-req", 40),
-        ("docs/reference_source", "div.coextra-c-file a[id]", 500),
+        ("docs/reference_source", "div.coextra-c-file span[id]", 500),
         ("docs/patches", "div.highlight-diff", 1),
     ],
 )

@@ -149,8 +149,10 @@ def c_citations(path: Path, root: Path) -> dict[str, list[Citation]]:
                 end += 1
             following = [s for s in starts if s[0] > number]
             preceding = [s for s in starts if s[0] <= number]
-            if following and end == following[0][0] - 2:
-                # The comment ends right above the return type's line.
+            if following and _only_comments_between(
+                lines, end, following[0][0] - 1
+            ):
+                # A comment above a function (the return type's line).
                 target, function = following[0]
             else:
                 target = number
@@ -160,6 +162,23 @@ def c_citations(path: Path, root: Path) -> dict[str, list[Citation]]:
             if citation not in bucket:
                 bucket.append(citation)
     return found
+
+
+def _only_comments_between(lines: list[str], after: int, before: int) -> bool:
+    """Tell whether lines ``after`` < n < ``before`` are comments or blank.
+
+    Line numbers are 1-based; a comment may span several lines.
+    """
+    number = after + 1
+    while number < before:
+        text = lines[number - 1].strip()
+        if text.startswith("/*"):
+            while "*/" not in lines[number - 1] and number < before:
+                number += 1
+        elif text:
+            return False
+        number += 1
+    return number == before
 
 
 def _line_prefix(path: str) -> str:
@@ -178,10 +197,11 @@ def highlighted_c(path: Path, relative: str) -> str:
     from pygments.formatters import HtmlFormatter
     from pygments.lexers import CLexer
 
+    # Each line is a span with its own id, so a link can target a line
+    # and the line can be highlighted (:target in coextra.css).
     formatter = HtmlFormatter(
         linenos="inline",
-        lineanchors=_line_prefix(relative),
-        anchorlinenos=True,
+        linespans=_line_prefix(relative),
         cssclass="highlight",
         wrapcode=True,
     )
