@@ -336,7 +336,7 @@ def test_committed_registry_loads() -> None:
     data = json.loads(REGISTRY.read_text(encoding="utf-8"))
     registry = parse_registry(data)
     assert registry.pep == 8523
-    assert registry.spec_version == "1.0"
+    assert registry.spec_version == "2.0"
     assert registry.ids[0] == "R-INDEX-1"
     assert registry["R-FREE-3"].level == "MUST"
     assert len(set(registry.ids)) == len(registry.ids)
@@ -387,10 +387,10 @@ def test_id_rule_reports_keywords_and_api_sentences(
     lines = _ID_RULE_PEP.splitlines()
     problems = list(check_pep.validate_requirements(lines))
     assert [(line, message.split(":")[0]) for line, message in problems] == [
-        (10, "RFC 2119 keyword SHOULD NOT must be inside a requirement"),
-        (17, "API entry's thread-safety sentence must cite the requirement "
+        (9, "RFC 2119 keyword SHOULD NOT must be inside a requirement"),
+        (16, "API entry's thread-safety sentence must cite the requirement "
          "that states it ("),
-        (21, "API entry's error sentence must cite the requirement that "
+        (20, "API entry's error sentence must cite the requirement that "
          "states it ("),
     ]
 
