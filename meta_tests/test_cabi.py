@@ -229,6 +229,28 @@ def test_size_mismatch_is_refused(impl: cabi.TableImplementation) -> None:
         cabi.from_table_address(int(ffi.cast("uintptr_t", table)), table)
 
 
+def test_table_of_older_minor_version_loads_without_new_entries(
+    impl: cabi.TableImplementation,
+) -> None:
+    """A 1.0 table (shorter, same major version) loads; 1.1 entries absent.
+
+    Minor versions only append entries, so a library built against ABI
+    1.0 keeps working and simply lacks compare_exchange_extra.
+    """
+    ffi = cabi.abi_ffi()
+    assert Capability.COMPARE_EXCHANGE in impl.capabilities
+    old_size = ffi.offsetof("coextra_table", "compare_exchange_extra")
+    table = _copy_table(impl, size=old_size)
+    loaded = cabi.from_table_address(int(ffi.cast("uintptr_t", table)), table)
+    assert Capability.COMPARE_EXCHANGE not in loaded.capabilities
+    assert Capability.HOOKS in loaded.capabilities
+    too_long = _copy_table(impl, size=ffi.sizeof("coextra_table") + 8)
+    with pytest.raises(cabi.LoadError, match="rebuild"):
+        cabi.from_table_address(
+            int(ffi.cast("uintptr_t", too_long)), too_long
+        )
+
+
 def test_undeclared_capability_raises_not_implemented(
     impl: cabi.TableImplementation,
 ) -> None:

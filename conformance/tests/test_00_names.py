@@ -44,6 +44,9 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.THREADS: (),
     Capability.ALLOC_FAILURE: ("fail_allocations",),
     Capability.COPY: ("copy_code",),
+    Capability.COMPARE_EXCHANGE: ("compare_exchange_extra",),
+    Capability.PENDING_ERROR: ("drop_with_error",),
+    Capability.PYTHON_CODE: ("python_view", "python_equal"),
 }
 
 
