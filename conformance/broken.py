@@ -349,7 +349,7 @@ class _CompareExchangeNotAtomic(ModelSession):
     ) -> tuple[bool, int]:
         state = self._as_interp(interp)
         with self._lock:
-            checked, free = self._check(COMPARE_EXCHANGE, state, code, index)
+            checked, _ = self._check(COMPARE_EXCHANGE, state, code, index)
             current = self._read(state, checked, index)
         if current != expected:
             return False, current

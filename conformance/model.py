@@ -62,7 +62,6 @@ from .adapter import (
     CO_INLINE_EXTRA,
     ApiError,
     Capability,
-    PythonView,
     FreeAction,
     FreeCall,
     FreeFunc,
@@ -70,6 +69,7 @@ from .adapter import (
     Hook,
     HookAction,
     HookCall,
+    PythonView,
     Session,
 )
 
@@ -740,7 +740,7 @@ class ModelSession:
         return left
 
     def python_view(self, code: Handle) -> PythonView:
-        """What Python code sees: no CO_INLINE_EXTRA (R-FLAG-10)."""
+        """Return what Python code sees: no CO_INLINE_EXTRA (R-FLAG-10)."""
         assert isinstance(code, _Code)
         shape = self._python_shape(code)
         return PythonView(
@@ -759,7 +759,7 @@ class ModelSession:
         return flags & ~CO_INLINE_EXTRA
 
     def _python_shape(self, code: _Code) -> tuple[object, ...]:
-        """The code object's value: visible flags and nested code."""
+        """Return the code object's value: visible flags, nested code."""
         return (
             self._python_flags(code.flags),
             tuple(self._python_shape(const) for const in code.consts),

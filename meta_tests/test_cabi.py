@@ -246,9 +246,7 @@ def test_table_of_older_minor_version_loads_without_new_entries(
     assert Capability.HOOKS in loaded.capabilities
     too_long = _copy_table(impl, size=ffi.sizeof("coextra_table") + 8)
     with pytest.raises(cabi.LoadError, match="rebuild"):
-        cabi.from_table_address(
-            int(ffi.cast("uintptr_t", too_long)), too_long
-        )
+        cabi.from_table_address(int(ffi.cast("uintptr_t", too_long)), too_long)
 
 
 def test_undeclared_capability_raises_not_implemented(

@@ -123,7 +123,7 @@ def test_pep_includes_the_example() -> None:
 
 
 def _cached_interpreter(variant: str) -> Path | None:
-    """The interpreter of a complete cached build, or None."""
+    """Return the interpreter of a complete cached build, or None."""
     cache = Path(
         os.environ.get("COEXTRA_CACHE", Path.home() / ".cache" / "coextra")
     )

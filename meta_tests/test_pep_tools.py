@@ -388,10 +388,16 @@ def test_id_rule_reports_keywords_and_api_sentences(
     problems = list(check_pep.validate_requirements(lines))
     assert [(line, message.split(":")[0]) for line, message in problems] == [
         (9, "RFC 2119 keyword SHOULD NOT must be inside a requirement"),
-        (16, "API entry's thread-safety sentence must cite the requirement "
-         "that states it ("),
-        (20, "API entry's error sentence must cite the requirement that "
-         "states it ("),
+        (
+            16,
+            "API entry's thread-safety sentence must cite the requirement "
+            "that states it (",
+        ),
+        (
+            20,
+            "API entry's error sentence must cite the requirement that "
+            "states it (",
+        ),
     ]
 
 
@@ -448,4 +454,6 @@ def test_compatibility_parts_list_every_requirement_once(
     twice = sorted({i for i in listed if listed.count(i) > 1})
     assert not twice, f"requirements in both parts or listed twice: {twice}"
     assert not set(listed) - known, f"unknown IDs: {set(listed) - known}"
-    assert not known - set(listed), f"in no part: {sorted(known - set(listed))}"
+    assert not known - set(listed), (
+        f"in no part: {sorted(known - set(listed))}"
+    )

@@ -13,11 +13,11 @@ python/peps ``check-peps.py``.
 The ID rule: every normative statement is a requirement with an ID.  An
 RFC 2119 keyword in capitals outside a requirement entry is an error
 (mentions between double backquotes or in double quotes, generated
-blocks, comments and literal blocks excepted), and so is an API entry (``.. c:function::`` and
-friends) whose error (``On error ...``) or ``Thread safety:`` paragraph
-cites no requirement.  The requirement parser is shared with
-``tools/gen_requirements.py`` so that the checker and the registry agree
-on what a requirement is.  Standard library only.
+blocks, comments and literal blocks excepted), and so is an API entry
+(``.. c:function::`` and friends) whose error (``On error ...``) or
+``Thread safety:`` paragraph cites no requirement.  The requirement
+parser is shared with ``tools/gen_requirements.py`` so that the checker
+and the registry agree on what a requirement is.  Standard library only.
 """
 
 from __future__ import annotations
@@ -535,8 +535,9 @@ def _prose_lines(
 
     Left out: the header block, requirement terms and bodies (malformed
     terms too: they are reported as such), generated blocks (tools write
-    them from results), comments, literal blocks and code directives.  Directive bodies are prose, so API entries are
-    checked; the flag says whether a line belongs to one.
+    them from results), comments, literal blocks and code directives.
+    Directive bodies are prose, so API entries are checked; the flag says
+    whether a line belongs to one.
     """
     skip: set[int] = set()
     starts = [req.line - 1 for req in requirements]
@@ -565,7 +566,9 @@ def _prose_lines(
             api_end = _indented_block_end(lines, index)
             index += 1
             continue
-        if stripped.startswith(".. ") and not re.match(r"^\s*\.\. [\w:-]+::", line):
+        if stripped.startswith(".. ") and not re.match(
+            r"^\s*\.\. [\w:-]+::", line
+        ):
             # A comment or a label: skip it and its indented continuation.
             index = _indented_block_end(lines, index)
             continue

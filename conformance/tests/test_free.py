@@ -473,8 +473,9 @@ def test_code_destroyed_after_its_interpreter_is_freed_in_order(
         per_code.append([(t, 0x1300 + 0x10 * n + t) for t in (1, 2, 3)])
     session.end_interpreter(other)
     got = h.frees(session)
-    h.assert_frees("interpreter finalization", "R-FREE-13", got,
-                   per_code[0] + per_code[1])
+    h.assert_frees(
+        "interpreter finalization", "R-FREE-13", got, per_code[0] + per_code[1]
+    )
     for expected in per_code:
         positions = [got.index(call) for call in expected]
         assert positions == sorted(positions), (

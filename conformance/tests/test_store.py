@@ -331,17 +331,17 @@ def test_compare_exchange_frees_after_the_store(session: Session) -> None:
         session.set_extra(session.main, code, reader, 0xD01)
         session.set_extra(session.main, code, index, 0xD02)
         # Swap the value under `reader`: its free function reads `index`.
-        session.compare_exchange_extra(
-            session.main, code, index, 0xD02, 0xD03
-        )
+        session.compare_exchange_extra(session.main, code, index, 0xD02, 0xD03)
         h.assert_frees(h.CAS, "R-STORE-12", h.frees(session), [(1, 0xD02)])
         session.compare_exchange_extra(
             session.main, code, reader, 0xD01, 0xD04
         )
         calls = session.take_free_calls()
-        assert [(c.tag, c.value, c.result) for c in calls] == [
-            (2, 0xD01, 0xD03)
-        ], f"{h.CAS} must free the previous value once, after the store: {calls}"
+        got = [(c.tag, c.value, c.result) for c in calls]
+        assert got == [(2, 0xD01, 0xD03)], (
+            f"{h.CAS} must free the previous value once, after the new one "
+            f"is stored (R-STORE-12): {got}"
+        )
         # Empty the reader's slot so that destruction frees nothing more.
         session.set_extra(session.main, code, reader, 0)
         h.frees(session)
@@ -436,5 +436,7 @@ def test_compare_exchange_reports_current_value_otherwise(
                 f"{value:#x} must return 0 and report it (R-STORE-13); "
                 f"got {got}"
             )
-            h.assert_get(session, session.main, code, index, value, "R-STORE-13")
+            h.assert_get(
+                session, session.main, code, index, value, "R-STORE-13"
+            )
         h.assert_no_frees(h.CAS, "R-STORE-13", session)

@@ -264,7 +264,11 @@ def test_concurrent_readers_see_old_or_new(session: Session) -> None:
     )
     for code in (early, inline):
         h.assert_get(
-            session, session.main, code, first, _value(0, ROUNDS - 1),
+            session,
+            session.main,
+            code,
+            first,
+            _value(0, ROUNDS - 1),
             "R-THREAD-6",
         )
 

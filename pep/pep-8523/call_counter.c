@@ -79,8 +79,7 @@ count_call(counter_state *state, PyObject *code)
             if (stored < 0) {
                 return -1;
             }
-        }
-        else {
+        } else {
             counter = fresh;
         }
     }
