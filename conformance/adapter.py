@@ -74,6 +74,10 @@ class Capability(str, enum.Enum):
     #: ``python_view`` and ``python_equal`` show code objects as Python
     #: code sees them (co_flags, ==, hash(), marshal.dumps()).
     PYTHON_CODE = "python-code"
+    #: Interpreters run in parallel, each with its own GIL (PEP 684): the
+    #: session may be called from several threads on different
+    #: interpreters at once.
+    OWN_GIL = "own-gil"
 
 
 class ApiError(Exception):

@@ -455,6 +455,7 @@ values_shared_between_interpreters = _broken(
     "values_shared_between_interpreters",
     _ValuesSharedBetweenInterpreters,
     "R-INTERP-2",
+    "R-INTERP-7",
 )
 set_not_atomic_on_alloc_failure = _broken(
     "set_not_atomic_on_alloc_failure",

@@ -71,6 +71,11 @@ _MINOR_ENTRIES: dict[str, Capability] = {
     "compare_exchange_extra": Capability.COMPARE_EXCHANGE,
 }
 
+#: Capabilities that no ABI bit declares.  The loader gives every table
+#: PENDING_ERROR (set_error and take_error are mandatory entries), and no
+#: table PYTHON_CODE (the ABI has no Python-level code objects).
+NO_ABI_BIT = frozenset({Capability.PENDING_ERROR, Capability.PYTHON_CODE})
+
 #: The first entry after the ABI 1.0 table: its offset is 1.0's size.
 _FIRST_MINOR_ENTRY = "compare_exchange_extra"
 

@@ -59,6 +59,8 @@ extern "C" {
 #define COEXTRA_CAP_COPY (1u << 9)
 /* ABI minor 1: the compare_exchange_extra entry is set. */
 #define COEXTRA_CAP_COMPARE_EXCHANGE (1u << 10)
+/* Interpreters run in parallel, each with its own lock (PEP 684). */
+#define COEXTRA_CAP_OWN_GIL (1u << 11)
 
 /* How copy_code copies. */
 #define COEXTRA_COPY_REPLACE 0

@@ -47,6 +47,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.COMPARE_EXCHANGE: ("compare_exchange_extra",),
     Capability.PENDING_ERROR: ("drop_with_error",),
     Capability.PYTHON_CODE: ("python_view", "python_equal"),
+    Capability.OWN_GIL: ("new_interpreter",),
 }
 
 
