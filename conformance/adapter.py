@@ -64,6 +64,20 @@ class Capability(str, enum.Enum):
     ALLOC_FAILURE = "alloc-failure"
     #: ``copy_code`` copies code objects (replace(), unmarshal).
     COPY = "copy"
+    #: ``compare_exchange_extra`` exists
+    #: (PyUnstable_Code_CompareExchangeExtra, Spec-Version 2.0).
+    COMPARE_EXCHANGE = "compare-exchange"
+    #: ``drop_with_error`` leaves an exception pending around a
+    #: destruction, and recording free functions can observe and leave
+    #: one (FreeAction.CHECK_ERROR, FreeAction.SET_ERROR).
+    PENDING_ERROR = "pending-error"
+    #: ``python_view`` and ``python_equal`` show code objects as Python
+    #: code sees them (co_flags, ==, hash(), marshal.dumps()).
+    PYTHON_CODE = "python-code"
+    #: Interpreters run in parallel, each with its own GIL (PEP 684): the
+    #: session may be called from several threads on different
+    #: interpreters at once.
+    OWN_GIL = "own-gil"
 
 
 class ApiError(Exception):
@@ -97,6 +111,11 @@ class FreeAction(str, enum.Enum):
     #: Construct one code object in the session's main interpreter and
     #: drop it again.
     NEW_CODE = "new-code"
+    #: Record in FreeCall.result whether an exception was pending when
+    #: the free function was called (1) or not (0); leave it as found.
+    CHECK_ERROR = "check-error"
+    #: Set an exception (RuntimeError) and return, a buggy free function.
+    SET_ERROR = "set-error"
 
 
 @dataclass(frozen=True)
@@ -134,6 +153,8 @@ class HookAction(str, enum.Enum):
     RECORD = "record"
     #: Set an exception (RuntimeError) and return -1.
     FAIL = "fail"
+    #: Return -1 without setting an exception (R-HOOK-12).
+    FAIL_WITHOUT_EXCEPTION = "fail-without-exception"
     #: Store ``Hook.value`` under ``Hook.index`` on the new code object.
     SET_EXTRA = "set-extra"
     #: When not already inside this hook, construct one code object in
@@ -163,6 +184,15 @@ class HookCall:
 
     tag: int
     code_id: int
+
+
+@dataclass(frozen=True)
+class PythonView:
+    """What Python code sees of a code object (Capability.PYTHON_CODE)."""
+
+    co_flags: int
+    hash: int
+    marshal: bytes
 
 
 @runtime_checkable
@@ -236,6 +266,20 @@ class Session(Protocol):
     ) -> None:
         """PyUnstable_Code_SetExtra."""
 
+    def compare_exchange_extra(
+        self,
+        interp: Handle,
+        code: Handle,
+        index: int,
+        expected: int,
+        desired: int,
+    ) -> tuple[bool, int]:
+        """PyUnstable_Code_CompareExchangeExtra (COMPARE_EXCHANGE).
+
+        Return (whether ``desired`` was stored, ``*expected`` after the
+        call): ``(True, expected)`` or ``(False, current value)``.
+        """
+
     def add_hook(self, interp: Handle, hook: Hook) -> int:
         """PyUnstable_Code_AddConstructorHook (Capability.HOOKS)."""
 
@@ -248,7 +292,11 @@ class Session(Protocol):
     # -- observation ------------------------------------------------------
 
     def co_flags(self, code: Handle) -> int:
-        """Return the code object's co_flags."""
+        """Return the co_flags field as C code sees it.
+
+        Unlike Python's ``code.co_flags`` (R-FLAG-10), this includes
+        CO_INLINE_EXTRA on code objects that have inline storage.
+        """
 
     def extra_bytes(self, code: Handle) -> int:
         """Return the bytes the code object spends on extra storage.
@@ -259,6 +307,20 @@ class Session(Protocol):
 
     def sizeof(self, code: Handle) -> int:
         """Return what sys.getsizeof() reports (Capability.SIZEOF)."""
+
+    def drop_with_error(self, obj: Handle, exc_type: str) -> str | None:
+        """Drop ``obj`` with ``exc_type`` pending (PENDING_ERROR).
+
+        Sets an exception of class ``exc_type`` in the calling thread,
+        releases the session's reference, then returns (and clears) the
+        exception pending afterwards, or None.
+        """
+
+    def python_view(self, code: Handle) -> PythonView:
+        """Return what Python code sees of ``code`` (PYTHON_CODE)."""
+
+    def python_equal(self, a: Handle, b: Handle) -> bool:
+        """Return ``a == b`` as Python code computes it (PYTHON_CODE)."""
 
     def fail_allocations(self, after: int, count: int = 1) -> None:
         """Make allocations fail (Capability.ALLOC_FAILURE).

@@ -14,8 +14,10 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .adapter import ApiError, FreeFunc, Handle
+from .adapter import ApiError, FreeFunc, Handle, Hook
 from .model import (
+    ADD_HOOK,
+    COMPARE_EXCHANGE,
     RELEASE,
     REQUEST,
     SET,
@@ -92,6 +94,34 @@ class _GetInvalidIndexSucceeds(ModelSession):
             raise
 
 
+class _CompareExchangeIgnoresExpected(ModelSession):
+    """Stores whatever the slot holds, as a plain Set would."""
+
+    def _matches(self, current: int, expected: int) -> bool:
+        return True
+
+
+class _CompareExchangeKeepsOldValue(ModelSession):
+    """Stores but never frees the value it replaces (a leak)."""
+
+    def compare_exchange_extra(
+        self,
+        interp: Handle,
+        code: Handle,
+        index: int,
+        expected: int,
+        desired: int,
+    ) -> tuple[bool, int]:
+        state = self._as_interp(interp)
+        with self._lock:
+            checked, _ = self._check(COMPARE_EXCHANGE, state, code, index)
+            current = self._read(state, checked, index)
+            if current != expected:
+                return False, current
+            self._write(state, checked, index, desired)
+        return True, expected
+
+
 # -- FREE ----------------------------------------------------------------
 
 
@@ -109,6 +139,34 @@ class _FreesNull(ModelSession):
         for free, value in frees:
             if free is not None:
                 self._call_free(free, value)
+
+
+class _FreeSeesPendingError(ModelSession):
+    """Calls free functions with the caller's exception still set."""
+
+    def _run_frees(self, frees: Iterable[Freeing]) -> None:
+        for free, value in frees:
+            if free is not None and value != 0:
+                self._call_free(free, value)
+
+
+class _FinalizationFreesDescending(ModelSession):
+    """Frees a finalized interpreter's values in descending index order."""
+
+    def end_interpreter(self, interp: Handle) -> None:
+        state = self._as_interp(interp)
+        with self._lock:
+            if not state.alive:
+                return
+            frees: list[Freeing] = []
+            for code in self._codes.values():
+                frees += reversed(self._take_values(state, code))
+            state.alive = False
+            state.out_of_line.clear()
+            state.hooks.clear()
+        self._run_frees(frees)
+        with self._lock:
+            state.indices.clear()
 
 
 class _NoFreeOnDestroy(ModelSession):
@@ -157,6 +215,33 @@ class _ZeroCostViolated(ModelSession):
 class _HookSkipsNested(ModelSession):
     def _construct_nested(self, interp: _Interp) -> _Code:
         return self._construct(interp, 0, [], False)
+
+
+class _HookMinusOneIsSuccess(ModelSession):
+    """Takes a -1 with no exception set for success: nothing reported."""
+
+    def _hook_error_without_exception(self) -> str | None:
+        return None
+
+
+class _HookIdsReused(ModelSession):
+    """Gives out the lowest free hook ID, as code watchers do."""
+
+    def add_hook(self, interp: Handle, hook: Hook) -> int:
+        state = self._as_interp(interp)
+        with self._lock:
+            used = {hook_id for hook_id, _ in state.hooks}
+            state.next_hook_id = min(
+                n for n in range(len(used) + 1) if n not in used
+            )
+        return super().add_hook(interp, hook)
+
+
+class _FlagVisibleToPython(ModelSession):
+    """Shows CO_INLINE_EXTRA in co_flags, hash and marshal output."""
+
+    def _python_flags(self, flags: int) -> int:
+        return flags
 
 
 class _HookErrorPropagates(ModelSession):
@@ -251,6 +336,70 @@ class _ThreadsLoseUpdates(ModelSession):
         return index
 
 
+class _CompareExchangeNotAtomic(ModelSession):
+    """Compares and stores in two steps, with the lock dropped between."""
+
+    def compare_exchange_extra(
+        self,
+        interp: Handle,
+        code: Handle,
+        index: int,
+        expected: int,
+        desired: int,
+    ) -> tuple[bool, int]:
+        state = self._as_interp(interp)
+        with self._lock:
+            checked, _ = self._check(COMPARE_EXCHANGE, state, code, index)
+            current = self._read(state, checked, index)
+        if current != expected:
+            return False, current
+        time.sleep(0)  # Another thread compares here and also wins.
+        self.set_extra(interp, code, index, desired)
+        return True, expected
+
+
+class _ReadersSeeTornValues(ModelSession):
+    """Frees storage before readers are done: they may read freed memory.
+
+    Stands for an implementation that replaces a slot's storage without
+    delayed reclamation: while it swaps, a reader sees the poison pattern
+    a debug allocator writes into freed memory.
+    """
+
+    POISON = 0xDDDDDDDDDDDDDDDD
+
+    def set_extra(
+        self, interp: Handle, code: Handle, index: int, value: int
+    ) -> None:
+        state = self._as_interp(interp)
+        with self._lock:
+            checked, _ = self._check(SET, state, code, index)
+            old = self._read(state, checked, index)
+            if old and value:
+                self._write(state, checked, index, self.POISON)
+        time.sleep(0)  # A reader here sees a value nobody stored.
+        with self._lock:
+            if old and value:
+                self._write(state, checked, index, old)
+        super().set_extra(interp, code, index, value)
+
+
+class _HookIdsRace(ModelSession):
+    """Reads and bumps the next hook ID without holding the lock across."""
+
+    def add_hook(self, interp: Handle, hook: Hook) -> int:
+        state = self._as_interp(interp)
+        with self._lock:
+            hook_id = state.next_hook_id
+        time.sleep(0)  # Another thread takes the same ID here.
+        with self._lock:
+            if len(state.hooks) >= self.hook_capacity:
+                raise ApiError(ADD_HOOK, "RuntimeError")
+            state.next_hook_id = hook_id + 1
+            state.hooks.append((hook_id, hook))
+        return hook_id
+
+
 def _broken(
     name: str, session_class: type[ModelSession], *expected: str
 ) -> BrokenImplementation:
@@ -306,6 +455,7 @@ values_shared_between_interpreters = _broken(
     "values_shared_between_interpreters",
     _ValuesSharedBetweenInterpreters,
     "R-INTERP-2",
+    "R-INTERP-7",
 )
 set_not_atomic_on_alloc_failure = _broken(
     "set_not_atomic_on_alloc_failure",
@@ -323,6 +473,39 @@ threads_lose_updates = _broken(
     "R-THREAD-2",
     "R-THREAD-3",
 )
+compare_exchange_ignores_expected = _broken(
+    "compare_exchange_ignores_expected",
+    _CompareExchangeIgnoresExpected,
+    "R-STORE-13",
+    "R-THREAD-5",
+)
+compare_exchange_keeps_old_value = _broken(
+    "compare_exchange_keeps_old_value",
+    _CompareExchangeKeepsOldValue,
+    "R-STORE-12",
+)
+compare_exchange_not_atomic = _broken(
+    "compare_exchange_not_atomic", _CompareExchangeNotAtomic, "R-THREAD-5"
+)
+free_sees_pending_error = _broken(
+    "free_sees_pending_error", _FreeSeesPendingError, "R-FREE-12"
+)
+finalization_frees_descending = _broken(
+    "finalization_frees_descending",
+    _FinalizationFreesDescending,
+    "R-FREE-13",
+)
+hook_minus_one_is_success = _broken(
+    "hook_minus_one_is_success", _HookMinusOneIsSuccess, "R-HOOK-12"
+)
+hook_ids_reused = _broken("hook_ids_reused", _HookIdsReused, "R-HOOK-13")
+flag_visible_to_python = _broken(
+    "flag_visible_to_python", _FlagVisibleToPython, "R-FLAG-10"
+)
+readers_see_torn_values = _broken(
+    "readers_see_torn_values", _ReadersSeeTornValues, "R-THREAD-6"
+)
+hook_ids_race = _broken("hook_ids_race", _HookIdsRace, "R-THREAD-7")
 
 #: Every broken implementation, by attribute name.
 BROKEN: dict[str, BrokenImplementation] = {
@@ -347,5 +530,15 @@ BROKEN: dict[str, BrokenImplementation] = {
         set_not_atomic_on_alloc_failure,
         copies_values_on_replace,
         threads_lose_updates,
+        compare_exchange_ignores_expected,
+        compare_exchange_keeps_old_value,
+        compare_exchange_not_atomic,
+        free_sees_pending_error,
+        finalization_frees_descending,
+        hook_minus_one_is_success,
+        hook_ids_reused,
+        flag_visible_to_python,
+        readers_see_torn_values,
+        hook_ids_race,
     )
 }

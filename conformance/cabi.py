@@ -36,6 +36,7 @@ from .adapter import (
     Hook,
     HookAction,
     HookCall,
+    PythonView,
 )
 
 __all__ = [
@@ -61,7 +62,22 @@ _PEP_NAMES = {
     "add_hook": "PyUnstable_Code_AddConstructorHook",
     "remove_hook": "PyUnstable_Code_RemoveConstructorHook",
     "has_inline_extra": "PyUnstable_Code_HasInlineExtra",
+    "compare_exchange_extra": "PyUnstable_Code_CompareExchangeExtra",
 }
+
+#: Table entries appended by each ABI minor version, and the capability
+#: that needs them; a table too short to hold an entry lacks it.
+_MINOR_ENTRIES: dict[str, Capability] = {
+    "compare_exchange_extra": Capability.COMPARE_EXCHANGE,
+}
+
+#: Capabilities that no ABI bit declares.  The loader gives every table
+#: PENDING_ERROR (set_error and take_error are mandatory entries), and no
+#: table PYTHON_CODE (the ABI has no Python-level code objects).
+NO_ABI_BIT = frozenset({Capability.PENDING_ERROR, Capability.PYTHON_CODE})
+
+#: The first entry after the ABI 1.0 table: its offset is 1.0's size.
+_FIRST_MINOR_ENTRY = "compare_exchange_extra"
 
 #: Free functions are told only the value, so each tag gets its own C
 #: function (FreeFunc docs); tags run from 0 to NUM_FREE_TAGS - 1.
@@ -162,14 +178,27 @@ def _text(chars: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-def _capabilities(mask: int) -> frozenset[Capability]:
+def _capabilities(mask: int, table: Any) -> frozenset[Capability]:
     constants = abi_constants()
     caps = set()
     for cap in Capability:
         bit = constants.get(f"COEXTRA_CAP_{cap.name}")
         if bit is not None and mask & bit:
             caps.add(cap)
+    # Every table has set_error and take_error, so the adapter can leave
+    # an exception pending and let free functions observe it.
+    caps.add(Capability.PENDING_ERROR)
+    for entry, cap in _MINOR_ENTRIES.items():
+        if not _has_entry(table, entry):
+            caps.discard(cap)
     return frozenset(caps)
+
+
+def _has_entry(table: Any, entry: str) -> bool:
+    """Tell whether a (possibly older, shorter) table sets ``entry``."""
+    ffi = abi_ffi()
+    end = ffi.offsetof("coextra_table", entry) + ffi.sizeof("void *")
+    return int(table.size) >= end and getattr(table, entry) != ffi.NULL
 
 
 # -- handles ------------------------------------------------------------
@@ -304,7 +333,7 @@ class TableImplementation:
         self.name = _text(table.name)
         self.version = _text(table.version)
         self.capabilities: frozenset[Capability] = _capabilities(
-            int(table.capabilities)
+            int(table.capabilities), table
         )
 
     def __repr__(self) -> str:
@@ -539,6 +568,31 @@ class TableSession:
         ):
             raise self._fail("set_extra")
 
+    def compare_exchange_extra(
+        self,
+        interp: Handle,
+        code: Handle,
+        index: int,
+        expected: int,
+        desired: int,
+    ) -> tuple[bool, int]:
+        """PyUnstable_Code_CompareExchangeExtra."""
+        self._need(Capability.COMPARE_EXCHANGE)
+        out = self._ffi.new("void **")
+        out[0] = self._ffi.cast("void *", expected)
+        rc = int(
+            self._t.compare_exchange_extra(
+                self._interp(interp),
+                self._obj(code),
+                index,
+                out,
+                self._ffi.cast("void *", desired),
+            )
+        )
+        if rc < 0:
+            raise self._fail("compare_exchange_extra")
+        return rc == 1, int(self._ffi.cast("uintptr_t", out[0]))
+
     def add_hook(self, interp: Handle, hook: Hook) -> int:
         """PyUnstable_Code_AddConstructorHook."""
         self._need(Capability.HOOKS)
@@ -601,6 +655,31 @@ class TableSession:
         if size < 0:
             raise self._fail("sizeof_code")
         return size
+
+    def drop_with_error(self, obj: Handle, exc_type: str) -> str | None:
+        """Drop ``obj`` with ``exc_type`` pending; return what is left."""
+        ptr = self._obj(obj)
+        assert isinstance(obj, _Obj)
+        with self._lock:
+            if obj.dropped:
+                raise ValueError(f"object already dropped: {obj!r}")
+            obj.dropped = True
+            self._objects.pop(id(obj), None)
+        self._t.set_error(exc_type.encode())
+        self._t.drop(ptr)
+        return self._take_error()
+
+    def python_view(self, code: Handle) -> PythonView:
+        """Not offered: the C ABI has no Python-level code objects."""
+        raise NotImplementedError(
+            f"{self._impl.name}: the C ABI has no Python-level code object"
+        )
+
+    def python_equal(self, a: Handle, b: Handle) -> bool:
+        """Not offered: the C ABI has no Python-level code objects."""
+        raise NotImplementedError(
+            f"{self._impl.name}: the C ABI has no Python-level code object"
+        )
 
     def fail_allocations(self, after: int, count: int = 1) -> None:
         """Make allocations fail."""
@@ -687,6 +766,13 @@ class TableSession:
                     raise self._fail("new_code")
                 self._t.drop(ptr)
                 result = 0
+            elif spec.action is FreeAction.CHECK_ERROR:
+                pending = self._take_error()
+                result = 0 if pending is None else 1
+                if pending is not None:
+                    self._t.set_error(pending.encode())  # as found
+            elif spec.action is FreeAction.SET_ERROR:
+                self._t.set_error(b"RuntimeError")
         except ApiError as exc:
             error = exc.exc_type
         entry[0] = FreeCall(spec.tag, value, result, error)
@@ -698,6 +784,8 @@ class TableSession:
             self._hook_log.append(call)
         if hook.action is HookAction.FAIL:
             self._t.set_error(b"RuntimeError")
+            return -1
+        if hook.action is HookAction.FAIL_WITHOUT_EXCEPTION:
             return -1
         if hook.action is HookAction.SET_EXTRA:
             word = self._ffi.cast("void *", hook.value)
@@ -753,12 +841,16 @@ def _check_table(table: Any, origin: str) -> None:
             f"version {expected}; rebuild the library against the "
             f"coextra_abi.h shipped with this suite"
         )
+    # Minor versions only append entries: a table from an older minor
+    # version is shorter, and the entries it lacks count as absent.
     size = int(table.size)
-    if size != ffi.sizeof("coextra_table"):
+    oldest = ffi.offsetof("coextra_table", _FIRST_MINOR_ENTRY)
+    if not oldest <= size <= ffi.sizeof("coextra_table"):
         raise LoadError(
             f"{origin}: table size {size} bytes, but ABI version "
-            f"{expected} defines {ffi.sizeof('coextra_table')}; rebuild "
-            f"the library against the coextra_abi.h shipped with this suite"
+            f"{expected} defines {oldest} to {ffi.sizeof('coextra_table')}; "
+            f"rebuild the library against the coextra_abi.h shipped with "
+            f"this suite"
         )
 
 

@@ -37,6 +37,18 @@ Allocation failure
 Threads
     One lock guards the state.  Free functions and hooks always run with
     the lock released, so that they may call back into the API.
+
+Pending exceptions
+    Errors are raised as :class:`.ApiError`, but the model also keeps a
+    per-thread pending exception, as the C API does, for what happens
+    around free functions (R-FREE-12): :meth:`ModelSession.drop_with_error`
+    sets one, free functions run with it put aside, and one they leave is
+    reported as unraisable.
+
+Python view
+    ``python_view`` is what Python code sees of a code object: its flags
+    without CO_INLINE_EXTRA (R-FLAG-10), and a hash and marshal bytes
+    computed from the visible flags and the nested code objects only.
 """
 
 from __future__ import annotations
@@ -57,6 +69,7 @@ from .adapter import (
     Hook,
     HookAction,
     HookCall,
+    PythonView,
     Session,
 )
 
@@ -80,6 +93,7 @@ SET = "PyUnstable_Code_SetExtra"
 ADD_HOOK = "PyUnstable_Code_AddConstructorHook"
 REMOVE_HOOK = "PyUnstable_Code_RemoveConstructorHook"
 HAS_INLINE = "PyUnstable_Code_HasInlineExtra"
+COMPARE_EXCHANGE = "PyUnstable_Code_CompareExchangeExtra"
 CONSTRUCT = "PyCode_New"
 
 #: A value leaving a slot, with the free function it goes to.
@@ -266,13 +280,36 @@ class ModelSession:
             running = self._local.running = set()
         return running
 
+    def _pending(self) -> str | None:
+        pending: str | None = getattr(self._local, "pending", None)
+        return pending
+
+    def _set_pending(self, exc_type: str | None) -> None:
+        self._local.pending = exc_type
+
     # -- calling out (lock released) ------------------------------------
 
     def _run_frees(self, frees: Iterable[Freeing]) -> None:
-        for free, value in frees:
-            # R-INDEX-5: no free function; R-FREE-4: never NULL.
-            if free is not None and value != 0:
-                self._call_free(free, value)
+        # R-FREE-12: free functions run with no exception set; the
+        # caller's comes back afterwards, one a free function leaves is
+        # unraisable.
+        saved = self._pending()
+        self._set_pending(None)
+        try:
+            for free, value in frees:
+                # R-INDEX-5: no free function; R-FREE-4: never NULL.
+                if free is not None and value != 0:
+                    self._call_free(free, value)
+                    self._free_left_error()
+        finally:
+            self._set_pending(saved)
+
+    def _free_left_error(self) -> None:
+        left = self._pending()
+        if left is not None:
+            self._set_pending(None)
+            with self._lock:
+                self._unraisable.append(left)
 
     def _call_free(self, free: FreeFunc, value: int) -> None:
         with self._lock:
@@ -291,6 +328,10 @@ class ModelSession:
             elif free.action is FreeAction.NEW_CODE:
                 self.drop(self.new_code(self._main))
                 result = 0
+            elif free.action is FreeAction.CHECK_ERROR:
+                result = 0 if self._pending() is None else 1
+            elif free.action is FreeAction.SET_ERROR:
+                self._set_pending("RuntimeError")
         except ApiError as exc:
             error = exc.exc_type
         with self._lock:
@@ -315,6 +356,9 @@ class ModelSession:
         with self._lock:
             self._unraisable.append(error)
 
+    def _hook_error_without_exception(self) -> str | None:
+        return "SystemError"
+
     def _hook_action(
         self, interp: _Interp, hook_id: int, hook: Hook, code: _Code
     ) -> str | None:
@@ -322,6 +366,9 @@ class ModelSession:
         try:
             if hook.action is HookAction.FAIL:
                 return "RuntimeError"
+            if hook.action is HookAction.FAIL_WITHOUT_EXCEPTION:
+                # R-HOOK-12: -1 with nothing set is a SystemError.
+                return self._hook_error_without_exception()
             if hook.action is HookAction.SET_EXTRA:
                 self.set_extra(interp, code, hook.index, hook.value)
             elif hook.action is HookAction.NEW_CODE:
@@ -587,6 +634,43 @@ class ModelSession:
     def _unchanged(self, old: int, value: int) -> bool:
         return value == old
 
+    def compare_exchange_extra(
+        self,
+        interp: Handle,
+        code: Handle,
+        index: int,
+        expected: int,
+        desired: int,
+    ) -> tuple[bool, int]:
+        """PyUnstable_Code_CompareExchangeExtra."""
+        state = self._as_interp(interp)
+        with self._lock:
+            # The same checks as Set (R-STORE-12).
+            checked, free = self._check(COMPARE_EXCHANGE, state, code, index)
+            current = self._read(state, checked, index)
+            if not self._matches(current, expected):
+                # R-STORE-13: report the current value; store and free
+                # nothing.
+                return False, current
+            if current == desired:
+                return True, expected  # R-FREE-5: nothing to free.
+            error: ApiError | None = None
+            try:
+                # Under the one lock: atomic with Get, Set and other
+                # exchanges on the slot (R-THREAD-5).
+                self._write(state, checked, index, desired)
+            except ApiError as exc:
+                error = ApiError(COMPARE_EXCHANGE, exc.exc_type)
+        if error is not None:
+            self._set_failed(free, desired)
+            raise error
+        # R-STORE-12: the previous value is freed after the store.
+        self._run_frees([(free, current)])
+        return True, expected
+
+    def _matches(self, current: int, expected: int) -> bool:
+        return current == expected
+
     def _set_failed(self, free: FreeFunc | None, value: int) -> None:
         """R-STORE-11, R-ALLOC-2: the caller keeps ``value``."""
 
@@ -644,6 +728,42 @@ class ModelSession:
     def sizeof(self, code: Handle) -> int:
         """Return what sys.getsizeof() reports (R-FLAG-9)."""
         return BASE_SIZE + self.extra_bytes(code)
+
+    def drop_with_error(self, obj: Handle, exc_type: str) -> str | None:
+        """Drop ``obj`` with ``exc_type`` pending; return what is left."""
+        self._set_pending(exc_type)
+        try:
+            self.drop(obj)
+        finally:
+            left = self._pending()
+            self._set_pending(None)
+        return left
+
+    def python_view(self, code: Handle) -> PythonView:
+        """Return what Python code sees: no CO_INLINE_EXTRA (R-FLAG-10)."""
+        assert isinstance(code, _Code)
+        shape = self._python_shape(code)
+        return PythonView(
+            co_flags=self._python_flags(code.flags),
+            hash=hash(shape),
+            marshal=repr(shape).encode(),
+        )
+
+    def python_equal(self, a: Handle, b: Handle) -> bool:
+        """Code objects compare by what Python code sees (R-FLAG-10)."""
+        assert isinstance(a, _Code)
+        assert isinstance(b, _Code)
+        return self._python_shape(a) == self._python_shape(b)
+
+    def _python_flags(self, flags: int) -> int:
+        return flags & ~CO_INLINE_EXTRA
+
+    def _python_shape(self, code: _Code) -> tuple[object, ...]:
+        """Return the code object's value: visible flags, nested code."""
+        return (
+            self._python_flags(code.flags),
+            tuple(self._python_shape(const) for const in code.consts),
+        )
 
     def fail_allocations(self, after: int, count: int = 1) -> None:
         """Let ``after`` allocations succeed, then fail ``count``."""

@@ -145,7 +145,7 @@ def test_constants_match_c_compiler(tmp_path: Path) -> None:
     constants = cabi.abi_constants()
     assert "COEXTRA_ABI_VERSION" in constants
     assert len([c for c in constants if c.startswith("COEXTRA_CAP_")]) == (
-        len(Capability)
+        len(Capability) - len(cabi.NO_ABI_BIT)
     )
     prints = "".join(
         f'    printf("{name} %lu\\n", (unsigned long)({name}));\n'
@@ -174,7 +174,9 @@ def test_load_library_reads_name_and_capabilities(
     """Name, in-process flag and capability bits come from the table."""
     assert impl.name == "reference"
     assert impl.in_process is True
-    assert impl.capabilities == frozenset(Capability)
+    assert impl.capabilities == frozenset(Capability) - {
+        Capability.PYTHON_CODE
+    }
 
 
 def test_load_library_missing_file(tmp_path: Path) -> None:
@@ -229,6 +231,26 @@ def test_size_mismatch_is_refused(impl: cabi.TableImplementation) -> None:
         cabi.from_table_address(int(ffi.cast("uintptr_t", table)), table)
 
 
+def test_table_of_older_minor_version_loads_without_new_entries(
+    impl: cabi.TableImplementation,
+) -> None:
+    """A 1.0 table (shorter, same major version) loads; 1.1 entries absent.
+
+    Minor versions only append entries, so a library built against ABI
+    1.0 keeps working and simply lacks compare_exchange_extra.
+    """
+    ffi = cabi.abi_ffi()
+    assert Capability.COMPARE_EXCHANGE in impl.capabilities
+    old_size = ffi.offsetof("coextra_table", "compare_exchange_extra")
+    table = _copy_table(impl, size=old_size)
+    loaded = cabi.from_table_address(int(ffi.cast("uintptr_t", table)), table)
+    assert Capability.COMPARE_EXCHANGE not in loaded.capabilities
+    assert Capability.HOOKS in loaded.capabilities
+    too_long = _copy_table(impl, size=ffi.sizeof("coextra_table") + 8)
+    with pytest.raises(cabi.LoadError, match="rebuild"):
+        cabi.from_table_address(int(ffi.cast("uintptr_t", too_long)), too_long)
+
+
 def test_undeclared_capability_raises_not_implemented(
     impl: cabi.TableImplementation,
 ) -> None:
@@ -238,7 +260,7 @@ def test_undeclared_capability_raises_not_implemented(
     limited = cabi.from_table_address(
         int(ffi.cast("uintptr_t", table)), keepalive=(table, impl)
     )
-    assert limited.capabilities == frozenset()
+    assert limited.capabilities == {Capability.PENDING_ERROR}
     s = limited.open_session()
     try:
         index = s.request_index(s.main, None)

@@ -763,7 +763,11 @@ def test_minimal_impl_exports_a_valid_table(minimal_impl: Path) -> None:
     table = library.coextra_get_table().contents
     assert table.abi_version == int(version.group(1))
     assert table.name == b"minimal-example"
-    assert table.capabilities == 0
+    compare_exchange = re.search(
+        r"#define COEXTRA_CAP_COMPARE_EXCHANGE \(1u << (\d+)\)", header
+    )
+    assert compare_exchange is not None
+    assert table.capabilities == 1 << int(compare_exchange.group(1))
 
 
 def run_suite(

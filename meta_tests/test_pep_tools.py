@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -335,7 +336,124 @@ def test_committed_registry_loads() -> None:
     data = json.loads(REGISTRY.read_text(encoding="utf-8"))
     registry = parse_registry(data)
     assert registry.pep == 8523
-    assert registry.spec_version == "1.0"
+    assert registry.spec_version == "2.0"
     assert registry.ids[0] == "R-INDEX-1"
     assert registry["R-FREE-3"].level == "MUST"
     assert len(set(registry.ids)) == len(registry.ids)
+
+
+# -- the ID rule -----------------------------------------------------------
+
+_ID_RULE_PEP = """\
+Intro paragraph.
+
+.. _r-demo-1:
+
+R-DEMO-1 \u2014 Inside a requirement (MUST)
+   The implementation MUST do this; it MAY do that.
+
+The key words "MUST" and ``SHOULD`` are mentions, not rules.
+An implementation SHOULD NOT do this outside a requirement.
+
+.. c:function:: int Demo(void)
+
+   On success, return ``0``.  On error, set ``SystemError`` and return
+   ``-1`` (:ref:`R-DEMO-1 <r-demo-1>`).
+
+   Thread safety: safe from any thread.
+
+.. c:function:: int Other(void)
+
+   On error, set ``ValueError`` and return ``-1``.
+
+.. This comment MAY say anything.
+
+An example::
+
+    /* the callee MUST be called */
+
+.. BEGIN GENERATED: demo
+
+* :ref:`R-DEMO-1 <r-demo-1>` (MUST)
+
+.. END GENERATED
+"""
+
+
+def test_id_rule_reports_keywords_and_api_sentences(
+    check_pep: ModuleType,
+) -> None:
+    """Keywords and API rule sentences outside requirements are errors."""
+    lines = _ID_RULE_PEP.splitlines()
+    problems = list(check_pep.validate_requirements(lines))
+    assert [(line, message.split(":")[0]) for line, message in problems] == [
+        (9, "RFC 2119 keyword SHOULD NOT must be inside a requirement"),
+        (
+            16,
+            "API entry's thread-safety sentence must cite the requirement "
+            "that states it (",
+        ),
+        (
+            20,
+            "API entry's error sentence must cite the requirement that "
+            "states it (",
+        ),
+    ]
+
+
+def test_id_rule_reports_with_file_and_line(
+    check_pep: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The project's PEP with one bare keyword fails with file and line."""
+    lines = check_pep.read_lines(PEP)
+    target = next(
+        n for n, line in enumerate(lines) if line.startswith("Indices are")
+    )
+    lines[target] = "Indices MUST be " + lines[target][len("Indices are ") :]
+    broken = tmp_path / "pep-8523.rst"
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, out = _run_checker(check_pep, capsys, broken)
+    assert status == 1
+    assert out == [
+        f"{broken}:{target + 1}: RFC 2119 keyword MUST must be inside a "
+        "requirement: give the rule an ID ('R-AREA-n \u2014 Title (LEVEL)') "
+        "or reword it"
+    ]
+
+
+def test_compatibility_parts_list_every_requirement_once(
+    check_pep: ModuleType,
+) -> None:
+    """Each requirement is in exactly one part of the Compatibility section.
+
+    The parts are the text between ``.. BEGIN COMPATIBILITY: <part>`` and
+    ``.. END COMPATIBILITY``; ``R-X-a to R-X-b`` names a range.
+    """
+    text = PEP.read_text(encoding="utf-8")
+    requirements, _ = check_pep.parse_requirements(text.splitlines())
+    known = {req.id for req in requirements}
+    parts: dict[str, list[str]] = {}
+    for name, body in re.findall(
+        r"^\.\. BEGIN COMPATIBILITY: (\S+)\n(.*?)^\.\. END COMPATIBILITY",
+        text,
+        flags=re.S | re.M,
+    ):
+        ids: list[str] = []
+        body = " ".join(body.split())
+        for area, first, last in re.findall(
+            r"R-([A-Z]+)-(\d+) to R-\1-(\d+)", body
+        ):
+            ids += [f"R-{area}-{n}" for n in range(int(first), int(last) + 1)]
+        body = re.sub(r"R-([A-Z]+)-(\d+) to R-\1-(\d+)", "", body)
+        ids += re.findall(r"R-[A-Z]+-\d+", body)
+        parts[name] = ids
+    assert sorted(parts) == ["behaviour-fixes", "layout-change"]
+    listed = [i for ids in parts.values() for i in ids]
+    twice = sorted({i for i in listed if listed.count(i) > 1})
+    assert not twice, f"requirements in both parts or listed twice: {twice}"
+    assert not set(listed) - known, f"unknown IDs: {set(listed) - known}"
+    assert not known - set(listed), (
+        f"in no part: {sorted(known - set(listed))}"
+    )

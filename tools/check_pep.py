@@ -4,13 +4,20 @@ Usage: ``python tools/check_pep.py [PEP ...]``; without arguments every
 ``pep/pep-*.rst`` of the repository is checked.  Each problem is printed
 as ``path:line: message`` and the exit status is 1 if there was any.
 
-The checks (header fields, PEP 12 section order, requirement entries and
-the ``.. BEGIN GENERATED: <name>`` / ``.. END GENERATED`` blocks that tools
-regenerate) are small ``_validate_*`` generators that yield
-``(line, message)`` pairs with imperative messages, in the manner of
-python/peps ``check-peps.py``.  The requirement parser is shared with
-``tools/gen_requirements.py`` so that the checker and the registry agree
-on what a requirement is.  Standard library only.
+The checks (header fields, PEP 12 section order, requirement entries,
+the ID rule and the ``.. BEGIN GENERATED: <name>`` / ``.. END GENERATED``
+blocks that tools regenerate) are small ``_validate_*`` generators that
+yield ``(line, message)`` pairs with imperative messages, in the manner of
+python/peps ``check-peps.py``.
+
+The ID rule: every normative statement is a requirement with an ID.  An
+RFC 2119 keyword in capitals outside a requirement entry is an error
+(mentions between double backquotes or in double quotes, generated
+blocks, comments and literal blocks excepted), and so is an API entry
+(``.. c:function::`` and friends) whose error (``On error ...``) or
+``Thread safety:`` paragraph cites no requirement.  The requirement
+parser is shared with ``tools/gen_requirements.py`` so that the checker
+and the registry agree on what a requirement is.  Standard library only.
 """
 
 from __future__ import annotations
@@ -491,6 +498,136 @@ def validate_requirements(lines: Sequence[str]) -> Iterator[Problem]:
     yield from _validate_numbering(requirements)
     yield from _validate_orphan_labels(lines, requirements)
     yield from _validate_references(lines, requirements)
+    yield from _validate_normative_text(lines, requirements, attempts)
+
+
+# -- normative text outside requirements --------------------------------------
+
+#: RFC 2119 keywords; only capitals carry the RFC's meaning (RFC 8174).
+RFC2119_RE = re.compile(
+    r"\b(MUST NOT|MUST|SHALL NOT|SHALL|SHOULD NOT|SHOULD|REQUIRED|"
+    r"NOT RECOMMENDED|RECOMMENDED|MAY|OPTIONAL)\b"
+)
+#: Mentions of a keyword rather than uses: ``literal`` or "quoted".
+MENTION_RE = re.compile(r"``.*?``|\"[^\"]*\"")
+#: Directives that document one API item (PEP 782 style entries).
+API_DIRECTIVE_RE = re.compile(r"^\.\. c:(function|type|macro|member|var)::")
+#: Directives whose content is code, never prose.
+CODE_DIRECTIVE_RE = re.compile(r"^\.\. (code-block|code|literalinclude)::")
+#: Sentences of an API entry that state behaviour a caller relies on.
+API_RULE_RE = re.compile(r"\bOn error\b|^Thread safety\b")
+
+
+def _indented_block_end(lines: Sequence[str], index: int) -> int:
+    """Return the index after the indented block that follows ``index``."""
+    j = index + 1
+    while j < len(lines) and (not lines[j].strip() or lines[j][0] in " \t"):
+        j += 1
+    return j
+
+
+def _prose_lines(
+    lines: Sequence[str],
+    requirements: Iterable[Requirement],
+    attempts: Iterable[TermAttempt] = (),
+) -> Iterator[tuple[int, str, bool]]:
+    """Yield (index, line, in an API entry) for prose outside requirements.
+
+    Left out: the header block, requirement terms and bodies (malformed
+    terms too: they are reported as such), generated blocks (tools write
+    them from results), comments, literal blocks and code directives.
+    Directive bodies are prose, so API entries are checked; the flag says
+    whether a line belongs to one.
+    """
+    skip: set[int] = set()
+    starts = [req.line - 1 for req in requirements]
+    starts += [attempt.line - 1 for attempt in attempts]
+    for start in starts:
+        skip.update(range(start, _indented_block_end(lines, start)))
+    header_end = next(
+        (i for i, line in enumerate(lines) if not line.strip()), len(lines)
+    )
+    skip.update(range(header_end))
+    index = header_end
+    api_end = -1
+    while index < len(lines):
+        line = lines[index]
+        stripped = line.strip()
+        if line.startswith(GENERATED_BEGIN):
+            end = index
+            while end < len(lines) and lines[end].rstrip() != GENERATED_END:
+                end += 1
+            index = end + 1
+            continue
+        if CODE_DIRECTIVE_RE.match(line):
+            index = _indented_block_end(lines, index)
+            continue
+        if API_DIRECTIVE_RE.match(line):
+            api_end = _indented_block_end(lines, index)
+            index += 1
+            continue
+        if stripped.startswith(".. ") and not re.match(
+            r"^\s*\.\. [\w:-]+::", line
+        ):
+            # A comment or a label: skip it and its indented continuation.
+            index = _indented_block_end(lines, index)
+            continue
+        if index not in skip:
+            yield index, line, index < api_end
+        if stripped.endswith("::") and not stripped.startswith(".."):
+            # A literal block follows: examples, not rules.
+            index = _indented_block_end(lines, index)
+            continue
+        index += 1
+
+
+def _validate_normative_text(
+    lines: Sequence[str],
+    requirements: Sequence[Requirement],
+    attempts: Sequence[TermAttempt] = (),
+) -> Iterator[Problem]:
+    """Check that every rule outside the requirements carries an ID.
+
+    An RFC 2119 keyword is allowed only inside a requirement entry; an API
+    entry's error or thread-safety paragraph has to cite the requirements
+    that state it.
+    """
+    paragraph: list[tuple[int, str]] = []
+    in_api = False
+
+    def check_paragraph() -> Iterator[Problem]:
+        if not paragraph or not in_api:
+            return
+        text = " ".join(line.strip() for _, line in paragraph)
+        if API_RULE_RE.search(text) and not REF_RE.search(text):
+            kind = "thread-safety" if text.startswith("Thread") else "error"
+            yield (
+                paragraph[0][0] + 1,
+                (
+                    f"API entry's {kind} sentence must cite the requirement "
+                    f"that states it (:ref:`R-AREA-n <r-area-n>`)"
+                ),
+            )
+
+    previous = -2
+    for index, line, api in _prose_lines(lines, requirements, attempts):
+        if index != previous + 1 or not line.strip():
+            yield from check_paragraph()
+            paragraph = []
+        previous = index
+        if line.strip():
+            paragraph.append((index, line))
+            in_api = api
+        for match in RFC2119_RE.finditer(MENTION_RE.sub("", line)):
+            yield (
+                index + 1,
+                (
+                    f"RFC 2119 keyword {match[1]} must be inside a "
+                    f"requirement: give the rule an ID "
+                    f"('R-AREA-n \u2014 Title (LEVEL)') or reword it"
+                ),
+            )
+    yield from check_paragraph()
 
 
 # -- generated blocks -------------------------------------------------------

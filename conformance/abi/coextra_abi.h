@@ -23,8 +23,14 @@
  *    the calling thread's current interpreter in the PEP's C API.
  *  - Entries for capabilities the library does not declare may be NULL.
  *
- * This header is part of the suite's fixed interface.  Additions bump
- * COEXTRA_ABI_VERSION; the loader refuses a table whose version differs.
+ * This header is part of the suite's fixed interface.  Versioning:
+ *  - COEXTRA_ABI_VERSION is the major version; the loader refuses a table
+ *    whose abi_version differs.
+ *  - COEXTRA_ABI_MINOR counts compatible additions: new entries are only
+ *    ever appended at the end of the table.  A library built against an
+ *    older minor version reports a smaller `size`; the loader treats the
+ *    entries beyond it as absent (NULL) and drops the capabilities that
+ *    need them.
  */
 #ifndef COEXTRA_ABI_H
 #define COEXTRA_ABI_H
@@ -37,6 +43,8 @@ extern "C" {
 #endif
 
 #define COEXTRA_ABI_VERSION 1
+/* 1: compare_exchange_extra (Spec-Version 2.0). */
+#define COEXTRA_ABI_MINOR 1
 
 /* Capability bits, one per conformance.adapter.Capability. */
 #define COEXTRA_CAP_RELEASE (1u << 0)
@@ -49,6 +57,10 @@ extern "C" {
 #define COEXTRA_CAP_THREADS (1u << 7)
 #define COEXTRA_CAP_ALLOC_FAILURE (1u << 8)
 #define COEXTRA_CAP_COPY (1u << 9)
+/* ABI minor 1: the compare_exchange_extra entry is set. */
+#define COEXTRA_CAP_COMPARE_EXCHANGE (1u << 10)
+/* Interpreters run in parallel, each with its own lock (PEP 684). */
+#define COEXTRA_CAP_OWN_GIL (1u << 11)
 
 /* How copy_code copies. */
 #define COEXTRA_COPY_REPLACE 0
@@ -110,6 +122,14 @@ typedef struct coextra_table {
     void (*set_error)(const char *exc_class);
     /* Like take_error, for the oldest error reported as unraisable. */
     int (*take_unraisable)(char *buf, size_t size);
+
+    /* -- ABI minor 1 (Spec-Version 2.0) ------------------------------ */
+    /* PyUnstable_Code_CompareExchangeExtra: 1 if *expected matched and
+       desired was stored, 0 with the current value in *expected if not,
+       -1 with an error pending. */
+    int (*compare_exchange_extra)(coextra_interp *interp, coextra_object *code,
+                                  intptr_t index, void **expected,
+                                  void *desired);
 } coextra_table;
 
 /* The one symbol a library exports. */

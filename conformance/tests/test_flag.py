@@ -263,3 +263,61 @@ def test_sizeof_counts_extra_storage(session: Session) -> None:
     assert session.extra_bytes(early) > 0, (
         "out-of-line storage must be counted (R-FLAG-9)"
     )
+
+
+@pytest.mark.req("R-FLAG-10")
+@pytest.mark.requires(Capability.PYTHON_CODE)
+def test_flag_is_invisible_to_python_code(session: Session) -> None:
+    """CO_INLINE_EXTRA is invisible to Python code.
+
+    R-FLAG-10: "co_flags, == and hash() of code objects and the bytes of
+    marshal.dumps() are the same for a code object constructed with a
+    consumer as for the same code constructed without one; replace() and
+    types.CodeType(...) do not carry the flag over."
+    """
+    flags = 0x3  # CO_OPTIMIZED | CO_NEWLOCALS, as a function has
+    plain = session.new_code(session.main, nested=1, flags=flags)
+    index = session.request_index(session.main, FreeFunc(1))
+    inline = session.new_code(session.main, nested=1, flags=flags)
+    session.set_extra(session.main, inline, index, 0x1001)
+    assert _flagged(session, inline), (
+        "the code object constructed with a consumer has no inline storage "
+        "(R-FLAG-2), so this test cannot check R-FLAG-10"
+    )
+    seen_plain = session.python_view(plain)
+    seen_inline = session.python_view(inline)
+    assert seen_inline.co_flags == seen_plain.co_flags == flags, (
+        f"code.co_flags is {seen_inline.co_flags:#x} with a consumer and "
+        f"{seen_plain.co_flags:#x} without; both must be {flags:#x} "
+        f"(R-FLAG-10)"
+    )
+    assert session.python_equal(plain, inline), (
+        "the same code compares unequal with and without a consumer "
+        "(R-FLAG-10)"
+    )
+    assert seen_inline.hash == seen_plain.hash, (
+        "hash() of the same code differs with and without a consumer "
+        "(R-FLAG-10)"
+    )
+    assert seen_inline.marshal == seen_plain.marshal, (
+        "marshal.dumps() of the same code differs with and without a "
+        "consumer, so .pyc files would depend on it (R-FLAG-10)"
+    )
+    copy = session.copy_code(session.main, inline, "replace")
+    assert session.python_view(copy).co_flags == flags, (
+        "replace() carried CO_INLINE_EXTRA into co_flags (R-FLAG-10)"
+    )
+
+
+@pytest.mark.req("R-FLAG-3")
+@pytest.mark.requires(Capability.INLINE_FLAG)
+@pytest.mark.isolated
+def test_has_inline_extra_rejects_non_code(session: Session) -> None:
+    """HasInlineExtra on a non-code object raises SystemError.
+
+    R-FLAG-3: "for an object that is not a code object it returns -1 with
+    SystemError set."
+    """
+    other = session.new_non_code(session.main)
+    with h.api_error(h.HAS_INLINE, "SystemError", "R-FLAG-3"):
+        session.has_inline_extra(other)

@@ -367,3 +367,128 @@ def test_finalization_frees_every_value_once(session: Session) -> None:
     for code in (child, own, shared):
         session.drop(code)
     h.assert_no_frees(DESTROY, "R-FREE-11", session)
+
+
+@pytest.mark.req("R-FREE-12")
+@pytest.mark.requires(Capability.PENDING_ERROR)
+@pytest.mark.isolated
+def test_free_functions_run_without_the_pending_exception(
+    session: Session,
+) -> None:
+    """Free functions run with no exception set; the caller's survives.
+
+    R-FREE-12: "Every free function is called with no exception set, and an
+    exception pending when freeing started is pending again afterwards."
+    """
+    early = session.new_code(session.main)
+    checker = session.request_index(
+        session.main, FreeFunc(1, FreeAction.CHECK_ERROR)
+    )
+    inline = session.new_code(session.main, nested=1)
+    child = session.nested(inline)[0]
+    for n, code in enumerate((early, inline, child)):
+        session.set_extra(session.main, code, checker, 0x1201 + n)
+    session.drop(child)  # still referenced by `inline`
+    for code in (early, inline):
+        left = session.drop_with_error(code, "KeyError")
+        assert left == "KeyError", (
+            f"{DESTROY} with KeyError pending left {left!r} pending; the "
+            f"caller's exception must survive the free functions (R-FREE-12)"
+        )
+    calls = session.take_free_calls()
+    assert sorted(c.value for c in calls) == [0x1201, 0x1202, 0x1203], (
+        f"{DESTROY}: every value must be freed once (R-FREE-3): {calls}"
+    )
+    seen = [c for c in calls if c.result != 0]
+    assert not seen, (
+        f"free functions ran with the caller's exception set (R-FREE-12): "
+        f"{seen}"
+    )
+    assert session.take_unraisable() == [], "nothing was unraisable"
+
+
+@pytest.mark.req("R-FREE-12")
+@pytest.mark.requires(Capability.PENDING_ERROR)
+@pytest.mark.isolated
+def test_exception_left_by_free_function_is_unraisable(
+    session: Session,
+) -> None:
+    """An exception a free function leaves is unraisable, not propagated.
+
+    R-FREE-12: "An exception a free function leaves set is reported as
+    unraisable and is not propagated to the caller."
+    """
+    index = session.request_index(
+        session.main, FreeFunc(1, FreeAction.SET_ERROR)
+    )
+    code = session.new_code(session.main)
+    session.set_extra(session.main, code, index, 0x1211)
+    session.set_extra(session.main, code, index, 0x1212)
+    assert session.pending_error() is None, (
+        f"{h.SET}: the free function's exception must not reach the caller "
+        f"(R-FREE-12)"
+    )
+    assert session.take_unraisable() == ["RuntimeError"], (
+        f"{h.SET}: the free function's exception must be reported as "
+        f"unraisable (R-FREE-12)"
+    )
+    left = session.drop_with_error(code, "KeyError")
+    assert left == "KeyError", (
+        f"{DESTROY}: a free function's exception replaced the caller's: "
+        f"{left!r} is pending instead of KeyError (R-FREE-12)"
+    )
+    assert session.take_unraisable() == ["RuntimeError"], (
+        f"{DESTROY}: the free function's exception must be reported as "
+        f"unraisable (R-FREE-12)"
+    )
+    h.assert_frees(
+        DESTROY, "R-FREE-12", h.frees(session), [(1, 0x1211), (1, 0x1212)]
+    )
+
+
+@pytest.mark.req("R-FREE-13")
+@pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
+@pytest.mark.isolated
+def test_code_destroyed_after_its_interpreter_is_freed_in_order(
+    session: Session,
+) -> None:
+    """Values in code objects that outlive their interpreter.
+
+    R-FREE-13 (the part about code objects destroyed after the
+    interpreter): "At the finalization of an interpreter, every value under
+    its indices in every live code object is freed exactly once, in
+    ascending index order per code object; afterwards nothing of that
+    interpreter is read, written or freed when such a code object is used
+    or destroyed."
+    """
+    other = session.new_interpreter()
+    indices = [session.request_index(other, FreeFunc(t)) for t in (1, 2, 3)]
+    own = session.new_code(other)
+    early = session.new_code(session.main)
+    per_code = []
+    for n, code in enumerate((own, early)):
+        # Stored in descending order, so that store order is no help.
+        for tag, index in reversed(list(zip((1, 2, 3), indices, strict=True))):
+            session.set_extra(other, code, index, 0x1300 + 0x10 * n + tag)
+        per_code.append([(t, 0x1300 + 0x10 * n + t) for t in (1, 2, 3)])
+    session.end_interpreter(other)
+    got = h.frees(session)
+    h.assert_frees(
+        "interpreter finalization", "R-FREE-13", got, per_code[0] + per_code[1]
+    )
+    for expected in per_code:
+        positions = [got.index(call) for call in expected]
+        assert positions == sorted(positions), (
+            f"finalization must free one code object's values in ascending "
+            f"index order (R-FREE-13): {got}"
+        )
+    main_index = session.request_index(session.main, FreeFunc(4))
+    for code in (own, early):
+        session.set_extra(session.main, code, main_index, 0x13F0)
+        h.assert_get(
+            session, session.main, code, main_index, 0x13F0, "R-FREE-13"
+        )
+        session.drop(code)
+    h.assert_frees(
+        DESTROY, "R-FREE-13", h.frees(session), [(4, 0x13F0), (4, 0x13F0)]
+    )

@@ -302,3 +302,64 @@ def test_chain_changes_during_hook_apply_next_time(session: Session) -> None:
         f"(R-HOOK-11): {got}"
     )
     assert session.take_unraisable() == [], "hook actions failed"
+
+
+@pytest.mark.req("R-HOOK-12")
+def test_hook_failing_without_exception_is_a_system_error(
+    session: Session,
+) -> None:
+    """A hook returning -1 without an exception is an unraisable error.
+
+    R-HOOK-12: "A hook that returns -1 without setting an exception is
+    treated as a failing hook: a SystemError is reported as unraisable, the
+    construction succeeds, later hooks are called, nothing stays pending."
+    """
+    for hook in (Hook(1), Hook(2, HookAction.FAIL_WITHOUT_EXCEPTION), Hook(3)):
+        session.add_hook(session.main, hook)
+    try:
+        code = session.new_code(session.main)
+    except ApiError as exc:
+        pytest.fail(
+            f"a hook returning -1 without an exception failed the "
+            f"construction with {exc.exc_type} (R-HOOK-12)"
+        )
+    code_id = session.code_id(code)
+    got = _calls(session)
+    assert got == [(1, code_id), (2, code_id), (3, code_id)], (
+        f"hooks after one returning -1 must still run (R-HOOK-12): {got}"
+    )
+    unraisable = session.take_unraisable()
+    assert unraisable == ["SystemError"], (
+        f"a hook's -1 without an exception must be reported as an "
+        f"unraisable SystemError once (R-HOOK-12); got {unraisable}"
+    )
+    assert session.pending_error() is None, (
+        "a construction left an exception pending after a hook returned -1 "
+        "(R-HOOK-12)"
+    )
+
+
+@pytest.mark.req("R-HOOK-13")
+def test_hook_ids_are_never_reused(session: Session) -> None:
+    """Hook IDs are never reused within an interpreter.
+
+    R-HOOK-13: "Within one interpreter, AddConstructorHook never returns an
+    ID it has returned before, even after that hook was removed."
+    """
+    seen: list[int] = []
+    kept = session.add_hook(session.main, Hook(1))
+    seen.append(kept)
+    for round_ in range(3 * MIN_CONSTRUCTOR_HOOKS):
+        hook_id = session.add_hook(session.main, Hook(2 + round_ % 4))
+        assert hook_id not in seen, (
+            f"{h.ADD_HOOK} returned ID {hook_id} again after it was "
+            f"removed (R-HOOK-13); earlier IDs {seen}"
+        )
+        seen.append(hook_id)
+        session.remove_hook(session.main, hook_id)
+        with h.api_error(h.REMOVE_HOOK, "ValueError", "R-HOOK-13"):
+            session.remove_hook(session.main, hook_id)
+    code = session.new_code(session.main)
+    assert _calls(session) == [(1, session.code_id(code))], (
+        "removing stale IDs removed another hook (R-HOOK-13)"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from ..adapter import CO_INLINE_EXTRA, Capability, FreeFunc, Hook, Session
@@ -187,3 +189,86 @@ def test_hooks_are_per_interpreter(session: Session) -> None:
         f"hooks must only see their own interpreter's constructions "
         f"(R-INTERP-6): {got}"
     )
+
+
+@pytest.mark.req("R-INTERP-7")
+@pytest.mark.requires(Capability.OWN_GIL, Capability.THREADS, Capability.HOOKS)
+@pytest.mark.isolated
+def test_own_gil_interpreters_keep_the_rules_in_parallel(
+    session: Session,
+) -> None:
+    """Interpreters running in parallel keep indices, values, hooks apart.
+
+    R-INTERP-7: "R-INTERP-1 to R-INTERP-6 hold for interpreters created with
+    their own GIL, including while they call this API at the same time as
+    the main interpreter."
+    """
+    other = session.new_interpreter()
+    interps = [session.main, other]
+    shared = [session.new_code(session.main) for _ in range(8)]
+    for k, interp in enumerate(interps):
+        session.add_hook(interp, Hook(20 + k))
+    threads, rounds = 4, 100
+    wrong: list[str] = []
+    made: dict[int, list[object]] = {}
+    indices: dict[int, int] = {}
+    barrier = threading.Barrier(threads)
+
+    def work(n: int) -> None:
+        interp = interps[n % 2]
+        barrier.wait()
+        index = session.request_index(interp, FreeFunc(1 + n % 2))
+        indices[n] = index
+        made[n] = [session.new_code(interp) for _ in range(10)]
+        for r in range(rounds):
+            value = (n + 1) << 16 | r << 1 | 1
+            for code in shared + made[n]:
+                session.set_extra(interp, code, index, value)
+                got = session.get_extra(interp, code, index)
+                if got != value:
+                    wrong.append(
+                        f"thread {n} stored {value:#x}, read {got:#x}"
+                    )
+
+    errors: list[BaseException] = []
+
+    def main(n: int) -> None:
+        try:
+            work(n)
+        except BaseException as exc:  # Re-raised in the main thread.
+            errors.append(exc)
+
+    workers = [
+        threading.Thread(target=main, args=(n,)) for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    if errors:
+        raise errors[0]
+    assert not wrong, (
+        f"values leaked between interpreters (R-INTERP-7): {wrong[:3]}"
+    )
+    hooks = {(c.tag, c.code_id) for c in session.take_hook_calls()}
+    for n, codes in made.items():
+        for code in codes:
+            code_id = session.code_id(code)
+            assert (20 + n % 2, code_id) in hooks, "a hook missed its code"
+            assert (20 + (n + 1) % 2, code_id) not in hooks, (
+                "a hook ran for another interpreter's code (R-INTERP-7)"
+            )
+    h.frees(session)
+    session.end_interpreter(other)
+    freed = h.frees(session)
+    assert freed, "ending an interpreter freed none of its values"
+    assert {tag for tag, _ in freed} == {2}, (
+        f"ending one interpreter freed values with another's free "
+        f"function (R-INTERP-7): {sorted({tag for tag, _ in freed})}"
+    )
+    for n in (0, 2):
+        value = (n + 1) << 16 | (rounds - 1) << 1 | 1
+        for code in shared:
+            h.assert_get(
+                session, session.main, code, indices[n], value, "R-INTERP-7"
+            )

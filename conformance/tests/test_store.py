@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..adapter import FreeFunc, Session
+from ..adapter import Capability, FreeAction, FreeFunc, Session
 from . import helpers as h
 
 #: Indices that are never valid: negative, or far beyond any allocation.
@@ -261,3 +261,182 @@ def test_failed_set_keeps_every_previous_value(session: Session) -> None:
         h.assert_get(
             session, session.main, code, index, 0xB00 + n, "R-STORE-11"
         )
+
+
+# -- compare-and-exchange (Spec-Version 2.0) --------------------------------
+
+
+@pytest.mark.req("R-STORE-12")
+@pytest.mark.requires(Capability.COMPARE_EXCHANGE)
+def test_compare_exchange_stores_when_expected_matches(
+    session: Session,
+) -> None:
+    """CompareExchange stores when the slot holds *expected.
+
+    R-STORE-12: "When the slot holds *expected, CompareExchange stores
+    desired, returns 1, and frees the previous value once, after the store,
+    if it is not NULL and differs from desired."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    for n, code in enumerate(codes):
+        first, second = 0xC10 + 0x10 * n, 0xC11 + 0x10 * n
+        got = session.compare_exchange_extra(
+            session.main, code, index, 0, first
+        )
+        assert got == (True, 0), (
+            f"{h.CAS} over an empty slot with *expected NULL must store and "
+            f"return 1 (R-STORE-12); got {got}"
+        )
+        h.assert_get(session, session.main, code, index, first, "R-STORE-12")
+        h.assert_no_frees(h.CAS, "R-STORE-12", session)
+        got = session.compare_exchange_extra(
+            session.main, code, index, first, second
+        )
+        assert got == (True, first), (
+            f"{h.CAS} with the current value as *expected must store "
+            f"(R-STORE-12); got {got}"
+        )
+        h.assert_get(session, session.main, code, index, second, "R-STORE-12")
+        h.assert_frees(h.CAS, "R-STORE-12", h.frees(session), [(1, first)])
+        got = session.compare_exchange_extra(
+            session.main, code, index, second, second
+        )
+        assert got == (True, second), f"{h.CAS} re-store: {got}"
+        h.assert_no_frees(h.CAS, "R-STORE-12", session)
+        got = session.compare_exchange_extra(
+            session.main, code, index, second, 0
+        )
+        assert got == (True, second), f"{h.CAS} clearing: {got}"
+        h.assert_get(session, session.main, code, index, 0, "R-STORE-12")
+        h.assert_frees(h.CAS, "R-STORE-12", h.frees(session), [(1, second)])
+
+
+@pytest.mark.req("R-STORE-12")
+@pytest.mark.requires(Capability.COMPARE_EXCHANGE)
+def test_compare_exchange_frees_after_the_store(session: Session) -> None:
+    """The value CompareExchange replaces is freed after the new one is in.
+
+    R-STORE-12 with R-FREE-9: the free function of the previous value sees
+    the new value in the slot.
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    inline = session.new_code(session.main)
+    for code in (early, inline):
+        reader = session.request_index(
+            session.main, FreeFunc(2, FreeAction.GET, code, index)
+        )
+        session.set_extra(session.main, code, reader, 0xD01)
+        session.set_extra(session.main, code, index, 0xD02)
+        # Swap the value under `reader`: its free function reads `index`.
+        session.compare_exchange_extra(session.main, code, index, 0xD02, 0xD03)
+        h.assert_frees(h.CAS, "R-STORE-12", h.frees(session), [(1, 0xD02)])
+        session.compare_exchange_extra(
+            session.main, code, reader, 0xD01, 0xD04
+        )
+        calls = session.take_free_calls()
+        got = [(c.tag, c.value, c.result) for c in calls]
+        assert got == [(2, 0xD01, 0xD03)], (
+            f"{h.CAS} must free the previous value once, after the new one "
+            f"is stored (R-STORE-12): {got}"
+        )
+        # Empty the reader's slot so that destruction frees nothing more.
+        session.set_extra(session.main, code, reader, 0)
+        h.frees(session)
+
+
+@pytest.mark.req("R-STORE-12")
+@pytest.mark.requires(Capability.COMPARE_EXCHANGE)
+@pytest.mark.isolated
+def test_compare_exchange_errors_store_and_free_nothing(
+    session: Session,
+) -> None:
+    """CompareExchange fails as Set does, changing nothing.
+
+    R-STORE-12: "On error it fails as SetExtra does, leaving the slot and
+    *expected unchanged and calling no free function."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    other = session.new_non_code(session.main)
+    for code in codes:
+        session.set_extra(session.main, code, index, 0xE01)
+    for code in codes:
+        for bad in (*NEGATIVE, index + 1, 255, 10**6):
+            with h.api_error(h.CAS, "SystemError", "R-STORE-12"):
+                session.compare_exchange_extra(
+                    session.main, code, bad, 0, 0xE02
+                )
+            with h.api_error(h.CAS, "SystemError", "R-STORE-12"):
+                session.compare_exchange_extra(
+                    session.main, code, bad, 0xE01, 0xE02
+                )
+    with h.api_error(h.CAS, "SystemError", "R-STORE-12"):
+        session.compare_exchange_extra(session.main, other, index, 0, 0xE03)
+    h.assert_no_frees(h.CAS, "R-STORE-12", session)
+    for code in codes:
+        h.assert_get(session, session.main, code, index, 0xE01, "R-STORE-12")
+
+
+@pytest.mark.req("R-STORE-12")
+@pytest.mark.requires(Capability.COMPARE_EXCHANGE, Capability.ALLOC_FAILURE)
+@pytest.mark.isolated
+def test_compare_exchange_memory_error_keeps_slot(session: Session) -> None:
+    """CompareExchange that cannot allocate fails with MemoryError.
+
+    R-STORE-12 with R-ALLOC-1: out-of-line storage that cannot be allocated
+    is a MemoryError; the slot stays empty and nothing is freed.
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    session.fail_allocations(0, 1)
+    with h.api_error(h.CAS, "MemoryError", "R-STORE-12"):
+        session.compare_exchange_extra(session.main, early, index, 0, 0xE11)
+    session.fail_allocations(0, 0)
+    h.assert_get(session, session.main, early, index, 0, "R-STORE-12")
+    h.assert_no_frees(h.CAS, "R-STORE-12", session)
+    got = session.compare_exchange_extra(session.main, early, index, 0, 0xE12)
+    assert got == (True, 0), f"{h.CAS} after the failure: {got}"
+
+
+@pytest.mark.req("R-STORE-13")
+@pytest.mark.requires(Capability.COMPARE_EXCHANGE)
+def test_compare_exchange_reports_current_value_otherwise(
+    session: Session,
+) -> None:
+    """CompareExchange with a stale *expected reports the current value.
+
+    R-STORE-13: "When the slot holds a value other than *expected,
+    CompareExchange writes that value into *expected, returns 0, stores
+    nothing and frees nothing."
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    codes = [early, *_codes(session)]
+    for n, code in enumerate(codes):
+        got = session.compare_exchange_extra(
+            session.main, code, index, 0xF01, 0xF02
+        )
+        assert got == (False, 0), (
+            f"{h.CAS} on an empty slot with *expected non-NULL must return "
+            f"0 and report NULL (R-STORE-13); got {got}"
+        )
+        h.assert_get(session, session.main, code, index, 0, "R-STORE-13")
+        value = 0xF10 + n
+        session.set_extra(session.main, code, index, value)
+        for expected in (0, 0xF01, value + 1):
+            got = session.compare_exchange_extra(
+                session.main, code, index, expected, 0xF03
+            )
+            assert got == (False, value), (
+                f"{h.CAS} with *expected {expected:#x} while the slot holds "
+                f"{value:#x} must return 0 and report it (R-STORE-13); "
+                f"got {got}"
+            )
+            h.assert_get(
+                session, session.main, code, index, value, "R-STORE-13"
+            )
+        h.assert_no_frees(h.CAS, "R-STORE-13", session)

@@ -173,3 +173,172 @@ def test_concurrent_construction_sees_every_hook_once(
         f"once (R-THREAD-4): {sum((got - expected).values())} extra, "
         f"{sum((expected - got).values())} missing"
     )
+
+
+@pytest.mark.req("R-THREAD-5")
+@pytest.mark.requires(Capability.COMPARE_EXCHANGE)
+@pytest.mark.isolated
+def test_compare_exchange_has_exactly_one_winner(session: Session) -> None:
+    """Racing CompareExchange calls from NULL have exactly one winner.
+
+    R-THREAD-5: "Exactly one call returns 1; every other returns 0 with the
+    winner's value in *expected; the winner's value is not freed while in
+    the slot, and no loser's value is stored or freed."
+    """
+    count = 60
+    early = [session.new_code(session.main) for _ in range(count)]
+    index = session.request_index(session.main, FreeFunc(3))
+    inline = [session.new_code(session.main) for _ in range(count)]
+    codes = early + inline
+    results: list[list[tuple[bool, int]]] = [[] for _ in range(THREADS)]
+
+    def work(n: int) -> None:
+        for r, code in enumerate(codes):
+            results[n].append(
+                session.compare_exchange_extra(
+                    session.main, code, index, 0, _value(n, r)
+                )
+            )
+
+    _run(work)
+    for r, code in enumerate(codes):
+        outcomes = [results[n][r] for n in range(THREADS)]
+        winners = [n for n, (stored, _) in enumerate(outcomes) if stored]
+        assert len(winners) == 1, (
+            f"{h.CAS}: {len(winners)} threads stored into one empty slot "
+            f"(R-THREAD-5): {outcomes}"
+        )
+        won = _value(winners[0], r)
+        seen = {value for stored, value in outcomes if not stored}
+        assert seen == {won}, (
+            f"{h.CAS}: losers must see the winner's value {won:#x} "
+            f"(R-THREAD-5); they saw {sorted(map(hex, seen))}"
+        )
+        h.assert_get(session, session.main, code, index, won, "R-THREAD-5")
+    h.assert_no_frees(h.CAS, "R-THREAD-5", session)
+
+
+@pytest.mark.req("R-THREAD-6")
+@pytest.mark.isolated
+def test_concurrent_readers_see_old_or_new(session: Session) -> None:
+    """Readers racing stores read only values that were stored.
+
+    R-THREAD-6: "A Get concurrent with stores into the same slot returns 0
+    and a value the slot held during the call, never a value never stored
+    and never a failure caused by the stores or by storage growth."
+    """
+    early = session.new_code(session.main)
+    first = session.request_index(session.main, FreeFunc(4))
+    inline = session.new_code(session.main)
+    # Later indices make the out-of-line storage of both objects grow.
+    later = [session.request_index(session.main, None) for _ in range(6)]
+    stored = {0} | {_value(0, r) for r in range(ROUNDS)}
+    wrong: list[int] = []
+    writer_done = threading.Event()
+
+    def work(n: int) -> None:
+        if n == 0:
+            try:
+                for r in range(ROUNDS):
+                    for code in (early, inline):
+                        session.set_extra(
+                            session.main, code, first, _value(0, r)
+                        )
+                        grow = later[r % len(later)]
+                        session.set_extra(session.main, code, grow, 2 * r + 1)
+                        session.set_extra(session.main, code, grow, 0)
+            finally:
+                writer_done.set()
+            return
+        # Readers keep reading for as long as the writer writes.
+        while not writer_done.is_set():
+            for code in (early, inline):
+                got = session.get_extra(session.main, code, first)
+                if got not in stored and len(wrong) < 100:
+                    wrong.append(got)
+
+    _run(work)
+    assert not wrong, (
+        f"{h.GET} concurrent with stores read values never stored "
+        f"(R-THREAD-6): {sorted(map(hex, set(wrong)))[:5]}"
+    )
+    for code in (early, inline):
+        h.assert_get(
+            session,
+            session.main,
+            code,
+            first,
+            _value(0, ROUNDS - 1),
+            "R-THREAD-6",
+        )
+
+
+@pytest.mark.req("R-THREAD-7")
+@pytest.mark.requires(Capability.RELEASE)
+@pytest.mark.isolated
+def test_concurrent_request_release_keep_indices_unique(
+    session: Session,
+) -> None:
+    """Requests and releases from several threads behave as if serialised.
+
+    R-THREAD-7: "Indices allocated at the same time are distinct, and every
+    release frees each value stored under its index exactly once."
+    """
+    code = session.new_code(session.main)
+    held: set[int] = set()
+    lock = threading.Lock()
+    clashes: list[int] = []
+    stored: list[tuple[int, int]] = []
+
+    def work(n: int) -> None:
+        for r in range(ROUNDS // 4):
+            index = session.request_index(session.main, FreeFunc(5 + n))
+            with lock:
+                if index in held:
+                    clashes.append(index)
+                held.add(index)
+            session.set_extra(session.main, code, index, _value(n, r))
+            with lock:
+                stored.append((5 + n, _value(n, r)))
+                # Forget it before the release: once that returns another
+                # thread may be given the same index, legitimately.
+                held.discard(index)
+            session.release_index(session.main, index)
+
+    _run(work)
+    assert not clashes, (
+        f"concurrent {h.REQUEST} gave out indices that were still "
+        f"allocated (R-THREAD-7): {clashes[:10]}"
+    )
+    h.assert_frees(h.RELEASE, "R-THREAD-7", h.frees(session), stored)
+
+
+@pytest.mark.req("R-THREAD-7")
+@pytest.mark.requires(Capability.HOOKS)
+@pytest.mark.isolated
+def test_concurrent_hook_changes_keep_ids_unique(session: Session) -> None:
+    """Hook additions and removals from several threads keep IDs unique.
+
+    R-THREAD-7: "Hook additions and removals made concurrently behave as if
+    serialised: hook IDs are distinct", and a removed hook is gone.
+    """
+    ids: list[list[int]] = [[] for _ in range(THREADS)]
+
+    def work(n: int) -> None:
+        for _ in range(ROUNDS // 8):
+            hook_id = session.add_hook(session.main, Hook(10 + n))
+            ids[n].append(hook_id)
+            session.remove_hook(session.main, hook_id)
+
+    _run(work)
+    every = [i for chunk in ids for i in chunk]
+    repeated = [i for i, k in Counter(every).items() if k > 1]
+    assert not repeated, (
+        f"concurrent {h.ADD_HOOK} returned IDs twice (R-THREAD-7, "
+        f"R-HOOK-13): {repeated[:10]}"
+    )
+    session.take_hook_calls()
+    session.drop(session.new_code(session.main))
+    assert session.take_hook_calls() == [], (
+        "hooks removed from several threads are still called (R-THREAD-7)"
+    )

@@ -3,8 +3,9 @@
  *
  * A worked example for docs/adapter.rst: code objects live in memory,
  * every value is stored out of line (a small array per code object), and
- * no optional capability is declared, so the suite runs the storage,
- * index and free-function tests and reports the rest as not applicable.
+ * the only optional capability declared is compare-and-exchange, so the
+ * suite runs the storage, index and free-function tests and reports the
+ * rest as not applicable.
  *
  * Build and run the suite against it:
  *
@@ -49,34 +50,67 @@ struct coextra_object {
 
 static coextra_object *live_codes;
 
-/* Errors are per thread, as the ABI asks. */
-static _Thread_local const char *pending_error;
+/* Errors are per thread, as the ABI asks.  The class name is copied:
+   the caller's string need not outlive the call.  "" means none. */
+#define ERROR_SIZE 64
+static _Thread_local char pending_error[ERROR_SIZE];
 
 static void
 set_error(const char *exc_class)
 {
-    pending_error = exc_class;
+    strncpy(pending_error, exc_class, ERROR_SIZE - 1);
+    pending_error[ERROR_SIZE - 1] = '\0';
 }
 
 static int
 take_error(char *buf, size_t size)
 {
-    if (pending_error == NULL) {
+    if (pending_error[0] == '\0') {
         return 0;
     }
     strncpy(buf, pending_error, size - 1);
     buf[size - 1] = '\0';
-    pending_error = NULL;
+    pending_error[0] = '\0';
     return 1;
 }
+
+/* Errors that free functions leave behind; they cannot be returned to
+   anybody, so they are reported as unraisable (R-FREE-12).  This example
+   declares no threads capability, so one small queue will do. */
+static char unraisable[8][ERROR_SIZE];
+static int unraisable_count;
 
 static int
 take_unraisable(char *buf, size_t size)
 {
-    /* Without constructor hooks nothing is ever reported unraisable. */
-    (void)buf;
-    (void)size;
-    return 0;
+    if (unraisable_count == 0) {
+        return 0;
+    }
+    strncpy(buf, unraisable[0], size - 1);
+    buf[size - 1] = '\0';
+    unraisable_count--;
+    memmove(unraisable, unraisable + 1,
+            (size_t)unraisable_count * sizeof(unraisable[0]));
+    return 1;
+}
+
+/* Call a free function with no error pending and give the caller's error
+   back afterwards (R-FREE-12): code objects die while errors propagate. */
+static void
+call_free(coextra_freefunc free_func, void *value)
+{
+    char saved[ERROR_SIZE];
+
+    if (free_func == NULL || value == NULL) {
+        return;
+    }
+    memcpy(saved, pending_error, ERROR_SIZE);
+    pending_error[0] = '\0';
+    free_func(value);
+    if (pending_error[0] != '\0' && unraisable_count < 8) {
+        memcpy(unraisable[unraisable_count++], pending_error, ERROR_SIZE);
+    }
+    memcpy(pending_error, saved, ERROR_SIZE);
 }
 
 static coextra_interp *
@@ -109,9 +143,7 @@ end_interpreter(coextra_interp *interp)
                 continue;
             }
             remove_slot(code, i);
-            if (interp->free[s.index] != NULL) {
-                interp->free[s.index](s.value);
-            }
+            call_free(interp->free[s.index], s.value);
         }
     }
     free(interp);
@@ -200,9 +232,7 @@ free_all_values(coextra_object *code)
         }
         slot s = code->slots[lowest];
         remove_slot(code, lowest);
-        if (s.interp->free[s.index] != NULL) {
-            s.interp->free[s.index](s.value);
-        }
+        call_free(s.interp->free[s.index], s.value);
     }
 }
 
@@ -324,10 +354,27 @@ set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
         code->slots[code->nslots++] = (slot){interp, index, extra};
     }
     /* The new value is in place before the old one is freed (R-FREE-9). */
-    if (old != NULL && interp->free[index] != NULL) {
-        interp->free[index](old);
-    }
+    call_free(interp->free[index], old);
     return 0;
+}
+
+/* Store `desired` only if the slot holds `*expected` (R-STORE-12); else
+   report what it holds (R-STORE-13).  Without threads, comparing and
+   storing in sequence is already atomic. */
+static int
+compare_exchange_extra(coextra_interp *interp, coextra_object *code,
+                       intptr_t index, void **expected, void *desired)
+{
+    void *current;
+
+    if (get_extra(interp, code, index, &current) < 0) {
+        return -1;
+    }
+    if (current != *expected) {
+        *expected = current;
+        return 0;
+    }
+    return set_extra(interp, code, index, desired) < 0 ? -1 : 1;
 }
 
 static const coextra_table table = {
@@ -335,7 +382,7 @@ static const coextra_table table = {
     .size = sizeof(coextra_table),
     .name = "minimal-example",
     .version = "1.0",
-    .capabilities = 0,
+    .capabilities = COEXTRA_CAP_COMPARE_EXCHANGE,
     .new_interpreter = new_interpreter,
     .end_interpreter = end_interpreter,
     .new_code = new_code,
@@ -350,6 +397,7 @@ static const coextra_table table = {
     .take_error = take_error,
     .set_error = set_error,
     .take_unraisable = take_unraisable,
+    .compare_exchange_extra = compare_exchange_extra,
 };
 
 const coextra_table *

@@ -645,6 +645,49 @@ coextra_get_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
     return 0;
 }
 
+/* Store `extra` (not NULL) for `code` under `index` in a new or larger
+   out-of-line entry, just large enough for this index: consumers that use
+   one index pay for one slot.  `link` is the code object's entry, if any,
+   too short for `index`.  Everything that can fail happens before anything
+   is changed (R-ALLOC-2).  Returns 0, or -1 with MemoryError set.  Caller
+   holds interp->lock. */
+static int
+ool_store_new(coextra_interp *interp, coextra_object *code, ool_entry **link,
+              intptr_t index, void *extra)
+{
+    intptr_t size = index + 1;
+    ool_entry *e =
+        mem_alloc(sizeof(ool_entry) + (size_t)size * sizeof(void *));
+
+    if (e == NULL) {
+        coextra_set_error("MemoryError");
+        return -1;
+    }
+    e->code = code;
+    e->size = size;
+    if (link != NULL) {
+        ool_entry *prev = *link;
+        memcpy(e->slots, prev->slots, (size_t)prev->size * sizeof(void *));
+        e->next = prev->next;
+        *link = e;
+        mem_free(prev);
+    } else {
+        size_t h;
+        if (!ool_reserve(interp)) {
+            mem_free(e);
+            coextra_set_error("MemoryError");
+            return -1;
+        }
+        h = hash_ptr(code, interp->nbuckets);
+        e->next = interp->buckets[h];
+        interp->buckets[h] = e;
+        interp->nentries++;
+        __atomic_or_fetch(&code->ob_marks, MARK_OUT_OF_LINE, __ATOMIC_RELAXED);
+    }
+    __atomic_store_n(&e->slots[index], extra, __ATOMIC_RELEASE);
+    return 0;
+}
+
 /* PEP 8523: Storage, Set; Ownership on overwrite and clear.
    R-STORE-2, R-STORE-3, R-STORE-4, R-STORE-5, R-STORE-7, R-STORE-9,
    R-STORE-11, R-FREE-1, R-FREE-2, R-FREE-4, R-FREE-5, R-FREE-6,
@@ -656,7 +699,6 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
 {
     coextra_inline_extra *x;
     ool_entry **link = NULL;
-    ool_entry *e;
     void *old = NULL;
     coextra_freefunc func;
 
@@ -683,42 +725,10 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
         if (extra == NULL) {
             ool_remove_if_empty(interp, link);
         }
-    } else if (extra != NULL) {
-        /* A new or larger out-of-line entry, just large enough for
-           this index: consumers that use one index pay for one slot.
-           Everything that can fail happens before anything is changed
-           (R-ALLOC-2). */
-        intptr_t size = index + 1;
-        e = mem_alloc(sizeof(ool_entry) + (size_t)size * sizeof(void *));
-        if (e == NULL) {
-            unlock(&interp->lock);
-            coextra_set_error("MemoryError");
-            return -1;
-        }
-        e->code = code;
-        e->size = size;
-        if (link != NULL) {
-            ool_entry *prev = *link;
-            memcpy(e->slots, prev->slots, (size_t)prev->size * sizeof(void *));
-            e->next = prev->next;
-            *link = e;
-            mem_free(prev);
-        } else {
-            size_t h;
-            if (!ool_reserve(interp)) {
-                mem_free(e);
-                unlock(&interp->lock);
-                coextra_set_error("MemoryError");
-                return -1;
-            }
-            h = hash_ptr(code, interp->nbuckets);
-            e->next = interp->buckets[h];
-            interp->buckets[h] = e;
-            interp->nentries++;
-            __atomic_or_fetch(&code->ob_marks, MARK_OUT_OF_LINE,
-                              __ATOMIC_RELAXED);
-        }
-        __atomic_store_n(&e->slots[index], extra, __ATOMIC_RELEASE);
+    } else if (extra != NULL &&
+               ool_store_new(interp, code, link, index, extra) < 0) {
+        unlock(&interp->lock);
+        return -1;
     }
     unlock(&interp->lock);
     /* Re-storing the same value is not a free (R-FREE-5); NULL is never
@@ -729,6 +739,72 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
         call_frees(&one, 1);
     }
     return 0;
+}
+
+/* PEP 8523: Storage, CompareExchange.
+   R-STORE-12, R-STORE-13, R-THREAD-5, and for its errors R-STORE-7,
+   R-STORE-9, R-ALLOC-1 */
+int
+coextra_compare_exchange_extra(coextra_interp *interp, coextra_object *code,
+                               intptr_t index, void **expected, void *desired)
+{
+    coextra_inline_extra *x;
+    ool_entry **link = NULL;
+    void **slot = NULL;
+    void *old = *expected;
+    coextra_freefunc func;
+
+    if (!is_code(code)) {
+        coextra_set_error("SystemError");
+        return -1;
+    }
+    lock(&interp->lock);
+    if (!index_allocated(interp, index)) {
+        unlock(&interp->lock);
+        coextra_set_error("SystemError");
+        return -1;
+    }
+    func = interp->indices[index].free;
+    x = owned_inline(interp, code);
+    if (x != NULL && index < x->size) {
+        slot = &x->slots[index];
+    } else if ((link = ool_find_link(interp, code)) != NULL &&
+               index < (*link)->size) {
+        slot = &(*link)->slots[index];
+    }
+    if (slot != NULL) {
+        /* One atomic step, so that racing exchanges have one winner and
+           a concurrent lock-free reader sees old or new (R-THREAD-5,
+           R-THREAD-6). */
+        void *current = old;
+        if (!__atomic_compare_exchange_n(slot, &current, desired, false,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            unlock(&interp->lock);
+            *expected = current; /* R-STORE-13 */
+            return 0;
+        }
+        if (desired == NULL && x == NULL) {
+            ool_remove_if_empty(interp, link);
+        }
+    } else if (old != NULL) {
+        /* No storage yet: the slot reads NULL. */
+        unlock(&interp->lock);
+        *expected = NULL;
+        return 0;
+    } else if (desired != NULL &&
+               ool_store_new(interp, code, link, index, desired) < 0) {
+        /* Nothing stored, nothing freed, *expected unchanged. */
+        unlock(&interp->lock);
+        return -1;
+    }
+    unlock(&interp->lock);
+    /* The previous value leaves the slot as with Set: after the store,
+       never NULL, never when stored again (R-STORE-12). */
+    if (old != NULL && old != desired) {
+        pending_free one = {old, func};
+        call_frees(&one, 1);
+    }
+    return 1;
 }
 
 /* ================================================================== */

@@ -11,6 +11,8 @@
  *   coextra_release_index      PyUnstable_Eval_ReleaseCodeExtraIndex
  *   coextra_get_extra          PyUnstable_Code_GetExtra
  *   coextra_set_extra          PyUnstable_Code_SetExtra
+ *   coextra_compare_exchange_extra
+ *                              PyUnstable_Code_CompareExchangeExtra
  *   coextra_add_hook           PyUnstable_Code_AddConstructorHook
  *   coextra_remove_hook        PyUnstable_Code_RemoveConstructorHook
  *   coextra_has_inline_extra   PyUnstable_Code_HasInlineExtra
@@ -103,6 +105,9 @@ int coextra_get_extra(coextra_interp *interp, coextra_object *code,
                       intptr_t index, void **extra);
 int coextra_set_extra(coextra_interp *interp, coextra_object *code,
                       intptr_t index, void *extra);
+int coextra_compare_exchange_extra(coextra_interp *interp,
+                                   coextra_object *code, intptr_t index,
+                                   void **expected, void *desired);
 int coextra_add_hook(coextra_interp *interp, coextra_hook hook, void *arg);
 int coextra_remove_hook(coextra_interp *interp, int hook_id);
 int coextra_has_inline_extra(coextra_object *code);

@@ -28,9 +28,14 @@ use crate::object::{CodeObject, ObjHead, ObjRef};
 /// `COEXTRA_ABI_VERSION`.
 pub const ABI_VERSION: u32 = 1;
 
+/// `COEXTRA_ABI_MINOR`: the table ends with the entries of this minor
+/// version (1: `compare_exchange_extra`).
+pub const ABI_MINOR: u32 = 1;
+
 /// Every `COEXTRA_CAP_*` bit: release, inline-flag, storage-size,
-/// sizeof, hooks, interpreters, finalize, threads, alloc-failure, copy.
-pub const CAPABILITIES: u32 = (1 << 10) - 1;
+/// sizeof, hooks, interpreters, finalize, threads, alloc-failure, copy,
+/// compare-exchange, own-gil (each interpreter has its own lock).
+pub const CAPABILITIES: u32 = (1 << 12) - 1;
 
 const COPY_REPLACE: c_int = 0;
 const COPY_MARSHAL: c_int = 1;
@@ -152,6 +157,14 @@ pub struct Table {
     pub set_error: unsafe extern "C" fn(*const c_char),
     /// Take the oldest unraisable error's class name.
     pub take_unraisable: unsafe extern "C" fn(*mut c_char, usize) -> c_int,
+    /// PyUnstable_Code_CompareExchangeExtra (ABI minor 1).
+    pub compare_exchange_extra: unsafe extern "C" fn(
+        *mut CInterp,
+        *mut ObjHead,
+        isize,
+        *mut *mut c_void,
+        *mut c_void,
+    ) -> c_int,
 }
 
 /// The table as a static: raw pointers are not `Sync` by default.
@@ -189,6 +202,7 @@ static TABLE: SyncTable = SyncTable(Table {
     take_error,
     set_error,
     take_unraisable,
+    compare_exchange_extra,
 });
 
 const fn concat_version() -> &'static CStr {
@@ -379,6 +393,41 @@ unsafe extern "C" fn set_extra(
     report(result.map(|()| 0), -1)
 }
 
+unsafe extern "C" fn compare_exchange_extra(
+    interp: *mut CInterp,
+    code: *mut ObjHead,
+    index: isize,
+    expected: *mut *mut c_void,
+    desired: *mut c_void,
+) -> c_int {
+    if expected.is_null() {
+        errors::set(Error::System);
+        return -1;
+    }
+    // SAFETY: a non-NULL `expected` points to a readable and writable
+    // void * (the C API's in-out parameter).
+    let wanted = unsafe { expected.read() } as usize;
+    let result = (|| {
+        // SAFETY: handle contract (module docs).
+        let interp = unsafe { interp_ref(interp) }?;
+        // SAFETY: handle contract (module docs).
+        interp.compare_exchange_extra(unsafe { object_ref(code) }?, index, wanted, desired as usize)
+    })();
+    match result {
+        Ok(None) => 1,
+        Ok(Some(current)) => {
+            // R-STORE-13: report the value the slot holds.
+            // SAFETY: as above.
+            unsafe { expected.write(current as *mut c_void) };
+            0
+        }
+        Err(error) => {
+            errors::set(error);
+            -1
+        }
+    }
+}
+
 unsafe extern "C" fn add_hook(
     interp: *mut CInterp,
     hook: Option<CHook>,
@@ -526,6 +575,7 @@ mod tests {
             take_error,
             set_error,
             take_unraisable,
+            compare_exchange_extra,
         )
     }
 
@@ -584,7 +634,7 @@ mod tests {
         let table = unsafe { &*table };
         assert_eq!(table.abi_version, 1);
         assert_eq!(table.size as usize, size_of::<Table>());
-        assert_eq!(table.capabilities, 0x3FF);
+        assert_eq!(table.capabilities, 0xFFF);
         // SAFETY: static NUL-terminated strings.
         let name = unsafe { CStr::from_ptr(table.name) };
         assert_eq!(name.to_str(), Ok("rust"));

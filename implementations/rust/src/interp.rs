@@ -224,6 +224,53 @@ impl Interp {
         Ok(())
     }
 
+    /// PyUnstable_Code_CompareExchangeExtra.
+    ///
+    /// Validated and serialised like Set; the inline slot changes with one
+    /// atomic compare-exchange, so lock-free readers see the old or the
+    /// new value (R-THREAD-6).  `Ok(None)`: `desired` was stored and the
+    /// previous value (`expected`) freed unless NULL or stored again
+    /// (R-STORE-12); `Ok(Some(current))`: the slot held another value and
+    /// nothing changed (R-STORE-13).  Among racing calls from NULL exactly
+    /// one stores (R-THREAD-5).
+    pub fn compare_exchange_extra(
+        &self,
+        object: &ObjHead,
+        index: isize,
+        expected: usize,
+        desired: usize,
+    ) -> Result<Option<usize>> {
+        let code = object.as_code().ok_or(Error::System)?;
+        let free = {
+            let mut state = self.lock();
+            let free = state.indices.free_function(index)?;
+            let index = index as usize;
+            match self.inline_slot(code, index) {
+                Some(slot) => {
+                    if let Err(current) =
+                        slot.compare_exchange(expected, desired, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        return Ok(Some(current));
+                    }
+                }
+                None => {
+                    let current = state.out_of_line.get(code.address(), index);
+                    if current != expected {
+                        return Ok(Some(current));
+                    }
+                    let before = state.out_of_line.table_count();
+                    state.out_of_line.set(code.address(), index, desired)?;
+                    count_tables(before, state.out_of_line.table_count());
+                }
+            }
+            free
+        };
+        if expected != desired {
+            run_frees([(free, expected)]);
+        }
+        Ok(None)
+    }
+
     // -- hooks ------------------------------------------------------------
 
     /// PyUnstable_Code_AddConstructorHook.
