@@ -140,8 +140,14 @@ def test_null_free_function_is_never_called(session: Session) -> None:
     h.assert_no_frees(h.SET, "R-INDEX-5", session)
     session.drop(early)
     session.drop(code)
+    # Only the values stored under the NULL-free index are this
+    # requirement's: whether 0x61 is freed is R-FREE-3's question.
+    silent_values = {0x51, 0x52, 0x53}
     h.assert_frees(
-        "code object destruction", "R-INDEX-5", h.frees(session), [(3, 0x61)]
+        "code object destruction",
+        "R-INDEX-5",
+        [f for f in h.frees(session) if f[1] in silent_values],
+        [],
     )
 
 
@@ -232,11 +238,14 @@ def test_release_frees_every_value_once(session: Session) -> None:
     for child in children:
         session.drop(child)
     session.drop(inline)
+    # The released index's values were freed once, by the release: the
+    # destruction must not free them again (the kept index's values are
+    # R-FREE-3's business).
     h.assert_frees(
         "code object destruction",
         "R-INDEX-7",
-        h.frees(session),
-        [(2, 0x1102), (2, 0x1103)],
+        h.frees(session, tags=[1]),
+        [],
     )
 
 
