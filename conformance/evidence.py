@@ -221,6 +221,13 @@ class RecordingSession:
 
         return recorded
 
+    def __setattr__(self, name: str, value: object) -> None:
+        """Set the wrapped session's attributes (own ones start with _)."""
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._session, name, value)
+
     def _record(self, entry: dict[str, Json]) -> None:
         with self._lock:
             self._calls.append(entry)

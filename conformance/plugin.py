@@ -501,8 +501,11 @@ def _attribute(
 
 
 def _evidence(item: pytest.Item, exc: BaseException) -> dict[str, object]:
-    """Say what the implementation did: the exception's observation and
-    the last calls the test made through its session."""
+    """Say what the implementation did.
+
+    The exception's observation, and the last calls the test made
+    through its session.
+    """
     evidence: dict[str, object] = {"kind": "assertion"}
     if "ImplementationCrashed" in {c.__name__ for c in type(exc).__mro__}:
         evidence = {"kind": "crash", "detail": str(exc)}

@@ -95,9 +95,7 @@ def frees(
 def calls_of(session: Session, *, null: bool = False) -> list[FreeCall]:
     """Take the recorded free calls, without the NULL ones (see frees)."""
     return [
-        call
-        for call in session.take_free_calls()
-        if null or call.value != 0
+        call for call in session.take_free_calls() if null or call.value != 0
     ]
 
 

@@ -299,9 +299,7 @@ def test_new_value_is_visible_during_free(session: Session) -> None:
         # How often the old value is freed is R-FREE-1's question, and
         # whether Get works inside a free function R-FREE-10's: both
         # are set-up steps here.
-        h.precondition(
-            calls, f"{h.SET} did not free the old value (R-FREE-1)"
-        )
+        h.precondition(calls, f"{h.SET} did not free the old value (R-FREE-1)")
         h.precondition(
             calls[0].error is None,
             f"{h.GET} inside a free function failed with "

@@ -124,8 +124,7 @@ def test_hook_sees_complete_object(session: Session) -> None:
     seen = {code_id for _, code_id in _calls(session)}
     h.precondition(
         session.code_id(code) in seen,
-        f"the hook was not called for the constructed code object "
-        f"(R-HOOK-1)",
+        "the hook was not called for the constructed code object (R-HOOK-1)",
     )
     for each in (code, *session.nested(code)):
         if session.code_id(each) in seen:

@@ -107,8 +107,7 @@ def test_value_freed_by_owner_free_function(session: Session) -> None:
     # only whose free function gets it.
     h.precondition(
         {value for _, value in got} >= set(owners),
-        f"code object destruction did not free every value (R-FREE-3): "
-        f"{got}",
+        f"code object destruction did not free every value (R-FREE-3): {got}",
     )
     h.assert_frees(
         "code object destruction",
