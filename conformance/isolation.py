@@ -79,12 +79,21 @@ def run_protocol(
         decoded = None
     hook = item.config.hook
     if isinstance(decoded, list) and not timed_out:
-        return [
+        reports = [
             hook.pytest_report_from_serializable(
                 config=item.config, data=entry
             )
             for entry in decoded
         ]
+        for report in reports:
+            # JSON turned tuples into lists; pytest's reporting expects
+            # a skip's (path, line, reason) and properties as tuples.
+            if isinstance(report.longrepr, list):
+                report.longrepr = tuple(report.longrepr)
+            report.user_properties = [
+                tuple(p) for p in report.user_properties
+            ]
+        return reports
     elapsed = time.monotonic() - started
     return _lost(item, status, timeout if timed_out else None, elapsed)
 
@@ -155,20 +164,28 @@ def _lost(
     ]
     location = item.location
     keywords = {name: 1 for name in item.keywords}
+    call = pytest.TestReport(
+        item.nodeid,
+        location,
+        keywords,
+        "failed",
+        text,
+        "call",
+        duration=elapsed,
+        user_properties=properties,
+    )
+    expected = item.get_closest_marker("xfail")
+    if expected is not None:
+        # What pytest's xfail handling does in the child that died.
+        call.outcome = "skipped"
+        call.wasxfail = str(  # type: ignore[attr-defined]
+            expected.kwargs.get("reason", "")
+        )
     return [
         pytest.TestReport(
             item.nodeid, location, keywords, "passed", None, "setup"
         ),
-        pytest.TestReport(
-            item.nodeid,
-            location,
-            keywords,
-            "failed",
-            text,
-            "call",
-            duration=elapsed,
-            user_properties=properties,
-        ),
+        call,
         pytest.TestReport(
             item.nodeid, location, keywords, "passed", None, "teardown"
         ),

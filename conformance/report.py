@@ -225,7 +225,12 @@ def _message(report: pytest.TestReport) -> str | None:
         return _skip_reason(report)
     crash = getattr(report.longrepr, "reprcrash", None)
     text = str(getattr(crash, "message", "") or report.longreprtext)
-    text = text.strip().removeprefix("Failed: ")
+    text = text.strip()
+    if text.startswith("[gw") and "\n" in text:
+        # pytest-xdist heads a worker's plain-text failure with the
+        # worker's name and Python; the message is what follows.
+        text = text.split("\n", 1)[1].strip()
+    text = text.removeprefix("Failed: ")
     return text[:2000] if text else None
 
 
