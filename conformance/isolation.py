@@ -78,7 +78,8 @@ def run_protocol(
     except ValueError:
         decoded = None
     hook = item.config.hook
-    if isinstance(decoded, list) and not timed_out:
+    clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    if isinstance(decoded, list) and not timed_out and clean:
         reports = [
             hook.pytest_report_from_serializable(
                 config=item.config, data=entry
@@ -90,12 +91,16 @@ def run_protocol(
             # a skip's (path, line, reason) and properties as tuples.
             if isinstance(report.longrepr, list):
                 report.longrepr = tuple(report.longrepr)
-            report.user_properties = [
-                tuple(p) for p in report.user_properties
-            ]
+            report.user_properties = [tuple(p) for p in report.user_properties]
         return reports
     elapsed = time.monotonic() - started
-    return _lost(item, status, timeout if timed_out else None, elapsed)
+    return _lost(
+        item,
+        status,
+        timeout if timed_out else None,
+        elapsed,
+        data_sent=isinstance(decoded, list),
+    )
 
 
 def _protocol_child(item: pytest.Item, fd: int) -> None:
@@ -143,7 +148,12 @@ def _read_all(fd: int, timeout: float | None) -> tuple[bytes, bool]:
 
 
 def _lost(
-    item: pytest.Item, status: int, timeout: float | None, elapsed: float
+    item: pytest.Item,
+    status: int,
+    timeout: float | None,
+    elapsed: float,
+    *,
+    data_sent: bool = False,
 ) -> list[pytest.TestReport]:
     """Report a test whose child died or hung, phase by phase."""
     if timeout is not None:
@@ -155,6 +165,17 @@ def _lost(
         evidence: dict[str, object] = {"kind": "timeout", "seconds": timeout}
     else:
         text = f"CRASHED: the isolated test process {describe_status(status)}"
+        if data_sent and os.WIFEXITED(status):
+            # The child reports, then leaves with status 0; only a tool
+            # watching it (valgrind's or ASan's error exit code) changes
+            # that.
+            text = (
+                f"CRASHED: the isolated test process reported its result, "
+                f"then exited with status {os.WEXITSTATUS(status)} (a "
+                f"memory checker may have found errors)"
+            )
+        elif data_sent:
+            text += " after it had reported its result"
         marker = CRASH_PROPERTY
         evidence = {"kind": "crash", **status_fields(status)}
     properties = [
