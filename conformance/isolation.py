@@ -25,6 +25,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from typing import Literal
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -130,7 +131,7 @@ def _protocol_child(item: pytest.Item, fd: int) -> None:
 def _read_all(fd: int, timeout: float | None) -> tuple[bytes, bool]:
     """Read ``fd`` to its end; tell whether the time ran out first."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     with os.fdopen(fd, "rb", buffering=0) as pipe:
         while True:
             wait = None
@@ -184,7 +185,7 @@ def _lost(
         (EVIDENCE_PROPERTY, evidence),
     ]
     location = item.location
-    keywords = {name: 1 for name in item.keywords}
+    keywords: dict[str, Literal[1]] = dict.fromkeys(item.keywords, 1)
     call = pytest.TestReport(
         item.nodeid,
         location,
@@ -199,9 +200,7 @@ def _lost(
     if expected is not None:
         # What pytest's xfail handling does in the child that died.
         call.outcome = "skipped"
-        call.wasxfail = str(  # type: ignore[attr-defined]
-            expected.kwargs.get("reason", "")
-        )
+        call.wasxfail = str(expected.kwargs.get("reason", ""))
     return [
         pytest.TestReport(
             item.nodeid, location, keywords, "passed", None, "setup"

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 ENV_IMPL = "COEXTRA_IMPL"
 DEFAULT_DOCS_URL = "docs/_build/html/pep/pep-8523.html"
 PROFILES = ("ci", "explore")
+ISOLATION_MODES = ("every", "marked")
 
 # Help texts start with a capital letter, end with a full stop and then
 # "Default: ..." (one rule for every option, as pytest-benchmark does).
@@ -129,6 +130,15 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="NAME",
         help="Hypothesis profile: 'ci' (derandomized) or 'explore' (more, "
         "random examples). Default: %(default)r",
+    )
+    group.addoption(
+        "--coextra-isolation",
+        choices=ISOLATION_MODES,
+        default="every",
+        help="For in-process implementations: fork 'every' conformance "
+        "test (a crash or hang ends that test only) or only those marked "
+        "'isolated' (faster; lets a debugger stop inside a test). "
+        "Default: %(default)r",
     )
     group.addoption(
         "--coextra-timeout",

@@ -65,6 +65,8 @@ class SuiteState:
     previous_profile: str
     #: Seconds a forked test may run before it is killed (None: no limit).
     timeout: float | None = None
+    #: Fork every conformance test ("every") or the isolated ones only.
+    isolation: str = "every"
     recorder: Recorder = field(default_factory=Recorder)
     verdicts: Verdicts | None = None
 
@@ -151,6 +153,7 @@ def _load_state(config: pytest.Config, spec: str) -> SuiteState:
         report_path=config.getoption("coextra_report"),
         previous_profile=previous,
         timeout=config.getoption("coextra_timeout") or None,
+        isolation=config.getoption("coextra_isolation"),
     )
 
 
@@ -397,6 +400,7 @@ def pytest_runtest_protocol(
     if (
         state is None
         or not state.implementation.in_process
+        or state.isolation != "every"
         or not isolation.available()
         or not is_conformance_test(item)
     ):
@@ -495,7 +499,7 @@ def _attribute(
         # What pytest's xfail marker would have done, for these
         # requirements only.
         report.outcome = "skipped"
-        report.wasxfail = "; ".join(  # type: ignore[attr-defined]
+        report.wasxfail = "; ".join(
             f"{e.requirement}: {e.reason}" for e in expected if e
         )
 

@@ -396,9 +396,8 @@ def summary_lines(
         if result.outcome not in _QUIET_TESTS or verbose:
             lines.append(f"contract {result.outcome:<14}  {result.nodeid}")
     if verdicts.contracts:
-        counts = verdicts.contract_counts()
-        shown = ", ".join(f"{n} {o}" for o, n in sorted(counts.items()))
-        lines.append(f"contracts: {shown}")
+        tally = sorted(verdicts.contract_counts().items())
+        lines.append(f"contracts: {', '.join(f'{n} {o}' for o, n in tally)}")
     summary = verdicts.summary()
     for level in LEVELS:
         counts = summary[level]
