@@ -515,9 +515,13 @@ def _evidence(item: pytest.Item, exc: BaseException) -> dict[str, object]:
         evidence = {"kind": "crash", "detail": str(exc)}
     elif isinstance(exc, PreconditionFailed):
         evidence = {"kind": "precondition", "detail": str(exc)}
-    elif not isinstance(exc, AssertionError):
+    elif not isinstance(exc, (AssertionError, pytest.fail.Exception)):
         evidence = {"kind": "exception", "exception": type(exc).__name__}
-    evidence.update(evidence_of(exc))
+    found = evidence_of(exc)
+    if not found and str(exc):
+        # A plain assert: its message says what was seen.
+        evidence["detail"] = str(exc).split("\n")[0][:500]
+    evidence.update(found)
     funcargs = getattr(item, "funcargs", {})
     recording = funcargs.get("session")
     if isinstance(recording, RecordingSession):

@@ -20,6 +20,7 @@ from ..adapter import (
     Hook,
     Session,
 )
+from ..evidence import Deviation
 from . import helpers as h
 
 pytestmark = pytest.mark.requires(Capability.ALLOC_FAILURE)
@@ -77,10 +78,16 @@ def test_failed_set_reports_memory_error(session: Session) -> None:
     """
     _, _, _, failed = _set_without_memory(session)
     for _, error in failed:
-        assert error == "MemoryError", (
-            f"{h.SET} without memory must fail with MemoryError "
-            f"(R-ALLOC-1); got {error}"
-        )
+        if error != "MemoryError":
+            raise Deviation(
+                f"{h.SET} without memory must fail with MemoryError "
+                f"(R-ALLOC-1); got {error or 'no exception set'}",
+                requirement="R-ALLOC-1",
+                function=h.SET,
+                expected={"exception": "MemoryError"},
+                actual={"exception": error},
+                exception=error,
+            )
     session.take_free_calls()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import Capability, FreeAction, FreeFunc, Session
+from ..evidence import Deviation
 from . import helpers as h
 
 DESTROY = "code object destruction"
@@ -305,10 +306,15 @@ def test_new_value_is_visible_during_free(session: Session) -> None:
             f"{h.GET} inside a free function failed with "
             f"{calls[0].error} (R-FREE-10)",
         )
-        assert calls[0].result == new, (
-            f"{h.SET}: the free function read {calls[0].result:#x} from "
-            f"the slot, not the new value {new:#x} (R-FREE-9)"
-        )
+        if calls[0].result != new:
+            raise Deviation(
+                f"{h.SET}: the free function read {calls[0].result:#x} "
+                f"from the slot, not the new value {new:#x} (R-FREE-9)",
+                requirement="R-FREE-9",
+                function=h.SET,
+                expected={"read_during_free": new},
+                actual={"read_during_free": calls[0].result},
+            )
 
 
 @pytest.mark.req("R-FREE-10")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import MIN_INDICES, ApiError, Capability, FreeFunc, Session
+from ..evidence import Deviation
 from . import helpers as h
 
 
@@ -65,10 +66,16 @@ def test_interpreter_offers_minimum_index_capacity(session: Session) -> None:
         try:
             indices.append(session.request_index(session.main, FreeFunc(1)))
         except ApiError as exc:
-            pytest.fail(
-                f"{h.REQUEST} failed ({exc.exc_type}) after {n} indices; "
-                f"R-INDEX-2 requires {MIN_INDICES}"
-            )
+            raise Deviation(
+                f"{h.REQUEST} failed "
+                f"({exc.exc_type or 'no exception set'}) after {n} "
+                f"indices; R-INDEX-2 requires {MIN_INDICES}",
+                requirement="R-INDEX-2",
+                function=h.REQUEST,
+                expected={"indices": MIN_INDICES},
+                actual={"indices": n, "exception": exc.exc_type},
+                exception=exc.exc_type,
+            ) from None
     assert len(set(indices)) == MIN_INDICES, (
         f"{h.REQUEST} returned duplicates among {MIN_INDICES} (R-INDEX-2)"
     )

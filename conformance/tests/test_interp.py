@@ -99,21 +99,21 @@ def test_value_freed_by_owner_free_function(session: Session) -> None:
     for n, code in enumerate(codes):
         session.set_extra(session.main, code, index, 0x310 + n)
         session.set_extra(other, code, index, 0x320 + n)
+    # A Set that frees the other interpreter's value is R-INTERP-2's
+    # deviation (values shared): only destruction is judged here.
+    h.frees(session)
     for code in codes:
         session.drop(code)
     owners = {0x310: 1, 0x311: 1, 0x320: 2, 0x321: 2}
     got = h.frees(session)
-    # How often a value is freed is R-FREE-3's question; this one asks
-    # only whose free function gets it.
-    h.precondition(
-        {value for _, value in got} >= set(owners),
-        f"code object destruction did not free every value (R-FREE-3): {got}",
-    )
-    h.assert_frees(
+    # Whether every value is freed, and how often, is R-FREE-3's
+    # question; this one asks only whose free function gets each.
+    h.precondition(got, "code object destruction freed no value (R-FREE-3)")
+    h.assert_own_free_functions(
         "code object destruction",
         "R-INTERP-3",
-        sorted(set(got)),
-        sorted((tag, value) for value, tag in owners.items()),
+        got,
+        lambda v: owners.get(v, 0),
     )
 
 
@@ -157,6 +157,9 @@ def test_finalization_frees_only_own_values(session: Session) -> None:
     for n, code in enumerate(codes):
         session.set_extra(session.main, code, index, 0x510 + n)
         session.set_extra(other, code, index, 0x520 + n)
+    # A Set that frees the other interpreter's value is R-INTERP-2's
+    # deviation (values shared): only finalization is judged here.
+    h.frees(session)
     session.end_interpreter(other)
     h.assert_frees(
         "interpreter finalization",

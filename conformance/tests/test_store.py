@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import FreeFunc, Session
+from ..evidence import Deviation
 from . import helpers as h
 
 #: Indices that are never valid: negative, or far beyond any allocation.
@@ -236,10 +237,16 @@ def test_failed_get_clears_output(session: Session) -> None:
             # R-STORE-8's question; this requirement is about failures.
             continue
         failed += 1
-        assert out == 0, (
-            f"{h.GET} failed ({error or 'no exception set'}) but left "
-            f"*extra = {out:#x}; R-STORE-10 requires NULL"
-        )
+        if out != 0:
+            raise Deviation(
+                f"{h.GET} failed ({error or 'no exception set'}) but left "
+                f"*extra = {out:#x}; R-STORE-10 requires NULL",
+                requirement="R-STORE-10",
+                function=h.GET,
+                expected={"extra": 0},
+                actual={"extra": out, "exception": error},
+                exception=error,
+            )
     h.precondition(
         failed, f"{h.GET} never failed, so there is no output to check"
     )
