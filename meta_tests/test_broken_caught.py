@@ -100,7 +100,7 @@ def test_broken_registry_matches_module_attributes() -> None:
         assert isinstance(impl, BrokenImplementation)
 
 
-def tests_of(report: dict[str, object]) -> dict[str, list[dict[str, Any]]]:
+def requirement_tests(report: dict[str, object]) -> dict[str, list[dict[str, Any]]]:
     """Map requirement IDs to their test entries in a report."""
     requirements = report["requirements"]
     assert isinstance(requirements, list)
@@ -130,7 +130,7 @@ def assert_untouched(
     ``precondition``): the broken behaviour was needed to get there.
     """
     got = outcomes(report)
-    tests = tests_of(report)
+    tests = requirement_tests(report)
     moved = {}
     for requirement, outcome in got.items():
         if requirement in touched or outcome == baseline.get(requirement):
@@ -215,7 +215,7 @@ def test_dying_implementation_still_gets_a_complete_report(
     assert sorted(got) == sorted(registry.ids), "requirements missing"
     assert {got[i] for i in impl.EXPECTED_FAILURES} == {"crashed"}
     assert_untouched(name, report, model_outcomes, impl.EXPECTED_FAILURES)
-    (test,) = tests_of(report)["R-STORE-3"]
+    (test,) = requirement_tests(report)["R-STORE-3"]
     assert test["outcome"] == outcome
     evidence = test["evidence"]
     if outcome == "crashed":
