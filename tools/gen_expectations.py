@@ -101,7 +101,7 @@ def measured_block(report: Mapping[str, Any], source: str) -> list[str]:
         f"requirements are not-applicable and have no entry here: "
         f"{', '.join(absent) or 'none'}."
     )
-    body = textwrap.wrap(text, WIDTH - 2)
+    body = textwrap.wrap(text, WIDTH - 2, break_on_hyphens=False)
     return [
         f"{MEASURED_START} (tools/gen_expectations.py writes this block)",
         *(f"# {line}" for line in body),
