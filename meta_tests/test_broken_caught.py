@@ -100,7 +100,9 @@ def test_broken_registry_matches_module_attributes() -> None:
         assert isinstance(impl, BrokenImplementation)
 
 
-def requirement_tests(report: dict[str, object]) -> dict[str, list[dict[str, Any]]]:
+def requirement_tests(
+    report: dict[str, object],
+) -> dict[str, list[dict[str, Any]]]:
     """Map requirement IDs to their test entries in a report."""
     requirements = report["requirements"]
     assert isinstance(requirements, list)
