@@ -101,7 +101,12 @@ class ImplementationCrashed(Exception):
 
 
 class FreeAction(str, enum.Enum):
-    """What a recording free function does after recording its call."""
+    """What a recording free function does after recording its call.
+
+    A call with NULL is recorded and does nothing else, as a consumer's
+    free function ignores NULL: an implementation that frees NULL then
+    fails R-FREE-4 alone, not every test whose free functions act.
+    """
 
     RECORD = "record"
     #: Call Get on ``FreeFunc.code``/``index``; result in FreeCall.result.

@@ -755,7 +755,9 @@ class TableSession:
         error: str | None = None
         interp = spec.interp if spec.interp is not None else self._main
         try:
-            if spec.action is FreeAction.GET:
+            if value == 0:
+                pass  # A NULL call is only recorded (see FreeAction).
+            elif spec.action is FreeAction.GET:
                 result = self.get_extra(interp, spec.code, spec.index)
             elif spec.action is FreeAction.SET:
                 self.set_extra(interp, spec.code, spec.index, spec.value)

@@ -320,7 +320,9 @@ class ModelSession:
         error: str | None = None
         try:
             # R-FREE-10: a free function may use the API.
-            if free.action is FreeAction.GET:
+            if value == 0:
+                pass  # A NULL call is only recorded (see FreeAction).
+            elif free.action is FreeAction.GET:
                 result = self.get_extra(interp, free.code, free.index)
             elif free.action is FreeAction.SET:
                 self.set_extra(interp, free.code, free.index, free.value)

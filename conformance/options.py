@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, settings
 ENV_IMPL = "COEXTRA_IMPL"
 DEFAULT_DOCS_URL = "docs/_build/html/pep/pep-8523.html"
 PROFILES = ("ci", "explore")
+ISOLATION_MODES = ("every", "marked")
 
 # Help texts start with a capital letter, end with a full stop and then
 # "Default: ..." (one rule for every option, as pytest-benchmark does).
@@ -72,6 +73,20 @@ def parse_profile(value: str) -> str:
     return value
 
 
+def parse_timeout(value: str) -> float:
+    """Check the value of --coextra-timeout: seconds, 0 for no limit."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a number of seconds: give a positive number, "
+            f"or 0 for no limit"
+        )
+    return seconds
+
+
 def add_options(parser: pytest.Parser) -> None:
     """Add the --coextra-* options and the suite-path ini setting."""
     group = parser.getgroup("coextra", "PEP 8523 conformance suite")
@@ -115,6 +130,24 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="NAME",
         help="Hypothesis profile: 'ci' (derandomized) or 'explore' (more, "
         "random examples). Default: %(default)r",
+    )
+    group.addoption(
+        "--coextra-isolation",
+        choices=ISOLATION_MODES,
+        default="every",
+        help="For in-process implementations: fork 'every' conformance "
+        "test (a crash or hang ends that test only) or only those marked "
+        "'isolated' (faster; lets a debugger stop inside a test). "
+        "Default: %(default)r",
+    )
+    group.addoption(
+        "--coextra-timeout",
+        type=parse_timeout,
+        default=300.0,
+        metavar="SECONDS",
+        help="Kill a test of an in-process implementation that runs longer "
+        "than SECONDS and report it as timeout; 0 means no limit. "
+        "Default: %(default)r",
     )
     parser.addini(
         "coextra_suite_paths",

@@ -10,6 +10,7 @@ in their own modules; this one wires them into pytest's hooks.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,17 @@ from hypothesis import settings
 
 from . import isolation, loading, options
 from .adapter import Capability, Implementation, Session
+from .evidence import (
+    EVIDENCE_PROPERTY,
+    PRECONDITION_PROPERTY,
+    PreconditionFailed,
+    RecordingSession,
+    evidence_of,
+)
 from .expectations import Expectation, ExpectationError, load_expectations
 from .report import (
+    BLAME_PROPERTY,
+    CONTRACT_PROPERTY,
     CRASH_PROPERTY,
     NOT_APPLICABLE,
     REQUIREMENT_PROPERTY,
@@ -33,6 +43,9 @@ from .report import (
     write_report,
 )
 from .requirements import Registry, load_registry
+
+#: A requirement ID inside a message or an evidence field.
+REQUIREMENT_ID = re.compile(r"R-[A-Z]+-[1-9][0-9]*")
 
 #: The conformance tests shipped with the suite.
 SUITE_DIR = Path(__file__).parent / "tests"
@@ -50,6 +63,10 @@ class SuiteState:
     docs_url: str
     report_path: Path | None
     previous_profile: str
+    #: Seconds a forked test may run before it is killed (None: no limit).
+    timeout: float | None = None
+    #: Fork every conformance test ("every") or the isolated ones only.
+    isolation: str = "every"
     recorder: Recorder = field(default_factory=Recorder)
     verdicts: Verdicts | None = None
 
@@ -135,6 +152,8 @@ def _load_state(config: pytest.Config, spec: str) -> SuiteState:
         docs_url=config.getoption("coextra_docs_url"),
         report_path=config.getoption("coextra_report"),
         previous_profile=previous,
+        timeout=config.getoption("coextra_timeout") or None,
+        isolation=config.getoption("coextra_isolation"),
     )
 
 
@@ -273,6 +292,9 @@ def pytest_collection_modifyitems(
     for item in items:
         ids = requirement_ids(item)
         if not ids:
+            if item.get_closest_marker("contract") is not None:
+                item.user_properties.append(CONTRACT_PROPERTY)
+                _gate(item, state)
             continue
         item.user_properties.extend((REQUIREMENT_PROPERTY, i) for i in ids)
         _gate(item, state)
@@ -327,10 +349,20 @@ def implementation(request: pytest.FixtureRequest) -> Implementation:
 def session(
     implementation: Implementation, request: pytest.FixtureRequest
 ) -> Iterator[Session]:
-    """Give the test a fresh session; fail if it leaves an error set."""
-    opened = implementation.open_session()
+    """Give the test a fresh session; fail if it leaves an error set.
+
+    The session records the calls made through it: a failing test's
+    evidence lists the last of them.
+    """
     try:
-        yield opened
+        opened = implementation.open_session()
+    except Exception as exc:
+        raise PreconditionFailed(
+            f"{implementation.name}: open_session() failed: {exc!r}"
+        ) from exc
+    recording = RecordingSession(opened)
+    try:
+        yield cast(Session, recording)
         left = opened.pending_error()
     finally:
         opened.close()
@@ -345,6 +377,40 @@ def _fail_pending(item: pytest.Item, error: str) -> None:
         f"that succeeded, or whose error was read, must leave none",
         pytrace=False,
     )
+
+
+def is_conformance_test(item: pytest.Item) -> bool:
+    """Tell whether ``item`` names requirements or is a contract test."""
+    return bool(requirement_ids(item)) or (
+        item.get_closest_marker("contract") is not None
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> bool | None:
+    """Run every conformance test in a child for in-process implementations.
+
+    Whatever the implementation does to the process (segfault, abort,
+    heap corruption, a hang), only that child dies: the test is reported
+    as crashed or timed out and the run, and its report, go on.
+    """
+    state = item.config.stash.get(STATE, None)
+    if (
+        state is None
+        or not state.implementation.in_process
+        or state.isolation != "every"
+        or not isolation.available()
+        or not is_conformance_test(item)
+    ):
+        return None
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    for report in isolation.run_protocol(item, state.timeout):
+        ihook.pytest_runtest_logreport(report=report)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -379,15 +445,90 @@ def pytest_runtest_makereport(
     """Mark a test crashed when an adapter raised ImplementationCrashed."""
     report: pytest.TestReport = yield
     excinfo = call.excinfo
-    if excinfo is not None and any(
-        cls.__name__ == "ImplementationCrashed"
-        for cls in type(excinfo.value).__mro__
-    ):
-        # Matched by name: tests may import the adapter module under the
-        # source-tree name as well as the installed one.
+    if excinfo is None:
+        return report
+    names = {cls.__name__ for cls in type(excinfo.value).__mro__}
+    # Matched by name: tests may import the adapter module under the
+    # source-tree name as well as the installed one.
+    if "ImplementationCrashed" in names:
         item.user_properties.append(CRASH_PROPERTY)
         report.user_properties.append(CRASH_PROPERTY)
+    if "PreconditionFailed" in names:
+        report.user_properties.append(PRECONDITION_PROPERTY)
+    if any(key == EVIDENCE_PROPERTY for key, _ in report.user_properties):
+        return report
+    evidence = _evidence(item, excinfo.value)
+    report.user_properties.append((EVIDENCE_PROPERTY, evidence))
+    state = item.config.stash.get(STATE, None)
+    if state is not None and (report.failed or hasattr(report, "wasxfail")):
+        _attribute(item, report, evidence, state)
     return report
+
+
+def _attribute(
+    item: pytest.Item,
+    report: pytest.TestReport,
+    evidence: dict[str, object],
+    state: SuiteState,
+) -> None:
+    """Charge a failed check to the one requirement it belongs to.
+
+    A check of a requirement the test does not name is a set-up step
+    that failed: the test is an error, its own requirements keep their
+    verdicts.  In a test naming several requirements, the failure counts
+    against the requirement whose check failed only, and is expected
+    when that requirement is.
+    """
+    named = evidence.get("requirement")
+    ids = requirement_ids(item)
+    if not isinstance(named, str) or not ids:
+        return
+    checked = [i for i in REQUIREMENT_ID.findall(named) if i in state.registry]
+    if not checked:
+        return
+    blamed = [i for i in ids if i in checked]
+    if not blamed:
+        report.user_properties.append(PRECONDITION_PROPERTY)
+        evidence["kind"] = "precondition"
+        return
+    if len(blamed) == len(ids):
+        return
+    report.user_properties.append((BLAME_PROPERTY, " ".join(blamed)))
+    expected = [state.expectations.get(i) for i in blamed]
+    if all(expected) and not hasattr(report, "wasxfail"):
+        # What pytest's xfail marker would have done, for these
+        # requirements only.
+        report.outcome = "skipped"
+        report.wasxfail = "; ".join(
+            f"{e.requirement}: {e.reason}" for e in expected if e
+        )
+
+
+def _evidence(item: pytest.Item, exc: BaseException) -> dict[str, object]:
+    """Say what the implementation did.
+
+    The exception's observation, and the last calls the test made
+    through its session.
+    """
+    evidence: dict[str, object] = {"kind": "assertion"}
+    if "ImplementationCrashed" in {c.__name__ for c in type(exc).__mro__}:
+        evidence = {"kind": "crash", "detail": str(exc)}
+    elif isinstance(exc, PreconditionFailed):
+        evidence = {"kind": "precondition", "detail": str(exc)}
+    elif not isinstance(exc, (AssertionError, pytest.fail.Exception)):
+        evidence = {"kind": "exception", "exception": type(exc).__name__}
+    found = evidence_of(exc)
+    if not found and str(exc):
+        # A plain assert: its message says what was seen.
+        evidence["detail"] = str(exc).split("\n")[0][:500]
+    evidence.update(found)
+    funcargs = getattr(item, "funcargs", {})
+    recording = funcargs.get("session")
+    if isinstance(recording, RecordingSession):
+        calls = recording.calls()
+        if calls:
+            evidence["calls"] = calls
+    return evidence
 
 
 # -- results ----------------------------------------------------------------
@@ -415,7 +556,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         # claim "untested" for what was never tried.
         return
     verdicts = compute_verdicts(
-        state.registry, state.recorder.results.values(), state.expectations
+        state.registry,
+        state.recorder.results.values(),
+        state.expectations,
+        state.recorder.contracts.values(),
     )
     state.verdicts = verdicts
     if state.report_path is not None:
@@ -434,7 +578,7 @@ def pytest_terminal_summary(
     state = config.stash.get(STATE, None)
     if state is None or state.verdicts is None:
         return
-    if not state.recorder.results:
+    if not state.recorder.results and not state.recorder.contracts:
         # No conformance test ran (say, COEXTRA_IMPL is exported while
         # other tests run): a verdict would only list untested IDs.
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ import pytest
 
 from . import __version__
 from .adapter import Capability, Implementation
+from .evidence import EVIDENCE_PROPERTY, PRECONDITION_PROPERTY, Json
 from .expectations import Expectation
 from .requirements import LEVELS, Registry, Requirement
 
@@ -27,6 +28,14 @@ from .requirements import LEVELS, Registry, Requirement
 REQUIREMENT_PROPERTY = "requirement"
 #: user_properties entry that marks a test whose process died.
 CRASH_PROPERTY = ("coextra_outcome", "crashed")
+#: user_properties entry that marks a test whose process hung and was
+#: killed; its requirement counts it as ``crashed``.
+TIMEOUT_PROPERTY = ("coextra_outcome", "timeout")
+#: user_properties key naming the one requirement whose check failed in
+#: a test that names several; the others do not count that test.
+BLAME_PROPERTY = "coextra_blame"
+#: user_properties entry that marks a contract test (no requirement).
+CONTRACT_PROPERTY = ("coextra_contract", "1")
 #: Skip reasons starting with this map to ``not-applicable``.
 NOT_APPLICABLE = "not-applicable: "
 
@@ -66,11 +75,18 @@ _TEST_RANK = {
     "not-applicable": 2,
     "failed": 3,
     "error": 4,
-    "crashed": 5,
+    "timeout": 5,
+    "crashed": 6,
 }
 # Outcomes the terminal summary lists only with -v.
 _QUIET = frozenset({"pass", "not-applicable", "untested"})
-_RAW = (("crashed", "crashed"), ("error", "error"), ("failed", "fail"))
+_QUIET_TESTS = frozenset({"passed", "not-applicable", "skipped"})
+_RAW = (
+    ("crashed", "crashed"),
+    ("timeout", "crashed"),
+    ("error", "error"),
+    ("failed", "fail"),
+)
 
 
 @dataclass
@@ -82,6 +98,19 @@ class CaseResult:
     outcome: str = "passed"
     duration: float = 0.0
     message: str | None = None
+    #: What the implementation did, for a test that did not pass.
+    evidence: dict[str, Json] | None = None
+    #: The requirement a failure is charged to, when the test names
+    #: several (None: all of them).
+    blame: str | None = None
+
+    def counts_for(self, requirement: str) -> bool:
+        """Tell whether this result bears on ``requirement``'s verdict.
+
+        A test that failed on another requirement's check never reached
+        this one's.
+        """
+        return self.blame is None or requirement in self.blame.split()
 
     def as_json(self) -> dict[str, object]:
         """Return the report's form of this result."""
@@ -92,6 +121,8 @@ class CaseResult:
         }
         if self.message:
             data["message"] = self.message
+        if self.evidence and self.outcome not in _NO_EVIDENCE:
+            data["evidence"] = self.evidence
         return data
 
 
@@ -114,6 +145,8 @@ def stable_nodeid(nodeid: str) -> str:
     return _SUITE_TESTS.sub("conformance/tests/", path, count=1) + (
         separator + rest
     )
+# Test outcomes whose evidence the report leaves out.
+_NO_EVIDENCE = frozenset({"passed", "skipped", "not-applicable"})
 
 
 @dataclass
@@ -121,21 +154,25 @@ class Recorder:
     """Collects test reports as they arrive."""
 
     results: dict[str, CaseResult] = field(default_factory=dict)
+    #: Contract tests (the adapter contract, the differential test).
+    contracts: dict[str, CaseResult] = field(default_factory=dict)
 
     def add(self, report: pytest.TestReport) -> None:
         """Fold one phase report into its test's result."""
+        properties = [tuple(p) for p in report.user_properties]
         ids = tuple(
             str(value)
-            for key, value in report.user_properties
+            for key, value in properties
             if key == REQUIREMENT_PROPERTY
         )
-        result = self.results.get(report.nodeid)
+        table = self.results
+        if not ids and CONTRACT_PROPERTY in properties:
+            table = self.contracts
+        result = table.get(report.nodeid)
         if result is None:
-            if not ids:
+            if not ids and table is self.results:
                 return
-            result = self.results[report.nodeid] = CaseResult(
-                report.nodeid, ids
-            )
+            result = table[report.nodeid] = CaseResult(report.nodeid, ids)
         result.duration += report.duration
         outcome = classify(report)
         if outcome is None:
@@ -143,24 +180,50 @@ class Recorder:
         if _TEST_RANK[outcome] > _TEST_RANK[result.outcome]:
             result.outcome = outcome
             result.message = _message(report)
+            result.evidence = _evidence(report)
+            result.blame = next(
+                (
+                    str(value)
+                    for key, value in properties
+                    if key == BLAME_PROPERTY
+                ),
+                None,
+            )
+
+
+def _evidence(report: pytest.TestReport) -> dict[str, Json] | None:
+    for key, value in report.user_properties:
+        if key == EVIDENCE_PROPERTY and isinstance(value, dict):
+            return dict(value)
+    return None
 
 
 def classify(report: pytest.TestReport) -> str | None:
     """Return the test outcome a phase report stands for, if any."""
-    crashed = CRASH_PROPERTY in [tuple(p) for p in report.user_properties]
+    properties = [tuple(p) for p in report.user_properties]
+    crashed = CRASH_PROPERTY in properties
+    timed_out = TIMEOUT_PROPERTY in properties
     if report.passed:
         return "passed" if report.when == "call" else None
     if report.skipped:
         if hasattr(report, "wasxfail"):
             # An expected failure did fail; expectations apply later.
-            return "crashed" if crashed else "failed"
+            if timed_out:
+                return "timeout"
+            if crashed:
+                return "crashed"
+            if PRECONDITION_PROPERTY in properties:
+                return "error"
+            return "failed"
         if _skip_reason(report).startswith(NOT_APPLICABLE):
             return "not-applicable"
         return "skipped"
+    if timed_out:
+        return "timeout"
     if crashed or report.when not in ("setup", "call", "teardown"):
         # pytest-xdist reports a lost worker with when="???".
         return "crashed"
-    if report.when == "setup":
+    if report.when == "setup" or PRECONDITION_PROPERTY in properties:
         return "error"
     if report.longreprtext.startswith("[XPASS(strict)]"):
         return "passed"
@@ -182,7 +245,12 @@ def _message(report: pytest.TestReport) -> str | None:
         return _skip_reason(report)
     crash = getattr(report.longrepr, "reprcrash", None)
     text = str(getattr(crash, "message", "") or report.longreprtext)
-    text = text.strip().removeprefix("Failed: ")
+    text = text.strip()
+    if text.startswith("[gw") and "\n" in text:
+        # pytest-xdist heads a worker's plain-text failure with the
+        # worker's name and Python; the message is what follows.
+        text = text.split("\n", 1)[1].strip()
+    text = text.removeprefix("Failed: ")
     return text[:2000] if text else None
 
 
@@ -211,6 +279,16 @@ class Verdicts:
     outcomes: Mapping[str, str]
     tests: Mapping[str, list[CaseResult]]
     expectations: Mapping[str, Expectation]
+    #: Contract tests: they check the adapter contract or compare with
+    #: the model, and name no requirement.
+    contracts: Sequence[CaseResult] = ()
+
+    def contract_counts(self) -> dict[str, int]:
+        """Count the contract tests by test outcome."""
+        counts: dict[str, int] = {}
+        for result in self.contracts:
+            counts[result.outcome] = counts.get(result.outcome, 0) + 1
+        return counts
 
     @property
     def failing(self) -> bool:
@@ -237,18 +315,20 @@ def compute_verdicts(
     registry: Registry,
     results: Iterable[CaseResult],
     expectations: Mapping[str, Expectation],
+    contracts: Iterable[CaseResult] = (),
 ) -> Verdicts:
     """Give every requirement of the registry its outcome."""
     tests: dict[str, list[CaseResult]] = {i: [] for i in registry.ids}
     for result in results:
         for requirement_id in dict.fromkeys(result.requirements):
-            if requirement_id in tests:
+            if requirement_id in tests and result.counts_for(requirement_id):
                 tests[requirement_id].append(result)
     outcomes = {
         i: requirement_outcome(tests[i], expectations.get(i))
         for i in registry.ids
     }
-    return Verdicts(registry, outcomes, tests, expectations)
+    ordered = sorted(contracts, key=lambda result: result.nodeid)
+    return Verdicts(registry, outcomes, tests, expectations, ordered)
 
 
 def build_report(
@@ -285,6 +365,10 @@ def build_report(
             "capabilities": sorted(c.value for c in capabilities),
         },
         "requirements": requirements,
+        "contracts": {
+            "counts": verdicts.contract_counts(),
+            "tests": [t.as_json() for t in verdicts.contracts],
+        },
         "summary": verdicts.summary(),
     }
 
@@ -328,6 +412,12 @@ def summary_lines(
         for i in verdicts.expectations
         if verdicts.outcomes[i] in ("not-applicable", "untested")
     )
+    for result in verdicts.contracts:
+        if result.outcome not in _QUIET_TESTS or verbose:
+            lines.append(f"contract {result.outcome:<14}  {result.nodeid}")
+    if verdicts.contracts:
+        tally = sorted(verdicts.contract_counts().items())
+        lines.append(f"contracts: {', '.join(f'{n} {o}' for o, n in tally)}")
     summary = verdicts.summary()
     for level in LEVELS:
         counts = summary[level]

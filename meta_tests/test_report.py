@@ -351,3 +351,123 @@ def test_collect_only_writes_no_report(
     assert result.ret == pytest.ExitCode.OK
     assert report == {}
     assert "verdict:" not in result.stdout.str()
+
+
+def test_timeout_counts_as_crashed() -> None:
+    """A hung test is a crash of its requirement (the enum is unchanged)."""
+    assert requirement_outcome(results("passed", "timeout"), None) == (
+        "crashed"
+    )
+    assert requirement_outcome(results("timeout"), CRASH) == "xfail"
+
+
+def test_failure_counts_only_for_the_blamed_requirement() -> None:
+    """A test of two IDs whose check of one failed leaves the other be."""
+    blamed = CaseResult("t", ("R-X-1", "R-X-2"), "failed", blame="R-X-2")
+    passing = CaseResult("u", ("R-X-1",), "passed")
+    verdicts = compute_verdicts(tiny_registry(), [blamed, passing], {})
+    assert verdicts.outcomes == {
+        "R-X-1": "pass",
+        "R-X-2": "fail",
+        "R-X-3": "untested",
+    }
+
+
+def test_contracts_are_in_the_report_and_summary() -> None:
+    """Contract tests get their own section, and the summary counts them."""
+    from coextra_conformance.report import build_report, summary_lines
+
+    contracts = [
+        CaseResult("c1", (), "passed"),
+        CaseResult("c2", (), "failed", message="differs from the model"),
+    ]
+    verdicts = compute_verdicts(tiny_registry(), [], {}, contracts)
+
+    class Impl:
+        name = "toy"
+        version = "0"
+
+    report = build_report(verdicts, Impl(), frozenset())  # type: ignore[arg-type]
+    assert report["contracts"] == {
+        "counts": {"passed": 1, "failed": 1},
+        "tests": [
+            {"nodeid": "c1", "outcome": "passed", "duration": 0.0},
+            {
+                "nodeid": "c2",
+                "outcome": "failed",
+                "duration": 0.0,
+                "message": "differs from the model",
+            },
+        ],
+    }
+    lines = summary_lines(verdicts, "pep.html", verbose=False)
+    assert "contract failed          c2" in lines
+    assert "contracts: 1 failed, 1 passed" in lines
+
+
+ATTRIBUTION_TESTS = """
+import pytest
+
+from coextra_conformance.evidence import Deviation, PreconditionFailed
+
+
+@pytest.mark.req("R-STORE-1", "R-STORE-2")
+def test_second_check_fails(session):
+    raise Deviation(
+        "Get read 0x2", requirement="R-STORE-2", function="Get",
+        expected={"value": 1}, actual={"value": 2},
+    )
+
+
+@pytest.mark.req("R-STORE-1")
+def test_store_one(session):
+    pass
+
+
+@pytest.mark.req("R-STORE-3")
+def test_needs_another_requirement(session):
+    raise Deviation("free called twice", requirement="R-FREE-3")
+
+
+@pytest.mark.req("R-STORE-4")
+def test_set_up_fails(session):
+    raise PreconditionFailed("no code object")
+"""
+
+
+def test_failures_are_attributed_and_carry_evidence(
+    run_toy: RunToy, pytester: pytest.Pytester
+) -> None:
+    """Evidence reaches the report, and failures are attributed.
+
+    A failed check of another requirement is an error of the test's own;
+    a test of two IDs fails only the one whose check failed.
+    """
+    pytester.makepyfile(ATTRIBUTION_TESTS)
+    _, report = run_toy()
+    assert outcomes(report) == {
+        "R-STORE-1": "pass",
+        "R-STORE-2": "fail",
+        "R-STORE-3": "error",
+        "R-STORE-4": "error",
+    }
+    tests = {r["id"]: r["tests"] for r in report["requirements"]}
+    (failing,) = tests["R-STORE-2"]
+    assert failing["evidence"] == {
+        "kind": "assertion",
+        "requirement": "R-STORE-2",
+        "function": "Get",
+        "expected": {"value": 1},
+        "actual": {"value": 2},
+    }
+    assert [t["nodeid"] for t in tests["R-STORE-1"]] == [
+        "test_failures_are_attributed_and_carry_evidence.py::test_store_one"
+    ]
+    assert tests["R-STORE-3"][0]["evidence"]["kind"] == "precondition"
+    assert tests["R-STORE-4"][0]["evidence"]["kind"] == "precondition"
+    schema = json.loads(
+        resources.files(coextra_conformance)
+        .joinpath("report.schema.json")
+        .read_text(encoding="utf-8")
+    )
+    jsonschema.validate(report, schema)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from ..adapter import ApiError, FreeCall, Handle, Session
+from ..evidence import Deviation, PreconditionFailed
 
 REQUEST = "PyUnstable_Eval_RequestCodeExtraIndex"
 RELEASE = "PyUnstable_Eval_ReleaseCodeExtraIndex"
@@ -55,18 +56,58 @@ def api_error(function: str, exc_type: str, req: str) -> Iterator[None]:
     except ApiError as exc:
         caught = exc
     if caught is None:
-        pytest.fail(
-            f"{function} must fail with {exc_type} ({req}); it succeeded"
+        raise Deviation(
+            f"{function} must fail with {exc_type} ({req}); it succeeded",
+            requirement=req,
+            function=function,
+            expected={"exception": exc_type},
+            actual="success",
         )
-    assert caught.exc_type == exc_type, (
-        f"{function} must fail with {exc_type} ({req}); it failed "
-        f"with {caught.exc_type or 'no exception set'}"
-    )
+    if caught.exc_type != exc_type:
+        raise Deviation(
+            f"{function} must fail with {exc_type} ({req}); it failed "
+            f"with {caught.exc_type or 'no exception set'}",
+            requirement=req,
+            function=function,
+            expected={"exception": exc_type},
+            actual={"exception": caught.exc_type},
+            exception=caught.exc_type,
+        )
 
 
-def frees(session: Session) -> list[tuple[int, int]]:
-    """Take the recorded free calls as (tag, value) pairs, in order."""
-    return [(call.tag, call.value) for call in session.take_free_calls()]
+def frees(
+    session: Session, *, null: bool = False, tags: Iterable[int] = ()
+) -> list[tuple[int, int]]:
+    """Take the recorded free calls as (tag, value) pairs, in order.
+
+    Calls with NULL are left out unless ``null`` is true: whether NULL
+    is ever freed is R-FREE-4's question alone, and every other test
+    judges only the values it stored.  ``tags`` keeps only the calls of
+    those free functions (the indices under test).
+    """
+    wanted = set(tags)
+    return [
+        (call.tag, call.value)
+        for call in session.take_free_calls()
+        if (null or call.value != 0) and (not wanted or call.tag in wanted)
+    ]
+
+
+def calls_of(session: Session, *, null: bool = False) -> list[FreeCall]:
+    """Take the recorded free calls, without the NULL ones (see frees)."""
+    return [
+        call for call in session.take_free_calls() if null or call.value != 0
+    ]
+
+
+def precondition(ok: object, message: str, **evidence: object) -> None:
+    """Stop the test as an ``error`` when a set-up step did not work.
+
+    Use for what the test needs before it can look at its requirement:
+    the requirement's verdict must not move because of it.
+    """
+    if not ok:
+        raise PreconditionFailed(f"set-up step failed: {message}", **evidence)
 
 
 def assert_frees(
@@ -85,15 +126,48 @@ def assert_frees(
     else:
         ok = Counter(got) == Counter(want)
     order = "in this order" if ordered else "each exactly once"
-    assert ok, (
-        f"{function} ({req}): free calls (tag, value) must be {want} "
-        f"{order}; got {got}"
-    )
+    if not ok:
+        raise Deviation(
+            f"{function} ({req}): free calls (tag, value) must be {want} "
+            f"{order}; got {got}",
+            requirement=req,
+            function=function,
+            expected={"frees": want},
+            actual={"frees": got},
+        )
 
 
-def assert_no_frees(function: str, req: str, session: Session) -> None:
-    """Assert that no free function was called."""
-    assert_frees(function, req, frees(session), [])
+def assert_own_free_functions(
+    function: str,
+    req: str,
+    actual: Iterable[tuple[int, int]],
+    owner: Callable[[int], int],
+) -> None:
+    """Assert that each value went to its own index's free function.
+
+    ``owner(value)`` is the tag of the index the value was stored under.
+    """
+    got = list(actual)
+    wrong = [(tag, value) for tag, value in got if tag != owner(value)]
+    if wrong:
+        raise Deviation(
+            f"{function} ({req}): values went to another index's free "
+            f"function, (tag, value): {wrong}; all calls: {got}",
+            requirement=req,
+            function=function,
+            expected={"frees": [(owner(v), v) for _, v in got]},
+            actual={"frees": got},
+        )
+
+
+def assert_no_frees(
+    function: str, req: str, session: Session, *, null: bool = False
+) -> None:
+    """Assert that no free function was called with a non-NULL value.
+
+    With ``null``, a call with NULL counts too (R-FREE-4).
+    """
+    assert_frees(function, req, frees(session, null=null), [])
 
 
 def assert_get(
@@ -108,11 +182,24 @@ def assert_get(
     try:
         value = session.get_extra(interp, code, index)
     except ApiError as exc:
-        pytest.fail(f"{GET}(index {index}) failed with {exc.exc_type} ({req})")
-    assert value == expected, (
-        f"{GET}(index {index}) must read {expected:#x} ({req}); "
-        f"read {value:#x}"
-    )
+        raise Deviation(
+            f"{GET}(index {index}) failed with "
+            f"{exc.exc_type or 'no exception set'} ({req})",
+            requirement=req,
+            function=GET,
+            expected={"value": expected},
+            actual={"return": -1},
+            exception=exc.exc_type,
+        ) from None
+    if value != expected:
+        raise Deviation(
+            f"{GET}(index {index}) must read {expected:#x} ({req}); "
+            f"read {value:#x}",
+            requirement=req,
+            function=GET,
+            expected={"value": expected},
+            actual={"value": value},
+        )
 
 
 def exhaust_indices(session: Session, interp: Handle) -> list[int]:

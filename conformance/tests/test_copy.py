@@ -32,6 +32,7 @@ def test_copy_starts_with_every_slot_null(session: Session, how: str) -> None:
 
 
 @pytest.mark.req("R-COPY-2")
+@pytest.mark.requires(Capability.INLINE_FLAG)
 def test_copy_gets_inline_storage_iff_consumer(
     session: Session, how: str
 ) -> None:
@@ -67,12 +68,21 @@ def test_copy_and_original_are_freed_independently(
     session.set_extra(session.main, original, index, 0x31)
     copy = session.copy_code(session.main, original, how)
     session.set_extra(session.main, copy, index, 0x32)
+    h.frees(session)
+    # Whether a destruction frees its own values is R-FREE-3's question;
+    # this one asks that it frees none of the other object's.
     session.drop(original)
     h.assert_frees(
-        "code object destruction", "R-COPY-3", h.frees(session), [(1, 0x31)]
+        "code object destruction",
+        "R-COPY-3",
+        [f for f in h.frees(session) if f[1] == 0x32],
+        [],
     )
     h.assert_get(session, session.main, copy, index, 0x32, "R-COPY-3")
     session.drop(copy)
     h.assert_frees(
-        "code object destruction", "R-COPY-3", h.frees(session), [(1, 0x32)]
+        "code object destruction",
+        "R-COPY-3",
+        [f for f in h.frees(session) if f[1] == 0x31],
+        [],
     )

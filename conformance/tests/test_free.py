@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import Capability, FreeAction, FreeFunc, Session
+from ..evidence import Deviation
 from . import helpers as h
 
 DESTROY = "code object destruction"
@@ -90,10 +91,15 @@ def test_null_is_never_freed(session: Session) -> None:
         session.set_extra(session.main, code, index, 0)
         session.set_extra(session.main, code, other, 0x41)
         session.set_extra(session.main, code, other, 0)
-    h.assert_frees(h.SET, "R-FREE-4", h.frees(session), [(5, 0x41), (5, 0x41)])
+    h.assert_frees(
+        h.SET,
+        "R-FREE-4",
+        h.frees(session, null=True),
+        [(5, 0x41), (5, 0x41)],
+    )
     session.drop(early)
     session.drop(inline)
-    h.assert_no_frees(DESTROY, "R-FREE-4", session)
+    h.assert_no_frees(DESTROY, "R-FREE-4", session, null=True)
 
 
 @pytest.mark.req("R-FREE-4")
@@ -106,12 +112,12 @@ def test_release_never_frees_null(session: Session) -> None:
     inline = session.new_code(session.main)
     session.set_extra(session.main, early, index, 0x42)
     session.set_extra(session.main, early, index, 0)
-    h.frees(session)
+    h.frees(session, null=True)
     session.release_index(session.main, index)
-    h.assert_no_frees(h.RELEASE, "R-FREE-4", session)
+    h.assert_no_frees(h.RELEASE, "R-FREE-4", session, null=True)
     session.drop(inline)
     session.drop(early)
-    h.assert_no_frees(DESTROY, "R-FREE-4", session)
+    h.assert_no_frees(DESTROY, "R-FREE-4", session, null=True)
 
 
 @pytest.mark.req("R-FREE-5")
@@ -149,24 +155,20 @@ def test_value_goes_to_its_own_free_function(session: Session) -> None:
     tags = (7, 8, 9)
     indices = [session.request_index(session.main, FreeFunc(t)) for t in tags]
     inline = session.new_code(session.main)
+    # Whether and how often values are freed is R-FREE-1's and
+    # R-FREE-3's question: this test judges the free calls that happen.
     for code in (early, inline):
         for tag, index in zip(tags, indices, strict=True):
             session.set_extra(session.main, code, index, 0x600 + tag)
         for tag, index in zip(tags, indices, strict=True):
             session.set_extra(session.main, code, index, 0x610 + tag)
-        h.assert_frees(
-            h.SET,
-            "R-FREE-6",
-            h.frees(session),
-            [(t, 0x600 + t) for t in tags],
-            ordered=True,
+        # Each value names its index's tag in its low four bits.
+        h.assert_own_free_functions(
+            h.SET, "R-FREE-6", h.frees(session), lambda v: v & 0xF
         )
         session.drop(code)
-        h.assert_frees(
-            DESTROY,
-            "R-FREE-6",
-            h.frees(session),
-            [(t, 0x610 + t) for t in tags],
+        h.assert_own_free_functions(
+            DESTROY, "R-FREE-6", h.frees(session), lambda v: v & 0xF
         )
 
 
@@ -189,6 +191,8 @@ def test_destruction_frees_in_ascending_index_order(
         session.request_index(session.main, FreeFunc(t)) for t in range(3, 6)
     ]
     pairs = sorted(zip(first + later, range(6), strict=True))
+    # Whether every value is freed exactly once is R-FREE-3's question:
+    # the order of the first free of each value is this one's.
     for code in (early, inline):
         for index, tag in (
             pairs[3],
@@ -200,11 +204,16 @@ def test_destruction_frees_in_ascending_index_order(
         ):
             session.set_extra(session.main, code, index, 0x700 + tag)
         session.drop(code)
+        firsts = list(dict.fromkeys(h.frees(session)))
+        h.precondition(
+            len(firsts) >= 2,
+            f"{DESTROY} freed fewer than two values (R-FREE-3): {firsts}",
+        )
         h.assert_frees(
             DESTROY,
             "R-FREE-7",
-            h.frees(session),
-            [(tag, 0x700 + tag) for _, tag in pairs],
+            firsts,
+            [(t, 0x700 + t) for _, t in pairs if (t, 0x700 + t) in firsts],
             ordered=True,
         )
 
@@ -287,15 +296,25 @@ def test_new_value_is_visible_during_free(session: Session) -> None:
         session.set_extra(session.main, early, index, 0x91)
         session.take_free_calls()
         session.set_extra(session.main, early, index, new)
-        calls = session.take_free_calls()
-        assert len(calls) == 1, f"{h.SET}: one free call (R-FREE-1): {calls}"
-        assert calls[0].error is None, (
-            f"{h.GET} inside a free function failed: {calls[0].error}"
+        calls = [c for c in h.calls_of(session) if c.value == 0x91]
+        # How often the old value is freed is R-FREE-1's question, and
+        # whether Get works inside a free function R-FREE-10's: both
+        # are set-up steps here.
+        h.precondition(calls, f"{h.SET} did not free the old value (R-FREE-1)")
+        h.precondition(
+            calls[0].error is None,
+            f"{h.GET} inside a free function failed with "
+            f"{calls[0].error} (R-FREE-10)",
         )
-        assert calls[0].result == new, (
-            f"{h.SET}: the free function read {calls[0].result} from the "
-            f"slot, not the new value {new:#x} (R-FREE-9)"
-        )
+        if calls[0].result != new:
+            raise Deviation(
+                f"{h.SET}: the free function read {calls[0].result:#x} "
+                f"from the slot, not the new value {new:#x} (R-FREE-9)",
+                requirement="R-FREE-9",
+                function=h.SET,
+                expected={"read_during_free": new},
+                actual={"read_during_free": calls[0].result},
+            )
 
 
 @pytest.mark.req("R-FREE-10")
@@ -324,9 +343,13 @@ def test_free_function_may_call_the_api(session: Session) -> None:
         session.set_extra(session.main, code, index, 0xA0 + index)
     h.assert_no_frees(h.SET, "R-FREE-10", session)
     session.drop(code)
-    calls = {c.tag: c for c in session.take_free_calls()}
-    assert sorted(calls) == [2, 3, 4], (
-        f"{DESTROY}: expected frees by tags 2, 3, 4 (R-FREE-3): {calls}"
+    # Only the free functions that act count: a call with NULL (R-FREE-4)
+    # or for the plain index is not this requirement's business.
+    calls = {c.tag: c for c in h.calls_of(session) if c.tag in (2, 3, 4)}
+    h.precondition(
+        sorted(calls) == [2, 3, 4],
+        f"{DESTROY} did not free the values of tags 2, 3, 4 (R-FREE-3): "
+        f"{sorted(calls)}",
     )
     for tag, result in ((2, 0), (3, 0xA2), (4, 0)):
         assert calls[tag].error is None, (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import MIN_INDICES, ApiError, Capability, FreeFunc, Session
+from ..evidence import Deviation
 from . import helpers as h
 
 
@@ -65,10 +66,16 @@ def test_interpreter_offers_minimum_index_capacity(session: Session) -> None:
         try:
             indices.append(session.request_index(session.main, FreeFunc(1)))
         except ApiError as exc:
-            pytest.fail(
-                f"{h.REQUEST} failed ({exc.exc_type}) after {n} indices; "
-                f"R-INDEX-2 requires {MIN_INDICES}"
-            )
+            raise Deviation(
+                f"{h.REQUEST} failed "
+                f"({exc.exc_type or 'no exception set'}) after {n} "
+                f"indices; R-INDEX-2 requires {MIN_INDICES}",
+                requirement="R-INDEX-2",
+                function=h.REQUEST,
+                expected={"indices": MIN_INDICES},
+                actual={"indices": n, "exception": exc.exc_type},
+                exception=exc.exc_type,
+            ) from None
     assert len(set(indices)) == MIN_INDICES, (
         f"{h.REQUEST} returned duplicates among {MIN_INDICES} (R-INDEX-2)"
     )
@@ -140,8 +147,14 @@ def test_null_free_function_is_never_called(session: Session) -> None:
     h.assert_no_frees(h.SET, "R-INDEX-5", session)
     session.drop(early)
     session.drop(code)
+    # Only the values stored under the NULL-free index are this
+    # requirement's: whether 0x61 is freed is R-FREE-3's question.
+    silent_values = {0x51, 0x52, 0x53}
     h.assert_frees(
-        "code object destruction", "R-INDEX-5", h.frees(session), [(3, 0x61)]
+        "code object destruction",
+        "R-INDEX-5",
+        [f for f in h.frees(session) if f[1] in silent_values],
+        [],
     )
 
 
@@ -232,11 +245,14 @@ def test_release_frees_every_value_once(session: Session) -> None:
     for child in children:
         session.drop(child)
     session.drop(inline)
+    # The released index's values were freed once, by the release: the
+    # destruction must not free them again (the kept index's values are
+    # R-FREE-3's business).
     h.assert_frees(
         "code object destruction",
         "R-INDEX-7",
-        h.frees(session),
-        [(2, 0x1102), (2, 0x1103)],
+        h.frees(session, tags=[1]),
+        [],
     )
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from ..adapter import CO_INLINE_EXTRA, Capability, FreeFunc, Hook, Session
+from ..adapter import Capability, FreeFunc, Hook, Session
 from . import helpers as h
 
 pytestmark = pytest.mark.requires(Capability.INTERPRETERS)
@@ -101,13 +101,21 @@ def test_value_freed_by_owner_free_function(session: Session) -> None:
     for n, code in enumerate(codes):
         session.set_extra(session.main, code, index, 0x310 + n)
         session.set_extra(other, code, index, 0x320 + n)
+    # A Set that frees the other interpreter's value is R-INTERP-2's
+    # deviation (values shared): only destruction is judged here.
+    h.frees(session)
     for code in codes:
         session.drop(code)
-    h.assert_frees(
+    owners = {0x310: 1, 0x311: 1, 0x320: 2, 0x321: 2}
+    got = h.frees(session)
+    # Whether every value is freed, and how often, is R-FREE-3's
+    # question; this one asks only whose free function gets each.
+    h.precondition(got, "code object destruction freed no value (R-FREE-3)")
+    h.assert_own_free_functions(
         "code object destruction",
         "R-INTERP-3",
-        h.frees(session),
-        [(1, 0x310), (1, 0x311), (2, 0x320), (2, 0x321)],
+        got,
+        lambda v: owners.get(v, 0),
     )
 
 
@@ -120,9 +128,10 @@ def test_foreign_code_uses_out_of_line_storage(session: Session) -> None:
     """
     other = session.new_interpreter()
     session.request_index(other, FreeFunc(2))
+    # Constructed while the other interpreter has a consumer: inline
+    # storage there if the implementation has any, none for this one.
     foreign = session.new_code(other)
     flags = session.co_flags(foreign)
-    assert flags & CO_INLINE_EXTRA, "constructed with a consumer active"
     index = session.request_index(session.main, FreeFunc(1))
     session.set_extra(session.main, foreign, index, 0x41)
     h.assert_get(session, session.main, foreign, index, 0x41, "R-INTERP-4")
@@ -130,7 +139,9 @@ def test_foreign_code_uses_out_of_line_storage(session: Session) -> None:
         f"{h.SET} from another interpreter changed co_flags (R-INTERP-4)"
     )
     session.set_extra(session.main, foreign, index, 0)
-    h.assert_frees(h.SET, "R-INTERP-4", h.frees(session), [(1, 0x41)])
+    h.assert_frees(
+        h.SET, "R-INTERP-4", h.frees(session, tags=[1]), [(1, 0x41)]
+    )
 
 
 @pytest.mark.req("R-INTERP-5")
@@ -148,6 +159,9 @@ def test_finalization_frees_only_own_values(session: Session) -> None:
     for n, code in enumerate(codes):
         session.set_extra(session.main, code, index, 0x510 + n)
         session.set_extra(other, code, index, 0x520 + n)
+    # A Set that frees the other interpreter's value is R-INTERP-2's
+    # deviation (values shared): only finalization is judged here.
+    h.frees(session)
     session.end_interpreter(other)
     h.assert_frees(
         "interpreter finalization",
@@ -161,11 +175,13 @@ def test_finalization_frees_only_own_values(session: Session) -> None:
         )
     for code in codes:
         session.drop(code)
+    # The main interpreter's values are then R-FREE-3's business; the
+    # ended interpreter's must not come back.
     h.assert_frees(
         "code object destruction",
         "R-INTERP-5",
-        h.frees(session),
-        [(1, 0x510), (1, 0x511)],
+        [f for f in h.frees(session) if f[1] in (0x520, 0x521)],
+        [],
     )
 
 
@@ -181,10 +197,12 @@ def test_hooks_are_per_interpreter(session: Session) -> None:
     session.add_hook(session.main, Hook(1))
     session.add_hook(other, Hook(2))
     mine = session.new_code(session.main)
-    theirs = session.new_code(other, nested=1)
+    # No nested code objects: whether they reach hooks is R-HOOK-2's.
+    theirs = session.new_code(other)
     got = sorted((c.tag, c.code_id) for c in session.take_hook_calls())
-    ids = [session.code_id(c) for c in (theirs, *session.nested(theirs))]
-    expected = sorted([(1, session.code_id(mine))] + [(2, i) for i in ids])
+    expected = sorted(
+        [(1, session.code_id(mine)), (2, session.code_id(theirs))]
+    )
     assert got == expected, (
         f"hooks must only see their own interpreter's constructions "
         f"(R-INTERP-6): {got}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import Capability, FreeAction, FreeFunc, Session
+from ..evidence import Deviation
 from . import helpers as h
 
 #: Indices that are never valid: negative, or far beyond any allocation.
@@ -227,15 +228,28 @@ def test_failed_get_clears_output(session: Session) -> None:
     code = session.new_code(session.main)
     session.set_extra(session.main, code, index, 0xA01)
     other = session.new_non_code(session.main)
+    failed = 0
     for target, bad in ((code, index + 1), (code, -1), (other, index)):
-        error, out = session.get_extra_on_error(session.main, target, bad)
-        assert error == "SystemError", (
-            f"{h.GET} must fail with SystemError (R-STORE-6/8); got {error}"
-        )
-        assert out == 0, (
-            f"{h.GET} failed but left *extra = {out:#x}; R-STORE-10 "
-            f"requires NULL"
-        )
+        try:
+            error, out = session.get_extra_on_error(session.main, target, bad)
+        except AssertionError:
+            # Get succeeded: whether it must fail is R-STORE-6's and
+            # R-STORE-8's question; this requirement is about failures.
+            continue
+        failed += 1
+        if out != 0:
+            raise Deviation(
+                f"{h.GET} failed ({error or 'no exception set'}) but left "
+                f"*extra = {out:#x}; R-STORE-10 requires NULL",
+                requirement="R-STORE-10",
+                function=h.GET,
+                expected={"extra": 0},
+                actual={"extra": out, "exception": error},
+                exception=error,
+            )
+    h.precondition(
+        failed, f"{h.GET} never failed, so there is no output to check"
+    )
 
 
 @pytest.mark.req("R-STORE-11")

@@ -154,18 +154,14 @@ def test_concurrent_construction_sees_every_hook_once(
         session.add_hook(session.main, Hook(tag))
     made: list[list[object]] = [[] for _ in range(THREADS)]
 
+    # No nested code objects: whether they reach hooks is R-HOOK-2's
+    # question, not one of threads.
     def work(n: int) -> None:
         for _ in range(ROUNDS // 4):
-            made[n].append(session.new_code(session.main, nested=1))
+            made[n].append(session.new_code(session.main))
 
     _run(work)
     ids = [session.code_id(c) for chunk in made for c in chunk]
-    ids += [
-        session.code_id(child)
-        for chunk in made
-        for c in chunk
-        for child in session.nested(c)
-    ]
     got = Counter((c.tag, c.code_id) for c in session.take_hook_calls())
     expected = Counter((tag, i) for tag in (1, 2, 3) for i in ids)
     assert got == expected, (
