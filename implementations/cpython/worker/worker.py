@@ -290,6 +290,14 @@ class Worker(object):
                    self.cx.set_extra(interp, self.obj(code), index, value))
         return None
 
+    def op_compare_exchange_extra(self, interp, code, index, expected,
+                                  desired):
+        # type: (int, int, int, int, int) -> List[int]
+        pair, current = self.cx.compare_exchange_extra(
+            interp, self.obj(code), index, expected, desired)
+        rc = self.check("PyUnstable_Code_CompareExchangeExtra", pair)
+        return [rc, int(current)]
+
     def op_add_hook(self, interp, tag, action, index, value):
         # type: (int, int, str, int, int) -> int
         name = ("PyCode_AddWatcher" if self.cx.WATCHERS
@@ -401,6 +409,7 @@ def main():
         "pid": os.getpid(),
         "pep8523": bool(cx.PEP8523),
         "watchers": bool(cx.WATCHERS),
+        "compare_exchange": hasattr(cx, "compare_exchange_extra"),
         "functions": [cx.REQUEST_NAME, cx.GET_NAME, cx.SET_NAME],
     }})
     serve(worker, send)
