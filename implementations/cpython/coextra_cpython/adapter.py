@@ -248,8 +248,16 @@ class CPythonSession:
     # -- observation -----------------------------------------------------
 
     def co_flags(self, code: Handle) -> int:
-        """Return ``code.co_flags``."""
+        """Return the code object's ``co_flags`` field as C code reads it.
+
+        On stock CPython it equals ``code.co_flags``; the patched 3.13
+        keeps ``CO_INLINE_EXTRA`` out of the Python attribute.
+        """
         return int(self._call("co_flags", code=self._number(code)))
+
+    def py_co_flags(self, code: Handle) -> int:
+        """Return ``code.co_flags`` as Python code sees it."""
+        return int(self._call("py_co_flags", code=self._number(code)))
 
     def extra_bytes(self, code: Handle) -> int:
         """Count the co_extra pointer plus the block Set allocated."""

@@ -716,6 +716,19 @@ cx_set_extra(PyObject *Py_UNUSED(self), PyObject *args)
     return cx_result(rc, name);
 }
 
+/* The code object's co_flags as C code sees them.  A PEP 8523 build may
+   keep CO_INLINE_EXTRA out of the Python-level attribute (the patched
+   3.13 does), and the suite's flag requirements are about this field. */
+static PyObject *
+cx_c_co_flags(PyObject *Py_UNUSED(self), PyObject *code)
+{
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "c_co_flags() needs a code object");
+        return NULL;
+    }
+    return PyLong_FromLong((long)((PyCodeObject *)code)->co_flags);
+}
+
 #if CX_PEP8523 && defined(Py_HAVE_PEP8523)
 /* PEP 8523 builds that implement CompareExchange (the patched 3.13). */
 static PyObject *
@@ -1152,6 +1165,8 @@ static PyMethodDef cx_methods[] = {
      "compare_exchange_extra(interp, obj, index, expected, desired) -> "
      "((rc, error), value left in *expected)"},
 #endif
+    {"c_co_flags", cx_c_co_flags, METH_O,
+     "c_co_flags(code) -> the co_flags field as C code reads it"},
     {"extra_bytes", cx_extra_bytes, METH_O,
      "extra_bytes(code) -> bytes spent on extra storage"},
     {"take_free_calls", cx_take_free_calls, METH_NOARGS,

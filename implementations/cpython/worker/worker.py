@@ -249,6 +249,12 @@ class Worker(object):
 
     def op_co_flags(self, code):
         # type: (int) -> int
+        # The C field: a PEP 8523 build may hide CO_INLINE_EXTRA from the
+        # Python attribute, which op_py_co_flags reports.
+        return int(self.cx.c_co_flags(self.obj(code)))
+
+    def op_py_co_flags(self, code):
+        # type: (int) -> int
         return int(self.obj(code).co_flags)
 
     # -- the API ---------------------------------------------------------
