@@ -18,9 +18,12 @@ of the bytecode inside the code object is right) and the line decoded
 for the current instruction is one of the loop's lines.
 
 PEP 8523 removes ``co_extra`` from ``PyCodeObject``, which moves
-``co_code_adaptive`` 8 bytes down.  The script also reports what a tool
-with the stock 3.13 layout built in would read (the bytecode 8 bytes
-further on), to show why tools must take the offsets from the process.
+``co_code_adaptive`` down (12 bytes on x86-64: the pointer and the padding
+before it).  The script also reports what a tool with the stock 3.13
+offset built in would read there, to show why tools must take the offsets
+from the process: ``resume_found_at_stock_offset`` counts the samples in
+which that offset held a RESUME instruction (all of them on an unpatched
+build, none on a patched one).
 
 Exit status 0 when every sample passed, 1 otherwise; ``--json`` writes
 the samples and the offsets used.
@@ -95,9 +98,9 @@ DEBUG_OFFSET_FIELDS = (
     "gc.size", "gc.collecting",
 )
 COOKIE = b"xdebugpy"
-#: A stock 3.13 PyCodeObject has co_extra (one pointer) right before
-#: co_code_adaptive.
-STOCK_EXTRA_POINTER = 8
+#: offsetof(PyCodeObject, co_code_adaptive) in stock 3.13.15 on x86-64
+#: (key: free-threaded build?), what a tool with built-in offsets uses.
+STOCK_CO_CODE_ADAPTIVE = {False: 200, True: 216}
 
 
 class ReadError(Exception):
@@ -274,8 +277,9 @@ def sample(remote: Remote, off: dict[str, int], runtime: int) -> dict[str, objec
         "instruction": index,
         "line": line_of(linetable, firstlineno, index),
         "first_opcode": remote.read(bytecode, 1)[0],
-        "first_opcode_at_stock_offset":
-            remote.read(bytecode + STOCK_EXTRA_POINTER, 1)[0],
+        "first_opcode_at_stock_offset": remote.read(
+            code + STOCK_CO_CODE_ADAPTIVE[bool(off["free_threaded"])], 1
+        )[0],
     }
 
 

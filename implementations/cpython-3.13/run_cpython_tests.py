@@ -107,27 +107,36 @@ def existing_modules(python: Path, wanted: list[str]) -> list[str]:
     return out.split()
 
 
-def parse_junit(path: Path) -> dict[str, dict[str, object]]:
-    """Per module: failing test case ids, from regrtest's JUnit XML."""
-    result: dict[str, dict[str, object]] = {}
+def parse_junit(path: Path) -> dict[str, list[str]]:
+    """Per module: the failing test case ids, from regrtest's JUnit XML.
+
+    A case's class name is ``test.<module>[.<submodule>].<Class>``; the
+    module is the first part after ``test.``.
+    """
+    result: dict[str, list[str]] = {}
     if not path.is_file():
         return result
     root = ET.parse(path).getroot()
-    for suite in root.iter("testsuite"):
-        failed: list[str] = []
-        for case in suite.iter("testcase"):
-            if case.find("failure") is not None or \
-                    case.find("error") is not None:
-                failed.append(
-                    f"{case.get('classname', '')}.{case.get('name', '')}"
-                )
-        name = suite.get("name", "")
-        module = name.split(".")[-1] if name else ""
-        entry = result.setdefault(module, {"failed_cases": []})
-        cases = entry["failed_cases"]
-        assert isinstance(cases, list)
-        cases.extend(failed)
+    for case in root.iter("testcase"):
+        if case.find("failure") is None and case.find("error") is None:
+            continue
+        classname = case.get("classname", "")
+        parts = classname.split(".")
+        module = parts[1] if parts[0] == "test" and len(parts) > 1 \
+            else parts[0]
+        result.setdefault(module, []).append(
+            f"{classname}.{case.get('name', '')}"
+        )
     return result
+
+
+def module_of(name: str) -> str:
+    """``test_inspect.test_inspect`` (a split package) -> ``test_inspect``."""
+    return name.split(".")[0]
+
+
+#: Outcome words of regrtest's progress lines, worst last.
+RANK = {"pass": 0, "skip": 1, "fail": 2, "crash": 3}
 
 
 def run_regrtest(
@@ -135,20 +144,20 @@ def run_regrtest(
     env: dict[str, str], log: Path,
 ) -> dict[str, dict[str, object]]:
     """Run the modules; return per module its outcome and failed cases."""
-    with tempfile.TemporaryDirectory() as tmp:
-        junit = Path(tmp) / "junit.xml"
-        cmd = [
-            str(python), "-m", "test", f"-j{jobs}", f"--timeout={timeout}",
-            "--junit-xml", str(junit), *modules,
-        ]
-        started = time.monotonic()
-        with open(log, "w") as out:
-            proc = subprocess.run(
-                cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                check=False,
-            )
-        elapsed = time.monotonic() - started
-        cases = parse_junit(junit)
+    junit = log.with_suffix(".xml")
+    junit.unlink(missing_ok=True)
+    cmd = [
+        str(python), "-m", "test", f"-j{jobs}", f"--timeout={timeout}",
+        "--junit-xml", str(junit), *modules,
+    ]
+    started = time.monotonic()
+    with open(log, "w") as out:
+        proc = subprocess.run(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+            check=False,
+        )
+    elapsed = time.monotonic() - started
+    cases = parse_junit(junit)
     text = log.read_text(errors="replace")
     outcomes: dict[str, dict[str, object]] = {}
     for line in text.splitlines():
@@ -157,6 +166,7 @@ def run_regrtest(
             continue
         rest = line.split("] ", 1)[1]
         name, _, status = rest.partition(" ")
+        name = module_of(name)
         if name not in modules:
             continue
         word = status.split(" ")[0] if status else ""
@@ -167,14 +177,15 @@ def run_regrtest(
                 "passed": "pass", "failed": "fail", "skipped": "skip",
                 "crashed": "crash",
             }.get(word, "skip" if status.startswith("resource") else "fail")
-            outcomes[name] = {"outcome": kind, "detail": status}
+            # A split package reports each submodule: keep the worst.
+            previous = outcomes.get(name)
+            if previous is None or RANK[kind] >= RANK[str(previous["outcome"])]:
+                outcomes[name] = {"outcome": kind, "detail": status}
     for name in modules:
         entry = outcomes.setdefault(
             name, {"outcome": "fail", "detail": "no result in the log"}
         )
-        entry["failed_cases"] = sorted(
-            set(cases.get(name, {}).get("failed_cases", []))  # type: ignore[arg-type]
-        )
+        entry["failed_cases"] = sorted(set(cases.get(name, [])))
     outcomes["__run__"] = {
         "returncode": proc.returncode, "seconds": round(elapsed, 1),
     }
@@ -197,8 +208,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="results file (default: results/"
                         "cpython-3.13-regrtest.json)")
     parser.add_argument("--logs", type=Path,
-                        help="keep regrtest's output here (default: a "
-                        "temporary directory)")
+                        help="keep regrtest's output and per-build "
+                        "outcomes here (default: a temporary directory)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="take a build's outcomes from --logs when a "
+                        "previous run left them there")
+    parser.add_argument("--side", choices=("both", "unpatched", "patched"),
+                        default="both",
+                        help="run only one build of each setting (with "
+                        "--logs; a later run with --reuse combines them)")
     args = parser.parse_args(argv)
     settings = [s for s in args.settings.split(",") if s]
     unknown = [s for s in settings if s not in SETTINGS]
@@ -208,8 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [m for m in args.modules.split(",") if m]
     builder = runpy.run_path(str(HERE / "build.py"))
     pythons: dict[str, Path] = {}
+    if args.side != "both" and args.logs is None:
+        return fail("--side needs --logs, where the outcomes are kept")
+    wanted_sides = {"both": (0, 1), "unpatched": (0,), "patched": (1,)}
     for setting in settings:
-        for variant in SETTINGS[setting][:2]:
+        for side in wanted_sides[args.side]:
+            variant = SETTINGS[setting][side]
             python = builder["cached_build"](variant)
             if python is None:
                 return fail(
@@ -233,9 +255,18 @@ def main(argv: list[str] | None = None) -> int:
     patched_only: list[dict[str, str]] = []
     for setting in settings:
         base_variant, patched_variant, consumer = SETTINGS[setting]
-        modules = existing_modules(pythons[patched_variant], wanted)
+        any_python = pythons.get(patched_variant) or pythons[base_variant]
+        modules = existing_modules(any_python, wanted)
         per_build: dict[str, dict[str, dict[str, object]]] = {}
+        sides = {"both": (base_variant, patched_variant),
+                 "unpatched": (base_variant,),
+                 "patched": (patched_variant,)}[args.side]
         for variant in (base_variant, patched_variant):
+            saved = logs / f"{setting}-{variant}.json"
+            if variant not in sides or (args.reuse and saved.is_file()):
+                if saved.is_file():
+                    per_build[variant] = json.loads(saved.read_text())
+                continue
             python = pythons[variant]
             env = dict(os.environ)
             env.pop("PYTHONPATH", None)
@@ -249,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             per_build[variant] = run_regrtest(
                 python, modules, args.jobs, args.timeout, env, log
             )
+            saved.write_text(json.dumps(per_build[variant], indent=1))
+        if len(per_build) < 2:
+            continue  # the other side runs later (--side, --reuse)
         rows = {}
         for module in modules:
             base = per_build[base_variant][module]
@@ -278,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             "runs": {v: per_build[v]["__run__"] for v in per_build},
             "modules": rows,
         }
+    if args.side != "both":
+        print(f"outcomes kept in {logs}; combine with --reuse",
+              file=sys.stderr)
+        return 0
     report["patched_only_failures"] = patched_only
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, sort_keys=True)

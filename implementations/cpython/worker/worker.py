@@ -39,7 +39,7 @@ import weakref
 
 
 try:  # only for the type comments; typing exists on every version run
-    from typing import Any, Dict, List, Optional, Tuple  # noqa: F401
+    from typing import Any, Dict, List, Optional, Set, Tuple  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
 
@@ -76,6 +76,8 @@ class Worker(object):
         self.handles = itertools.count(1)
         self.counters = itertools.count(1)
         self.unraisable = []  # type: List[str]
+        # Live sub-interpreters, for collecting garbage in each (below).
+        self.live_interps = set()  # type: Set[int]
         # A sub-interpreter that never gets hooks or indices; see
         # flagged_code().
         self.scratch = None
@@ -182,10 +184,13 @@ class Worker(object):
 
     def op_new_interpreter(self):
         # type: () -> int
-        return int(self.cx.new_interpreter())
+        interp = int(self.cx.new_interpreter())
+        self.live_interps.add(interp)
+        return interp
 
     def op_end_interpreter(self, interp):
         # type: (int) -> None
+        self.live_interps.discard(interp)
         self.cx.end_interpreter(interp)
         return None
 
@@ -241,6 +246,13 @@ class Worker(object):
             # Held by a reference cycle (or by another handle, in which
             # case collecting is harmless).
             gc.collect()
+        if ref is not None and ref() is not None and \
+                not getattr(sys, "_is_gil_enabled", lambda: True)():
+            # Free-threaded builds free code objects (deferred reference
+            # counts) only in a collection of the interpreter whose heap
+            # holds them, which may be a sub-interpreter.
+            for interp in sorted(self.live_interps):
+                self.cx.call_in(interp, gc.collect, ())
         return None
 
     def op_code_id(self, code):
