@@ -5,7 +5,7 @@ Usage (from the repository root)::
 
     python3 implementations/cpython-3.13/run_cpython_tests.py \
         [--settings plain,consumer,ft] [--modules test_code,test_dis] \
-        [--jobs 2] [--timeout 900] [--output results/cpython-3.13-regrtest.json]
+        [--jobs 2] [--timeout 900] [--output FILE]
 
 Each *setting* runs the same modules with ``python -m test`` on two
 interpreters built from the same source, one unpatched and one with the
@@ -45,8 +45,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
-DEFAULT_OUTPUT = REPO / "results" / "cpython-3.13-regrtest.json"
+DEFAULT_OUTPUT = HERE / "results" / "regrtest.json"
 
 #: The modules the comparison covers (those that exist in 3.13 are run).
 MODULES = (
@@ -205,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=900,
                         help="per-test timeout in s (default: %(default)s)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="results file (default: results/"
-                        "cpython-3.13-regrtest.json)")
+                        help="results file (default: implementations/"
+                        "cpython-3.13/results/regrtest.json)")
     parser.add_argument("--logs", type=Path,
                         help="keep regrtest's output and per-build "
                         "outcomes here (default: a temporary directory)")

@@ -39,6 +39,8 @@ KNOWN_COLUMNS: tuple[tuple[str, str], ...] = (
     *((f"cpython-3.{minor}", f"3.{minor}") for minor in range(6, 14)),
     ("rust", "Rust"),
     ("cpython-3.11-pep", "3.11 +PEP"),
+    ("cpython-3.13-pep", "3.13 +PEP"),
+    ("cpython-3.13t-pep", "3.13t +PEP"),
 )
 
 _REQUIREMENT_ID = re.compile(r"R-[A-Z]+-[0-9]+")

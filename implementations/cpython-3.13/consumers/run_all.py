@@ -4,7 +4,7 @@
 Usage::
 
     python3 implementations/cpython-3.13/consumers/run_all.py \
-        [--variants patched,patched-ft] [--output results/cpython-3.13-consumers.json]
+        [--variants patched,patched-ft] [--output FILE]
 
 For each variant (it must be built: ``build.py --variant V``):
 
@@ -41,8 +41,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 FOLDER = HERE.parent
-REPO = FOLDER.parent.parent
-DEFAULT_OUTPUT = REPO / "results" / "cpython-3.13-consumers.json"
+DEFAULT_OUTPUT = FOLDER / "results" / "consumers.json"
 UNPATCHED = {"patched": "baseline", "patched-ft": "baseline-ft"}
 
 PERF_WORKLOAD = """
