@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 STRUCTS = {
     "interpreter_state": "struct _is",
@@ -44,27 +45,34 @@ print("LAYOUT" + json.dumps(out))
 """
 
 
-def layout(python: Path) -> dict[str, dict[str, object]]:
+def layout(python: Path) -> dict[str, dict[str, Any]]:
     """Return struct sizes and top-level field offsets from debug info."""
     proc = subprocess.run(
-        ["gdb", "-batch", "-nx", "-ex",
-         "python\n" + (GDB_SCRIPT % STRUCTS) + "\nend", str(python)],
-        capture_output=True, text=True, check=False,
+        [
+            "gdb",
+            "-batch",
+            "-nx",
+            "-ex",
+            "python\n" + (GDB_SCRIPT % STRUCTS) + "\nend",
+            str(python),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     for line in proc.stdout.splitlines():
         if line.startswith("LAYOUT"):
-            return json.loads(line[len("LAYOUT"):])  # type: ignore[no-any-return]
+            return json.loads(line[len("LAYOUT") :])  # type: ignore[no-any-return]
     raise SystemExit(
         f"check_layout.py: gdb could not read the layout of {python} "
         f"(built without debug information?): {proc.stderr.strip()[:200]}"
     )
 
 
-def compare(base: dict[str, object], patched: dict[str, object]) -> dict[str, object]:
-    """Moved, removed and added fields of one struct."""
-    bf = base["fields"]
-    pf = patched["fields"]
-    assert isinstance(bf, dict) and isinstance(pf, dict)
+def compare(base: dict[str, Any], patched: dict[str, Any]) -> dict[str, Any]:
+    """Return the moved, removed and added fields of one struct."""
+    bf: dict[str, int] = base["fields"]
+    pf: dict[str, int] = patched["fields"]
     return {
         "size": {"unpatched": base["size"], "patched": patched["size"]},
         "moved": {n: [bf[n], pf[n]] for n in bf if n in pf and bf[n] != pf[n]},
@@ -81,16 +89,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if shutil.which("gdb") is None:
-        print("check_layout.py: gdb is not installed (apt-get install gdb)",
-              file=sys.stderr)
+        print(
+            "check_layout.py: gdb is not installed (apt-get install gdb)",
+            file=sys.stderr,
+        )
         return 2
     for python in (args.baseline, args.patched):
         if not python.is_file():
-            print(f"check_layout.py: {python} does not exist; build it "
-                  "with build.py first", file=sys.stderr)
+            print(
+                f"check_layout.py: {python} does not exist; build it "
+                "with build.py first",
+                file=sys.stderr,
+            )
             return 2
     base, patched = layout(args.baseline), layout(args.patched)
-    report = {key: compare(base[key], patched[key]) for key in STRUCTS}
+    report: dict[str, Any] = {
+        key: compare(base[key], patched[key]) for key in STRUCTS
+    }
     problems = []
     for key in ("interpreter_state", "runtime_state", "thread_state"):
         if report[key]["moved"] or report[key]["removed"]:

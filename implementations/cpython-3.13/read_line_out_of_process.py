@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-TARGET = '''\
+TARGET = """\
 import dis, sys
 ops = dis._specialized_opmap if hasattr(dis, "_specialized_opmap") else {}
 resume = [dis.opmap["RESUME"]] + [v for k, v in ops.items()
@@ -56,46 +56,83 @@ lines = sorted({ln for _, _, ln in spin.__code__.co_lines()
 print(" ".join(map(str, resume)), "|", " ".join(map(str, lines)),
       flush=True)
 spin()
-'''
+"""
 
 #: Field names of _Py_DebugOffsets (3.13) after the 8-byte cookie, in
 #: order; each is a uint64.
 DEBUG_OFFSET_FIELDS = (
-    "version", "free_threaded",
-    "runtime_state.size", "runtime_state.finalizing",
+    "version",
+    "free_threaded",
+    "runtime_state.size",
+    "runtime_state.finalizing",
     "runtime_state.interpreters_head",
-    "interpreter_state.size", "interpreter_state.id",
-    "interpreter_state.next", "interpreter_state.threads_head",
-    "interpreter_state.gc", "interpreter_state.imports_modules",
-    "interpreter_state.sysdict", "interpreter_state.builtins",
-    "interpreter_state.ceval_gil", "interpreter_state.gil_runtime_state",
+    "interpreter_state.size",
+    "interpreter_state.id",
+    "interpreter_state.next",
+    "interpreter_state.threads_head",
+    "interpreter_state.gc",
+    "interpreter_state.imports_modules",
+    "interpreter_state.sysdict",
+    "interpreter_state.builtins",
+    "interpreter_state.ceval_gil",
+    "interpreter_state.gil_runtime_state",
     "interpreter_state.gil_runtime_state_enabled",
     "interpreter_state.gil_runtime_state_locked",
     "interpreter_state.gil_runtime_state_holder",
-    "thread_state.size", "thread_state.prev", "thread_state.next",
-    "thread_state.interp", "thread_state.current_frame",
-    "thread_state.thread_id", "thread_state.native_thread_id",
-    "thread_state.datastack_chunk", "thread_state.status",
-    "interpreter_frame.size", "interpreter_frame.previous",
-    "interpreter_frame.executable", "interpreter_frame.instr_ptr",
-    "interpreter_frame.localsplus", "interpreter_frame.owner",
-    "code_object.size", "code_object.filename", "code_object.name",
-    "code_object.qualname", "code_object.linetable",
-    "code_object.firstlineno", "code_object.argcount",
-    "code_object.localsplusnames", "code_object.localspluskinds",
+    "thread_state.size",
+    "thread_state.prev",
+    "thread_state.next",
+    "thread_state.interp",
+    "thread_state.current_frame",
+    "thread_state.thread_id",
+    "thread_state.native_thread_id",
+    "thread_state.datastack_chunk",
+    "thread_state.status",
+    "interpreter_frame.size",
+    "interpreter_frame.previous",
+    "interpreter_frame.executable",
+    "interpreter_frame.instr_ptr",
+    "interpreter_frame.localsplus",
+    "interpreter_frame.owner",
+    "code_object.size",
+    "code_object.filename",
+    "code_object.name",
+    "code_object.qualname",
+    "code_object.linetable",
+    "code_object.firstlineno",
+    "code_object.argcount",
+    "code_object.localsplusnames",
+    "code_object.localspluskinds",
     "code_object.co_code_adaptive",
-    "pyobject.size", "pyobject.ob_type",
-    "type_object.size", "type_object.tp_name", "type_object.tp_repr",
+    "pyobject.size",
+    "pyobject.ob_type",
+    "type_object.size",
+    "type_object.tp_name",
+    "type_object.tp_repr",
     "type_object.tp_flags",
-    "tuple_object.size", "tuple_object.ob_item", "tuple_object.ob_size",
-    "list_object.size", "list_object.ob_item", "list_object.ob_size",
-    "dict_object.size", "dict_object.ma_keys", "dict_object.ma_values",
-    "float_object.size", "float_object.ob_fval",
-    "long_object.size", "long_object.lv_tag", "long_object.ob_digit",
-    "bytes_object.size", "bytes_object.ob_size", "bytes_object.ob_sval",
-    "unicode_object.size", "unicode_object.state",
-    "unicode_object.length", "unicode_object.asciiobject_size",
-    "gc.size", "gc.collecting",
+    "tuple_object.size",
+    "tuple_object.ob_item",
+    "tuple_object.ob_size",
+    "list_object.size",
+    "list_object.ob_item",
+    "list_object.ob_size",
+    "dict_object.size",
+    "dict_object.ma_keys",
+    "dict_object.ma_values",
+    "float_object.size",
+    "float_object.ob_fval",
+    "long_object.size",
+    "long_object.lv_tag",
+    "long_object.ob_digit",
+    "bytes_object.size",
+    "bytes_object.ob_size",
+    "bytes_object.ob_sval",
+    "unicode_object.size",
+    "unicode_object.state",
+    "unicode_object.length",
+    "unicode_object.asciiobject_size",
+    "gc.size",
+    "gc.collecting",
 )
 COOKIE = b"xdebugpy"
 #: offsetof(PyCodeObject, co_code_adaptive) in stock 3.13.15 on x86-64
@@ -107,7 +144,7 @@ class ReadError(Exception):
     """Memory of the target could not be read (it moved on, or exited)."""
 
 
-class iovec(ctypes.Structure):  # noqa: N801 (the C name)
+class iovec(ctypes.Structure):
     """struct iovec for process_vm_readv."""
 
     _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
@@ -116,8 +153,12 @@ class iovec(ctypes.Structure):  # noqa: N801 (the C name)
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.process_vm_readv.restype = ctypes.c_ssize_t
 _libc.process_vm_readv.argtypes = [
-    ctypes.c_int, ctypes.POINTER(iovec), ctypes.c_ulong,
-    ctypes.POINTER(iovec), ctypes.c_ulong, ctypes.c_ulong,
+    ctypes.c_int,
+    ctypes.POINTER(iovec),
+    ctypes.c_ulong,
+    ctypes.POINTER(iovec),
+    ctypes.c_ulong,
+    ctypes.c_ulong,
 ]
 
 
@@ -138,8 +179,10 @@ class Remote:
         )
         if got != size:
             err = ctypes.get_errno()
-            raise ReadError(f"read {size} bytes at {address:#x}: "
-                            f"{os.strerror(err) if got < 0 else 'short'}")
+            raise ReadError(
+                f"read {size} bytes at {address:#x}: "
+                f"{os.strerror(err) if got < 0 else 'short'}"
+            )
         return buf.raw
 
     def u64(self, address: int) -> int:
@@ -162,17 +205,25 @@ def runtime_address(pid: int, python: Path) -> int:
     for obj in objects:
         nm = subprocess.run(
             ["nm", "--defined-only", str(obj)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
-        symbol = [ln.split()[0] for ln in nm.stdout.splitlines()
-                  if ln.endswith(" _PyRuntime")]
+        symbol = [
+            ln.split()[0]
+            for ln in nm.stdout.splitlines()
+            if ln.endswith(" _PyRuntime")
+        ]
         if not symbol:
             continue
         value = int(symbol[0], 16)
         for line in maps:
             parts = line.split()
-            if len(parts) >= 6 and Path(parts[5]) == obj and \
-                    int(parts[2], 16) == 0:
+            if (
+                len(parts) >= 6
+                and Path(parts[5]) == obj
+                and int(parts[2], 16) == 0
+            ):
                 base = int(parts[0].split("-")[0], 16)
                 return base + value
     raise SystemExit(
@@ -190,7 +241,7 @@ def debug_offsets(remote: Remote, runtime: int) -> dict[str, int]:
             f"the {COOKIE!r} cookie; not a CPython 3.13 process"
         )
     values = struct.unpack(f"<{len(DEBUG_OFFSET_FIELDS)}Q", raw[8:])
-    return dict(zip(DEBUG_OFFSET_FIELDS, values))
+    return dict(zip(DEBUG_OFFSET_FIELDS, values, strict=True))
 
 
 def varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -244,12 +295,15 @@ def line_of(linetable: bytes, firstlineno: int, index: int) -> int | None:
 def ascii_string(remote: Remote, off: dict[str, int], obj: int) -> str:
     """Read a compact ASCII str object."""
     length = remote.u64(obj + off["unicode_object.length"])
-    data = remote.read(obj + off["unicode_object.asciiobject_size"],
-                       min(length, 256))
+    data = remote.read(
+        obj + off["unicode_object.asciiobject_size"], min(length, 256)
+    )
     return data.decode("ascii", "replace")
 
 
-def sample(remote: Remote, off: dict[str, int], runtime: int) -> dict[str, object]:
+def sample(
+    remote: Remote, off: dict[str, int], runtime: int
+) -> dict[str, object]:
     """Read the main thread's innermost Python frame once."""
     interp = remote.u64(runtime + off["runtime_state.interpreters_head"])
     tstate = remote.u64(interp + off["interpreter_state.threads_head"])
@@ -264,8 +318,9 @@ def sample(remote: Remote, off: dict[str, int], runtime: int) -> dict[str, objec
     code = remote.u64(frame + off["interpreter_frame.executable"])
     instr = remote.u64(frame + off["interpreter_frame.instr_ptr"])
     bytecode = code + off["code_object.co_code_adaptive"]
-    name = ascii_string(remote, off,
-                        remote.u64(code + off["code_object.qualname"]))
+    name = ascii_string(
+        remote, off, remote.u64(code + off["code_object.qualname"])
+    )
     firstlineno = remote.i32(code + off["code_object.firstlineno"])
     table = remote.u64(code + off["code_object.linetable"])
     size = remote.u64(table + off["bytes_object.ob_size"])
@@ -286,27 +341,42 @@ def sample(remote: Remote, off: dict[str, int], runtime: int) -> dict[str, objec
 def main(argv: list[str] | None = None) -> int:
     """Start the target, sample it, report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--python", required=True, type=Path,
-                        help="interpreter to start and observe")
-    parser.add_argument("--samples", type=int, default=20,
-                        help="how many samples (default: %(default)s)")
-    parser.add_argument("--json", type=Path,
-                        help="write the samples and offsets here")
+    parser.add_argument(
+        "--python",
+        required=True,
+        type=Path,
+        help="interpreter to start and observe",
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=20,
+        help="how many samples (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--json", type=Path, help="write the samples and offsets here"
+    )
     args = parser.parse_args(argv)
     if not args.python.is_file():
-        print(f"read_line_out_of_process.py: {args.python} does not exist; "
-              "build it with build.py first", file=sys.stderr)
+        print(
+            f"read_line_out_of_process.py: {args.python} does not exist; "
+            "build it with build.py first",
+            file=sys.stderr,
+        )
         return 2
     proc = subprocess.Popen(
         [str(args.python), "-I", "-S", "-c", TARGET],
-        stdout=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None
         header = proc.stdout.readline()
         if not header:
-            print("read_line_out_of_process.py: the target exited early",
-                  file=sys.stderr)
+            print(
+                "read_line_out_of_process.py: the target exited early",
+                file=sys.stderr,
+            )
             return 1
         resume_text, lines_text = header.split("|")
         resume_ops = {int(x) for x in resume_text.split()}
@@ -323,31 +393,42 @@ def main(argv: list[str] | None = None) -> int:
                 s = sample(remote, off, runtime)
             except (ReadError, IndexError):
                 continue  # the frame changed under us: read again
-            s["ok"] = (s["function"] == "spin"
-                       and s["first_opcode"] in resume_ops
-                       and s["line"] in loop_lines)
+            s["ok"] = (
+                s["function"] == "spin"
+                and s["first_opcode"] in resume_ops
+                and s["line"] in loop_lines
+            )
             samples.append(s)
             time.sleep(0.01)
     finally:
         proc.kill()
         proc.wait()
     passed = sum(1 for s in samples if s["ok"])
-    stock_ok = sum(1 for s in samples
-                   if s["first_opcode_at_stock_offset"] in resume_ops)
+    stock_ok = sum(
+        1 for s in samples if s["first_opcode_at_stock_offset"] in resume_ops
+    )
     report = {
         "python": args.python.name,
         "free_threaded": bool(off["free_threaded"]),
-        "offsets": {k: off[k] for k in (
-            "code_object.size", "code_object.co_code_adaptive",
-            "code_object.linetable", "code_object.firstlineno",
-            "interpreter_state.size", "interpreter_state.threads_head",
-            "thread_state.current_frame")},
+        "offsets": {
+            k: off[k]
+            for k in (
+                "code_object.size",
+                "code_object.co_code_adaptive",
+                "code_object.linetable",
+                "code_object.firstlineno",
+                "interpreter_state.size",
+                "interpreter_state.threads_head",
+                "thread_state.current_frame",
+            )
+        },
         "loop_lines": sorted(loop_lines),
         "samples": len(samples),
         "passed": passed,
         "resume_found_at_stock_offset": stock_ok,
-        "lines_seen": sorted({s["line"] for s in samples
-                              if isinstance(s["line"], int)}),
+        "lines_seen": sorted(
+            {s["line"] for s in samples if isinstance(s["line"], int)}
+        ),
     }
     text = json.dumps(report, indent=2, sort_keys=True)
     print(text)

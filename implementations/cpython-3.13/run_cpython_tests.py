@@ -43,6 +43,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "regrtest.json"
@@ -74,19 +75,31 @@ def fail(message: str) -> int:
 def build_consumer(python: Path, dest: Path) -> None:
     """Compile the start-up consumer against ``python``'s headers."""
     info = subprocess.run(
-        [str(python), "-c",
-         "import sysconfig as s; print(s.get_paths()['include']); "
-         "print(s.get_config_var('EXT_SUFFIX'))"],
-        capture_output=True, text=True, check=True,
+        [
+            str(python),
+            "-c",
+            "import sysconfig as s; print(s.get_paths()['include']); "
+            "print(s.get_config_var('EXT_SUFFIX'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     include, suffix = info[0], info[1]
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "consumers" / "sitecustomize.py", dest)
     cc = sysconfig.get_config_var("CC") or "cc"
     subprocess.run(
-        [*cc.split()[:1], "-shared", "-fPIC", "-O2", f"-I{include}",
-         str(HERE / "consumers" / "startup_consumer.c"),
-         "-o", str(dest / f"_startup_consumer{suffix}")],
+        [
+            *cc.split()[:1],
+            "-shared",
+            "-fPIC",
+            "-O2",
+            f"-I{include}",
+            str(HERE / "consumers" / "startup_consumer.c"),
+            "-o",
+            str(dest / f"_startup_consumer{suffix}"),
+        ],
         check=True,
     )
 
@@ -101,7 +114,9 @@ def existing_modules(python: Path, wanted: list[str]) -> list[str]:
     )
     out = subprocess.run(
         [str(python), "-c", code, *wanted],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return out.split()
 
@@ -121,8 +136,9 @@ def parse_junit(path: Path) -> dict[str, list[str]]:
             continue
         classname = case.get("classname", "")
         parts = classname.split(".")
-        module = parts[1] if parts[0] == "test" and len(parts) > 1 \
-            else parts[0]
+        module = (
+            parts[1] if parts[0] == "test" and len(parts) > 1 else parts[0]
+        )
         result.setdefault(module, []).append(
             f"{classname}.{case.get('name', '')}"
         )
@@ -139,26 +155,39 @@ RANK = {"pass": 0, "skip": 1, "fail": 2, "crash": 3}
 
 
 def run_regrtest(
-    python: Path, modules: list[str], jobs: int, timeout: int,
-    env: dict[str, str], log: Path,
-) -> dict[str, dict[str, object]]:
+    python: Path,
+    modules: list[str],
+    jobs: int,
+    timeout: int,
+    env: dict[str, str],
+    log: Path,
+) -> dict[str, dict[str, Any]]:
     """Run the modules; return per module its outcome and failed cases."""
     junit = log.with_suffix(".xml")
     junit.unlink(missing_ok=True)
     cmd = [
-        str(python), "-m", "test", f"-j{jobs}", f"--timeout={timeout}",
-        "--junit-xml", str(junit), *modules,
+        str(python),
+        "-m",
+        "test",
+        f"-j{jobs}",
+        f"--timeout={timeout}",
+        "--junit-xml",
+        str(junit),
+        *modules,
     ]
     started = time.monotonic()
     with open(log, "w") as out:
         proc = subprocess.run(
-            cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             check=False,
         )
     elapsed = time.monotonic() - started
     cases = parse_junit(junit)
     text = log.read_text(errors="replace")
-    outcomes: dict[str, dict[str, object]] = {}
+    outcomes: dict[str, dict[str, Any]] = {}
     for line in text.splitlines():
         # "0:00:12 load avg: 1.2 [ 3/27/1] test_dis failed (2 failures)"
         if "] test_" not in line:
@@ -169,16 +198,26 @@ def run_regrtest(
         if name not in modules:
             continue
         word = status.split(" ")[0] if status else ""
-        if word in ("passed", "failed", "skipped", "crashed") or \
-                status.startswith(("resource denied", "timed out",
-                                   "worker non-zero exit", "skipped")):
+        if word in (
+            "passed",
+            "failed",
+            "skipped",
+            "crashed",
+        ) or status.startswith(
+            ("resource denied", "timed out", "worker non-zero exit", "skipped")
+        ):
             kind = {
-                "passed": "pass", "failed": "fail", "skipped": "skip",
+                "passed": "pass",
+                "failed": "fail",
+                "skipped": "skip",
                 "crashed": "crash",
             }.get(word, "skip" if status.startswith("resource") else "fail")
             # A split package reports each submodule: keep the worst.
             previous = outcomes.get(name)
-            if previous is None or RANK[kind] >= RANK[str(previous["outcome"])]:
+            if (
+                previous is None
+                or RANK[kind] >= RANK[str(previous["outcome"])]
+            ):
                 outcomes[name] = {"outcome": kind, "detail": status}
     for name in modules:
         entry = outcomes.setdefault(
@@ -186,7 +225,8 @@ def run_regrtest(
         )
         entry["failed_cases"] = sorted(set(cases.get(name, [])))
     outcomes["__run__"] = {
-        "returncode": proc.returncode, "seconds": round(elapsed, 1),
+        "returncode": proc.returncode,
+        "seconds": round(elapsed, 1),
     }
     return outcomes
 
@@ -194,34 +234,62 @@ def run_regrtest(
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", default=",".join(SETTINGS),
-                        help="comma-separated settings (default: %(default)s)")
-    parser.add_argument("--modules", default=",".join(MODULES),
-                        help="comma-separated test modules (default: the "
-                        "issue's list)")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="regrtest -j (default: %(default)s)")
-    parser.add_argument("--timeout", type=int, default=900,
-                        help="per-test timeout in s (default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
-                        help="results file (default: implementations/"
-                        "cpython-3.13/results/regrtest.json)")
-    parser.add_argument("--logs", type=Path,
-                        help="keep regrtest's output and per-build "
-                        "outcomes here (default: a temporary directory)")
-    parser.add_argument("--reuse", action="store_true",
-                        help="take a build's outcomes from --logs when a "
-                        "previous run left them there")
-    parser.add_argument("--side", choices=("both", "unpatched", "patched"),
-                        default="both",
-                        help="run only one build of each setting (with "
-                        "--logs; a later run with --reuse combines them)")
+    parser.add_argument(
+        "--settings",
+        default=",".join(SETTINGS),
+        help="comma-separated settings (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--modules",
+        default=",".join(MODULES),
+        help="comma-separated test modules (default: the issue's list)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="regrtest -j (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=900,
+        help="per-test timeout in s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=DEFAULT_OUTPUT,
+        help="results file (default: implementations/"
+        "cpython-3.13/results/regrtest.json)",
+    )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        help="keep regrtest's output and per-build "
+        "outcomes here (default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take a build's outcomes from --logs when a "
+        "previous run left them there",
+    )
+    parser.add_argument(
+        "--side",
+        choices=("both", "unpatched", "patched"),
+        default="both",
+        help="run only one build of each setting (with "
+        "--logs; a later run with --reuse combines them)",
+    )
     args = parser.parse_args(argv)
     settings = [s for s in args.settings.split(",") if s]
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
-        return fail(f"unknown setting {unknown[0]!r}; choose from "
-                    f"{', '.join(SETTINGS)}")
+        return fail(
+            f"unknown setting {unknown[0]!r}; choose from "
+            f"{', '.join(SETTINGS)}"
+        )
     wanted = [m for m in args.modules.split(",") if m]
     builder = runpy.run_path(str(HERE / "build.py"))
     pythons: dict[str, Path] = {}
@@ -230,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted_sides = {"both": (0, 1), "unpatched": (0,), "patched": (1,)}
     for setting in settings:
         for side in wanted_sides[args.side]:
-            variant = SETTINGS[setting][side]
+            base_name, patched_name, _ = SETTINGS[setting]
+            variant = patched_name if side else base_name
             python = builder["cached_build"](variant)
             if python is None:
                 return fail(
@@ -256,10 +325,12 @@ def main(argv: list[str] | None = None) -> int:
         base_variant, patched_variant, consumer = SETTINGS[setting]
         any_python = pythons.get(patched_variant) or pythons[base_variant]
         modules = existing_modules(any_python, wanted)
-        per_build: dict[str, dict[str, dict[str, object]]] = {}
-        sides = {"both": (base_variant, patched_variant),
-                 "unpatched": (base_variant,),
-                 "patched": (patched_variant,)}[args.side]
+        per_build: dict[str, dict[str, dict[str, Any]]] = {}
+        sides = {
+            "both": (base_variant, patched_variant),
+            "unpatched": (base_variant,),
+            "patched": (patched_variant,),
+        }[args.side]
         for variant in (base_variant, patched_variant):
             saved = logs / f"{setting}-{variant}.json"
             if variant not in sides or (args.reuse and saved.is_file()):
@@ -274,8 +345,11 @@ def main(argv: list[str] | None = None) -> int:
                 build_consumer(python, site_dir)
                 env["PYTHONPATH"] = str(site_dir)
             log = logs / f"{setting}-{variant}.log"
-            print(f"[{setting}] {variant}: {len(modules)} modules "
-                  f"(log: {log})", file=sys.stderr, flush=True)
+            print(
+                f"[{setting}] {variant}: {len(modules)} modules (log: {log})",
+                file=sys.stderr,
+                flush=True,
+            )
             per_build[variant] = run_regrtest(
                 python, modules, args.jobs, args.timeout, env, log
             )
@@ -287,12 +361,12 @@ def main(argv: list[str] | None = None) -> int:
             base = per_build[base_variant][module]
             patched = per_build[patched_variant][module]
             new_cases = sorted(
-                set(patched["failed_cases"])  # type: ignore[arg-type]
-                - set(base["failed_cases"])  # type: ignore[arg-type]
+                set(patched["failed_cases"]) - set(base["failed_cases"])
             )
-            only = (patched["outcome"] in ("fail", "crash")
-                    and base["outcome"] not in ("fail", "crash")) or \
-                bool(new_cases)
+            only = (
+                patched["outcome"] in ("fail", "crash")
+                and base["outcome"] not in ("fail", "crash")
+            ) or bool(new_cases)
             rows[module] = {
                 "unpatched": base["outcome"],
                 "patched": patched["outcome"],
@@ -300,8 +374,13 @@ def main(argv: list[str] | None = None) -> int:
                 "patched_only": only,
             }
             if only:
-                patched_only.append({"setting": setting, "module": module,
-                                     "cases": ", ".join(new_cases)})
+                patched_only.append(
+                    {
+                        "setting": setting,
+                        "module": module,
+                        "cases": ", ".join(new_cases),
+                    }
+                )
         settings_out = report["settings"]
         assert isinstance(settings_out, dict)
         settings_out[setting] = {
@@ -312,18 +391,22 @@ def main(argv: list[str] | None = None) -> int:
             "modules": rows,
         }
     if args.side != "both":
-        print(f"outcomes kept in {logs}; combine with --reuse",
-              file=sys.stderr)
+        print(
+            f"outcomes kept in {logs}; combine with --reuse", file=sys.stderr
+        )
         return 0
     report["patched_only_failures"] = patched_only
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, sort_keys=True)
-                           + "\n")
-    print(f"wrote {args.output}; patched-only failures: {len(patched_only)}",
-          file=sys.stderr)
+    args.output.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(
+        f"wrote {args.output}; patched-only failures: {len(patched_only)}",
+        file=sys.stderr,
+    )
     for item in patched_only:
-        print(f"  {item['setting']}: {item['module']} {item['cases']}",
-              file=sys.stderr)
+        print(
+            f"  {item['setting']}: {item['module']} {item['cases']}",
+            file=sys.stderr,
+        )
     return 1 if patched_only else 0
 
 

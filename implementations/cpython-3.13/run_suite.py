@@ -49,12 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     if variant not in PATCHED_VARIANTS:
-        print(f"run_suite.py: unknown variant {variant!r}; use one of "
-              f"{', '.join(PATCHED_VARIANTS)}", file=sys.stderr)
+        print(
+            f"run_suite.py: unknown variant {variant!r}; use one of "
+            f"{', '.join(PATCHED_VARIANTS)}",
+            file=sys.stderr,
+        )
         return 2
     build = subprocess.run(
         [sys.executable, str(HERE / "build.py"), "--variant", variant],
-        check=False, stdout=subprocess.PIPE, text=True,
+        check=False,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     if build.returncode != 0:
         # build.py has printed its one-line reason on stderr.
@@ -62,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     python = build.stdout.strip().splitlines()[-1]
     env = dict(os.environ, COEXTRA_PYTHON=python)
     cmd = [
-        sys.executable, "-m", "pytest", "--pyargs", "coextra_conformance",
-        "--coextra-impl=cpython", *pytest_args,
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "coextra_conformance",
+        "--coextra-impl=cpython",
+        *pytest_args,
     ]
     print(f"COEXTRA_PYTHON={python}", file=sys.stderr, flush=True)
     return subprocess.run(cmd, env=env, check=False).returncode

@@ -20,7 +20,7 @@
 #endif
 
 typedef struct {
-    Py_ssize_t calls;   /* atomic on free-threaded builds */
+    Py_ssize_t calls; /* atomic on free-threaded builds */
 } counter;
 
 static Py_ssize_t index_ = -1;
@@ -52,8 +52,8 @@ counter_of(PyObject *code)
         return NULL;
     }
     void *expected = NULL;
-    int rc = PyUnstable_Code_CompareExchangeExtra(code, index_, &expected,
-                                                  fresh);
+    int rc =
+        PyUnstable_Code_CompareExchangeExtra(code, index_, &expected, fresh);
     if (rc < 0) {
         free(fresh);
         return NULL;
@@ -156,9 +156,15 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "callcount",
-    "Counts calls per code object in the code extra storage.", -1, methods,
-    NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT,
+    "callcount",
+    "Counts calls per code object in the code extra storage.",
+    -1,
+    methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
 };
 
 PyMODINIT_FUNC

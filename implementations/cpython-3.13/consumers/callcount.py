@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-WORKLOAD = '''\
+WORKLOAD = """\
 import json, sys, threading
 sys.path.insert(0, sys.argv[1])
 import callcount
@@ -68,7 +68,7 @@ created, freed = callcount.disable()
 result["counters_created"] = created
 result["counters_freed_after_release"] = freed
 print(json.dumps(result))
-'''
+"""
 
 EXPECTED = {
     "before_calls": 1000,
@@ -86,41 +86,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args(argv)
     if not args.python.is_file():
-        print(f"callcount.py: {args.python} does not exist; build it with "
-              "build.py first", file=sys.stderr)
+        print(
+            f"callcount.py: {args.python} does not exist; build it with "
+            "build.py first",
+            file=sys.stderr,
+        )
         return 2
     info = subprocess.run(
-        [str(args.python), "-c",
-         "import sysconfig as s; print(s.get_paths()['include']); "
-         "print(s.get_config_var('EXT_SUFFIX'))"],
-        capture_output=True, text=True, check=True,
+        [
+            str(args.python),
+            "-c",
+            "import sysconfig as s; print(s.get_paths()['include']); "
+            "print(s.get_config_var('EXT_SUFFIX'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\n")
     with tempfile.TemporaryDirectory() as tmp:
         cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
         compiled = subprocess.run(
-            [cc, "-shared", "-fPIC", "-O2", "-Wall", f"-I{info[0]}",
-             str(HERE / "callcount.c"), "-o",
-             str(Path(tmp) / f"callcount{info[1]}")],
-            capture_output=True, text=True, check=False,
+            [
+                cc,
+                "-shared",
+                "-fPIC",
+                "-O2",
+                "-Wall",
+                f"-I{info[0]}",
+                str(HERE / "callcount.c"),
+                "-o",
+                str(Path(tmp) / f"callcount{info[1]}"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if compiled.returncode != 0:
             print(compiled.stderr, file=sys.stderr)
-            print("callcount.py: callcount.c does not compile against "
-                  f"{args.python}'s headers (is it a PEP 8523 build?)",
-                  file=sys.stderr)
+            print(
+                "callcount.py: callcount.c does not compile against "
+                f"{args.python}'s headers (is it a PEP 8523 build?)",
+                file=sys.stderr,
+            )
             return 1
         run = subprocess.run(
             [str(args.python), "-I", "-c", WORKLOAD, tmp],
-            capture_output=True, text=True, check=False, timeout=300,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
         )
     if run.returncode != 0:
         print(run.stderr, file=sys.stderr)
-        print(f"callcount.py: the workload exited {run.returncode}",
-              file=sys.stderr)
+        print(
+            f"callcount.py: the workload exited {run.returncode}",
+            file=sys.stderr,
+        )
         return 1
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    mismatches = {k: (result.get(k), v) for k, v in EXPECTED.items()
-                  if result.get(k) != v}
+    mismatches = {
+        k: (result.get(k), v)
+        for k, v in EXPECTED.items()
+        if result.get(k) != v
+    }
     if result["counters_created"] != result["counters_freed_after_release"]:
         mismatches["counters_freed_after_release"] = (
             result["counters_freed_after_release"],
@@ -128,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     result["python"] = args.python.name
     result["ok"] = not mismatches
-    result["mismatches"] = {k: {"got": g, "expected": e}
-                            for k, (g, e) in mismatches.items()}
+    result["mismatches"] = {
+        k: {"got": g, "expected": e} for k, (g, e) in mismatches.items()
+    }
     text = json.dumps(result, indent=2, sort_keys=True)
     print(text)
     if args.json:

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FOLDER = HERE.parent
@@ -56,8 +57,9 @@ print(os.getpid())
 
 def run_json(cmd: list[str]) -> tuple[int, object]:
     """Run a checker that prints a JSON document; return (status, doc)."""
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          timeout=600)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, timeout=600
+    )
     try:
         start = proc.stdout.index("{")
         doc: object = json.loads(proc.stdout[start:])
@@ -66,7 +68,9 @@ def run_json(cmd: list[str]) -> tuple[int, object]:
     return proc.returncode, doc
 
 
-def perf_trampoline(python: Path, consumer_dir: Path | None) -> dict[str, object]:
+def perf_trampoline(
+    python: Path, consumer_dir: Path | None
+) -> dict[str, object]:
     """Run a hot function under -X perf; find it in the perf map."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
@@ -74,7 +78,11 @@ def perf_trampoline(python: Path, consumer_dir: Path | None) -> dict[str, object
         env["PYTHONPATH"] = str(consumer_dir)
     proc = subprocess.run(
         [str(python), "-X", "perf", "-c", PERF_WORKLOAD],
-        capture_output=True, text=True, env=env, check=False, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
     )
     if proc.returncode != 0:
         return {"ok": False, "error": proc.stderr.strip()[-2000:]}
@@ -105,15 +113,33 @@ def release_regression_under_valgrind(python: Path) -> dict[str, object]:
     env = dict(os.environ, PYTHONMALLOC="malloc")
     env.pop("PYTHONPATH", None)
     proc = subprocess.run(
-        ["valgrind", "--error-exitcode=99", "--errors-for-leak-kinds=none",
-         str(python), "-m", "test", "test_code", "-m",
-         "test_code_outlives_interpreter_after_release", "-v"],
-        capture_output=True, text=True, env=env, check=False, timeout=1800,
+        [
+            "valgrind",
+            "--error-exitcode=99",
+            "--errors-for-leak-kinds=none",
+            str(python),
+            "-m",
+            "test",
+            "test_code",
+            "-m",
+            "test_code_outlives_interpreter_after_release",
+            "-v",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=1800,
     )
-    summary = [ln.split("== ", 1)[-1] for ln in proc.stderr.splitlines()
-               if "ERROR SUMMARY" in ln]
-    ran = "test_code_outlives_interpreter_after_release" in proc.stdout \
+    summary = [
+        ln.split("== ", 1)[-1]
+        for ln in proc.stderr.splitlines()
+        if "ERROR SUMMARY" in ln
+    ]
+    ran = (
+        "test_code_outlives_interpreter_after_release" in proc.stdout
         and " ok" in proc.stdout
+    )
     return {
         "ok": proc.returncode == 0 and ran,
         "returncode": proc.returncode,
@@ -138,18 +164,30 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for variant in [v for v in args.variants.split(",") if v]:
         if variant not in UNPATCHED:
-            print(f"run_all.py: unknown variant {variant!r}; use patched or "
-                  "patched-ft", file=sys.stderr)
+            print(
+                f"run_all.py: unknown variant {variant!r}; use patched or "
+                "patched-ft",
+                file=sys.stderr,
+            )
             return 2
         python = builder["cached_build"](variant)
         if python is None:
-            print(f"run_all.py: the {variant} build is missing or out of "
-                  "date; run `python3 implementations/cpython-3.13/build.py "
-                  f"--variant {variant}` first", file=sys.stderr)
+            print(
+                f"run_all.py: the {variant} build is missing or out of "
+                "date; run `python3 implementations/cpython-3.13/build.py "
+                f"--variant {variant}` first",
+                file=sys.stderr,
+            )
             return 2
-        results: dict[str, object] = {}
-        status, doc = run_json([sys.executable, str(HERE / "callcount.py"),
-                                "--python", str(python)])
+        results: dict[str, Any] = {}
+        status, doc = run_json(
+            [
+                sys.executable,
+                str(HERE / "callcount.py"),
+                "--python",
+                str(python),
+            ]
+        )
         results["callcount"] = doc
         if status:
             failed.append(f"{variant}: callcount")
@@ -163,19 +201,29 @@ def main(argv: list[str] | None = None) -> int:
         results["perf_trampoline"] = perf
         if not all(p["ok"] for p in perf.values()):
             failed.append(f"{variant}: perf_trampoline")
-        status, doc = run_json([
-            sys.executable, str(FOLDER / "read_line_out_of_process.py"),
-            "--python", str(python),
-        ])
+        status, doc = run_json(
+            [
+                sys.executable,
+                str(FOLDER / "read_line_out_of_process.py"),
+                "--python",
+                str(python),
+            ]
+        )
         results["out_of_process_line"] = doc
         if status:
             failed.append(f"{variant}: out_of_process_line")
         baseline = builder["cached_build"](UNPATCHED[variant])
         if baseline is not None:
-            status, doc = run_json([
-                sys.executable, str(FOLDER / "check_layout.py"),
-                "--baseline", str(baseline), "--patched", str(python),
-            ])
+            status, doc = run_json(
+                [
+                    sys.executable,
+                    str(FOLDER / "check_layout.py"),
+                    "--baseline",
+                    str(baseline),
+                    "--patched",
+                    str(python),
+                ]
+            )
             results["layout"] = doc
             if status:
                 failed.append(f"{variant}: layout")
@@ -188,10 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         report[variant] = results
     report["failed"] = failed
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, sort_keys=True)
-                           + "\n")
-    print(f"wrote {args.output}; failed: {failed or 'none'}",
-          file=sys.stderr)
+    args.output.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {args.output}; failed: {failed or 'none'}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -10,7 +10,7 @@ which refuse such modules, run without it, alike on both builds.
 """
 
 try:
-    import _startup_consumer
+    import _startup_consumer  # type: ignore[import-not-found]
 except ImportError:
     # An isolated sub-interpreter: see above.
     pass

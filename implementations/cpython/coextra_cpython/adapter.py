@@ -206,7 +206,11 @@ class CPythonSession:
         )
 
     def compare_exchange_extra(
-        self, interp: Handle, code: Handle, index: int, expected: int,
+        self,
+        interp: Handle,
+        code: Handle,
+        index: int,
+        expected: int,
         desired: int,
     ) -> tuple[bool, int]:
         """Call PyUnstable_Code_CompareExchangeExtra (patched 3.13).

@@ -742,13 +742,13 @@ cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
     PyThreadState *prev;
     char name[64];
 
-    if (!PyArg_ParseTuple(args, "iOnOO", &interp, &code, &index,
-                          &expected_obj, &desired_obj)) {
+    if (!PyArg_ParseTuple(args, "iOnOO", &interp, &code, &index, &expected_obj,
+                          &desired_obj)) {
         return NULL;
     }
-    if (cx_word(expected_obj, &expected_word) < 0
-        || cx_word(desired_obj, &desired_word) < 0
-        || cx_enter(interp, &prev) < 0) {
+    if (cx_word(expected_obj, &expected_word) < 0 ||
+        cx_word(desired_obj, &desired_word) < 0 ||
+        cx_enter(interp, &prev) < 0) {
         return NULL;
     }
     expected = (void *)expected_word;
@@ -762,8 +762,8 @@ cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
     if (pair == NULL) {
         return NULL;
     }
-    result = Py_BuildValue("(OK)", pair,
-                           (unsigned long long)(uintptr_t)expected);
+    result =
+        Py_BuildValue("(OK)", pair, (unsigned long long)(uintptr_t)expected);
     Py_DECREF(pair);
     return result;
 }
