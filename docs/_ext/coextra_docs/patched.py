@@ -4,8 +4,8 @@
 ``implementations/cpython-3.11/results.json`` (``coextra_patched_results``),
 which ``measure.py`` (now in ``implementations/cpython-3.13``) wrote:
 the patched CPython 3.11.2 against the unpatched build of the same
-source.  A file that lacks an expected entry fails the build naming the file and the
-entry; a missing file is said on the page.
+source.  A file that lacks an expected entry fails the build naming the
+file and the entry; a missing file is said on the page.
 """
 
 from __future__ import annotations
