@@ -26,18 +26,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: struct -> an expression whose type is that struct, taken from
+#: _PyRuntime (defined in Python/pylifecycle.c) and from a function of
+#: Objects/codeobject.c, so gdb reads the layout those files were compiled
+#: with, whichever other object files describe the same struct.
 STRUCTS = {
-    "interpreter_state": "struct _is",
-    "code_object": "PyCodeObject",
-    "runtime_state": "struct pyruntimestate",
-    "thread_state": "struct _ts",
+    "interpreter_state": "_PyRuntime._main_interpreter",
+    "code_object": "*PyCode_NewEmpty(0, 0, 0)",
+    "runtime_state": "_PyRuntime",
+    "thread_state": "_PyRuntime._main_interpreter._initial_thread.base",
 }
 
 GDB_SCRIPT = """
 import json, gdb
 out = {}
-for key, name in %r.items():
-    t = gdb.parse_and_eval("(%%s *)0" %% name).type.target()
+for key, expr in %r.items():
+    if expr.startswith("*PyCode_NewEmpty"):
+        t = gdb.parse_and_eval("PyCode_NewEmpty").type.target().target()
+    else:
+        t = gdb.parse_and_eval(expr).type
     t = t.strip_typedefs()
     out[key] = {"size": t.sizeof,
                 "fields": {f.name: f.bitpos // 8 for f in t.fields()}}

@@ -124,8 +124,9 @@ def existing_modules(python: Path, wanted: list[str]) -> list[str]:
 def parse_junit(path: Path) -> dict[str, list[str]]:
     """Per module: the failing test case ids, from regrtest's JUnit XML.
 
-    A case's class name is ``test.<module>[.<submodule>].<Class>``; the
-    module is the first part after ``test.``.
+    regrtest names a case ``test.<module>[.<submodule>].<Class>.<test>``
+    (older versions split it into ``classname`` and ``name``); the module
+    is the first part after ``test.``.
     """
     result: dict[str, list[str]] = {}
     if not path.is_file():
@@ -134,14 +135,16 @@ def parse_junit(path: Path) -> dict[str, list[str]]:
     for case in root.iter("testcase"):
         if case.find("failure") is None and case.find("error") is None:
             continue
-        classname = case.get("classname", "")
-        parts = classname.split(".")
+        full = ".".join(
+            part
+            for part in (case.get("classname", ""), case.get("name", ""))
+            if part
+        )
+        parts = full.split(".")
         module = (
             parts[1] if parts[0] == "test" and len(parts) > 1 else parts[0]
         )
-        result.setdefault(module, []).append(
-            f"{classname}.{case.get('name', '')}"
-        )
+        result.setdefault(module, []).append(full)
     return result
 
 
@@ -336,6 +339,14 @@ def main(argv: list[str] | None = None) -> int:
             if variant not in sides or (args.reuse and saved.is_file()):
                 if saved.is_file():
                     per_build[variant] = json.loads(saved.read_text())
+                    # Re-read the failed cases, in case this script's
+                    # parser changed since that run.
+                    cases = parse_junit(saved.with_suffix(".xml"))
+                    for name, entry in per_build[variant].items():
+                        if name != "__run__":
+                            entry["failed_cases"] = sorted(
+                                set(cases.get(name, []))
+                            )
                 continue
             python = pythons[variant]
             env = dict(os.environ)
