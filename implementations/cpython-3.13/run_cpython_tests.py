@@ -20,6 +20,10 @@ PEP 8523 series:
               value when its code object dies;
 ``ft``        free-threaded build (``--disable-gil``), no consumer.
 
+Run one comparison at a time: ``test_perf_profiler`` deletes every
+``/tmp/perf-*.map`` file that appeared during a test, including those of
+a concurrent run, which then fails at random.
+
 The builds must be cached (``build.py --variant V`` makes them; this
 script never builds, so it cannot start a half-hour build by surprise).
 The output file records, per setting and module, the outcome on each
