@@ -32,6 +32,7 @@ import os
 import queue
 import struct
 import sys
+import sysconfig
 import threading
 import traceback
 import types
@@ -62,6 +63,10 @@ class ApiFailure(Exception):
         Exception.__init__(self, function, exc_type)
         self.function = function
         self.exc_type = exc_type
+
+
+#: Built with --disable-gil (3.13t): see op_drop.
+FREE_THREADED_BUILD = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 
 class Worker(object):
@@ -246,11 +251,12 @@ class Worker(object):
             # Held by a reference cycle (or by another handle, in which
             # case collecting is harmless).
             gc.collect()
-        if ref is not None and ref() is not None and \
-                not getattr(sys, "_is_gil_enabled", lambda: True)():
+        if ref is not None and ref() is not None and FREE_THREADED_BUILD:
             # Free-threaded builds free code objects (deferred reference
             # counts) only in a collection of the interpreter whose heap
-            # holds them, which may be a sub-interpreter.
+            # holds them, which may be a sub-interpreter.  (The build, not
+            # sys._is_gil_enabled(): importing this worker's extension
+            # turns the GIL back on.)
             for interp in sorted(self.live_interps):
                 self.cx.call_in(interp, gc.collect, ())
         return None
