@@ -1,4 +1,4 @@
-"""Fast tests of the patched-CPython tooling (implementations/cpython-3.11).
+"""Fast tests of the patched CPython 3.13 tooling (cpython-3.13 folder).
 
 They check the patch series and the build script's bookkeeping without
 building anything.  Tests that need the CPython source skip cleanly when
@@ -20,16 +20,14 @@ from types import ModuleType
 import pytest
 
 FOLDER = (
-    Path(__file__).resolve().parent.parent
-    / "implementations"
-    / ("cpython-3.11")
+    Path(__file__).resolve().parent.parent / "implementations" / "cpython-3.13"
 )
 
 
 def load_build() -> ModuleType:
     """Import build.py from its folder (it is a script, not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "coextra_cpython311_build", FOLDER / "build.py"
+        "coextra_cpython313_build", FOLDER / "build.py"
     )
     assert spec is not None
     assert spec.loader is not None
@@ -67,11 +65,15 @@ def test_build_key_follows_the_series(tmp_path: Path) -> None:
     tarball.write_bytes(b"x")
     one = tmp_path / "0001-a.patch"
     one.write_text("first\n")
-    key = build.build_key(tarball, [one])
-    assert build.build_key(tarball, [one]) == key
+    key = build.build_key("patched", tarball, [one])
+    assert build.build_key("patched", tarball, [one]) == key
     one.write_text("first!\n")
-    assert build.build_key(tarball, [one]) != key
-    assert build.build_key(tarball, []) != key
+    assert build.build_key("patched", tarball, [one]) != key
+    assert build.build_key("patched", tarball, []) != key
+    # The free-threaded build of the same series is another build.
+    assert build.build_key("patched-ft", tarball, [one]) != build.build_key(
+        "patched", tarball, [one]
+    )
 
 
 def test_sync_touches_only_changed_files(tmp_path: Path) -> None:
@@ -103,7 +105,7 @@ def touched_files(patches: list[Path]) -> set[str]:
 
 
 def test_series_applies_to_the_cached_source(tmp_path: Path) -> None:
-    """Every patch applies cleanly, in order, to the pristine 3.11.2 tree."""
+    """Every patch applies cleanly, in order, to the pristine 3.13.15 tree."""
     tarball = build.cache_root() / "download" / build.TARBALL
     if not tarball.is_file():
         pytest.skip(f"no cached source ({tarball}); run build.py once")
@@ -111,7 +113,7 @@ def test_series_applies_to_the_cached_source(tmp_path: Path) -> None:
         pytest.skip("the patch program is not installed")
     patches = build.patch_series()
     wanted = {f"{build.TOPDIR}/{name}" for name in touched_files(patches)}
-    # Extract only what the series touches: the whole tree is 26 MB.
+    # Extract only what the series touches: the whole tree is large.
     with tarfile.open(tarball) as tar:
         members = [m for m in tar.getmembers() if m.name in wanted]
         assert len(members) == len(wanted), "patched file missing"
@@ -134,3 +136,21 @@ def test_series_applies_to_the_cached_source(tmp_path: Path) -> None:
     header = (tree / "Include" / "cpython" / "code.h").read_text()
     assert "#define Py_HAVE_PEP8523 1" in header
     assert "#define CO_INLINE_EXTRA         0x20000000" in header
+
+
+def test_interpreter_state_fields_are_appended() -> None:
+    """The series adds PyInterpreterState fields only at its end."""
+    text = "".join(p.read_text() for p in build.patch_series())
+    diff = text.split("--- a/Include/internal/pycore_interp.h", 1)[1]
+    diff = diff.split("\ndiff --git", 1)[0]
+    removed = [
+        ln
+        for ln in diff.splitlines()
+        if ln.startswith("-") and not ln.startswith("---")
+    ]
+    assert removed == [], "the series removes interpreter-state lines"
+    hunks = diff.split("\n@@")[1:]
+    assert len(hunks) == 1, "interpreter-state fields added in several places"
+    assert "threads_preallocated;" in hunks[0], (
+        "new fields are not after the last existing field"
+    )

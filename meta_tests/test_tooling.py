@@ -47,11 +47,14 @@ def test_missing_tools_drop_only_their_environments(
         return None if name in ("python3.6", "cargo") else real_which(name)
 
     monkeypatch.setattr(which_envs.shutil, "which", which)
-    monkeypatch.setattr(which_envs, "patched_build_is_cached", lambda: False)
+    monkeypatch.setattr(
+        which_envs, "patched_build_is_cached", lambda variant: False
+    )
     chosen, skipped = which_envs.select({})
     assert "py36" not in chosen
     assert "rust" not in chosen
     assert "patched" not in chosen
+    assert "patched-ft" not in chosen
     assert {"reference", "meta", "lint", "docs", "py37"} <= set(chosen)
     reasons = "\n".join(skipped)
     assert "pyenv install 3.6" in reasons
@@ -62,10 +65,25 @@ def test_missing_tools_drop_only_their_environments(
 def test_patched_runs_when_asked(
     which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """COEXTRA_PATCHED=1 adds the patched environment without a cache."""
-    monkeypatch.setattr(which_envs, "patched_build_is_cached", lambda: False)
+    """COEXTRA_PATCHED=1 adds the patched environments without a cache."""
+    monkeypatch.setattr(
+        which_envs, "patched_build_is_cached", lambda variant: False
+    )
     chosen, _ = which_envs.select({"COEXTRA_PATCHED": "1"})
-    assert chosen[-1] == "patched"
+    assert chosen[-2:] == ["patched", "patched-ft"]
+
+
+def test_patched_runs_when_its_build_is_cached(
+    which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each patched environment follows its own build's cache."""
+    monkeypatch.setattr(
+        which_envs, "patched_build_is_cached", lambda v: v == "patched-ft"
+    )
+    chosen, skipped = which_envs.select({})
+    assert "patched-ft" in chosen
+    assert "patched" not in chosen
+    assert any(line.startswith("patched: ") for line in skipped)
 
 
 def test_committed_pep_tables_are_current(gen_pep_tables: ModuleType) -> None:

@@ -7,9 +7,12 @@ to get it:
 
 * ``py36`` ... ``py313`` need that interpreter on ``PATH``;
 * ``rust`` needs cargo;
-* ``patched`` builds CPython 3.11.2 from source (about 5 minutes cold),
-  so it runs when an up-to-date build is cached, or when
+* ``patched`` and ``patched-ft`` build CPython 3.13.15 with the PEP from
+  source (default and free-threaded builds, several minutes each cold),
+  so each runs when its up-to-date build is cached, or when
   ``COEXTRA_PATCHED=1`` asks for it (``make test COEXTRA_PATCHED=1``).
+  ``patched-cpython-tests`` and ``patched-consumers`` are never part of
+  ``make test``: run them with ``tox -e``.
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ ALWAYS = ("reference", "meta", "lint", "docs", "asan", "memcheck", "bench")
 CPYTHON_MINORS = range(6, 14)
 
 
-def patched_build_is_cached() -> bool:
-    """Ask build.py whether the patched interpreter is built already."""
-    script = REPO / "implementations" / "cpython-3.11" / "build.py"
+#: tox environment -> the build.py variant it runs against.
+PATCHED_ENVS = {"patched": "patched", "patched-ft": "patched-ft"}
+
+
+def patched_build_is_cached(variant: str) -> bool:
+    """Ask build.py whether a patched interpreter is built already."""
+    script = REPO / "implementations" / "cpython-3.13" / "build.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--check"],
+        [sys.executable, str(script), "--variant", variant, "--check"],
         capture_output=True,
         check=False,
     )
@@ -55,13 +62,17 @@ def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
         chosen.append("rust")
     else:
         skipped.append("rust: cargo not on PATH (apt-get install cargo)")
-    if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached():
-        chosen.append("patched")
-    else:
-        skipped.append(
-            "patched: CPython 3.11.2 with the PEP is not built yet (about "
-            "5 min); run `make test COEXTRA_PATCHED=1` or `tox -e patched`"
-        )
+    for name, variant in PATCHED_ENVS.items():
+        if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached(
+            variant
+        ):
+            chosen.append(name)
+        else:
+            skipped.append(
+                f"{name}: CPython 3.13.15 with the PEP ({variant} build) is "
+                "not built yet (several minutes); run `make test "
+                f"COEXTRA_PATCHED=1` or `tox -e {name}`"
+            )
     return chosen, skipped
 
 

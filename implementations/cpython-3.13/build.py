@@ -137,11 +137,15 @@ def fetch_tarball(cache: Path) -> Path:
             f"python3.13 {DEBIAN_VERSION} source) into {download}"
         )
     options = apt_options(download)
-    log(f"fetching python3.13={DEBIAN_VERSION} source from {SUITE} with a "
-        "private apt source list (the system's apt sources are untouched)")
+    log(
+        f"fetching python3.13={DEBIAN_VERSION} source from {SUITE} with a "
+        "private apt source list (the system's apt sources are untouched)"
+    )
     update = subprocess.run(
         ["apt-get", *options, "update", "-q"],
-        check=False, stdout=sys.stderr, stderr=sys.stderr,
+        check=False,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
     )
     if update.returncode != 0:
         raise BuildError(
@@ -150,9 +154,17 @@ def fetch_tarball(cache: Path) -> Path:
             f"{download}"
         )
     subprocess.run(
-        ["apt-get", *options, "source", "--download-only",
-         f"python3.13={DEBIAN_VERSION}"],
-        cwd=download, check=False, stdout=sys.stderr, stderr=sys.stderr,
+        [
+            "apt-get",
+            *options,
+            "source",
+            "--download-only",
+            f"python3.13={DEBIAN_VERSION}",
+        ],
+        cwd=download,
+        check=False,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
     )
     # The tarball is what tells success: apt may complain about the
     # Debian packaging files even when the upstream tree arrived.
@@ -194,9 +206,19 @@ def apply_patches(tree: Path, patches: list[Path]) -> None:
     for patch in patches:
         log(f"applying {patch.name}")
         result = subprocess.run(
-            ["patch", "-p1", "--batch", "--forward", "--quiet",
-             "-i", str(patch)],
-            cwd=tree, check=False, stdout=sys.stderr, stderr=sys.stderr,
+            [
+                "patch",
+                "-p1",
+                "--batch",
+                "--forward",
+                "--quiet",
+                "-i",
+                str(patch),
+            ],
+            cwd=tree,
+            check=False,
+            stdout=sys.stderr,
+            stderr=sys.stderr,
         )
         if result.returncode != 0:
             raise BuildError(
@@ -328,22 +350,29 @@ def build(variant: str, jobs: int, force: bool) -> Path:
             if not configured.is_file() or configured.read_text() != wanted:
                 run_step(
                     "configure",
-                    [str(src / "configure"), f"--prefix={prefix}",
-                     *all_options],
+                    [
+                        str(src / "configure"),
+                        f"--prefix={prefix}",
+                        *all_options,
+                    ],
                     bld,
                     "install the compiler and headers it names "
                     "(apt-get install build-essential)",
                 )
                 configured.write_text(wanted)
             run_step(
-                "make", ["make", f"-j{jobs}"], bld,
+                "make",
+                ["make", f"-j{jobs}"],
+                bld,
                 "read the compiler error above; a patch error needs a "
                 "fixed series",
             )
             if prefix.exists():
                 shutil.rmtree(prefix)
             run_step(
-                "install", ["make", "install"], bld,
+                "install",
+                ["make", "install"],
+                bld,
                 "check free disk space in the cache",
             )
         except BaseException:
@@ -360,19 +389,25 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--variant", choices=sorted(VARIANTS), default="patched",
+        "--variant",
+        choices=sorted(VARIANTS),
+        default="patched",
         help="which build (default: %(default)s)",
     )
     parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 2,
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 2,
         help="parallel make jobs (default: the number of CPUs)",
     )
     parser.add_argument(
-        "--force", action="store_true",
+        "--force",
+        action="store_true",
         help="rebuild even when the build key is unchanged",
     )
     parser.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="only tell whether an up-to-date build is cached: print its "
         "interpreter and exit 0, or exit 1 (nothing is fetched or built)",
     )

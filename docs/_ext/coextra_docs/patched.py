@@ -2,10 +2,10 @@
 
 ``.. coextra-patched-cpython::`` shows
 ``implementations/cpython-3.11/results.json`` (``coextra_patched_results``),
-which ``implementations/cpython-3.11/measure.py`` writes: the patched
-CPython 3.11.2 against the unpatched build of the same source.  A file
-that lacks an expected entry fails the build naming the file and the
-entry; a missing file is said on the page.
+which ``measure.py`` (now in ``implementations/cpython-3.13``) wrote:
+the patched CPython 3.11.2 against the unpatched build of the same
+source.  A file that lacks an expected entry fails the build naming the
+file and the entry; a missing file is said on the page.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _get(data: Any, path: Path, *keys: str) -> Any:
             entry = ".".join(keys[: depth + 1])
             raise ExtensionError(
                 f"{path.name}: {entry}: missing; regenerate the file with "
-                "implementations/cpython-3.11/measure.py"
+                "implementations/cpython-3.13/measure.py"
             )
         value = value[key]
     return value

@@ -205,6 +205,29 @@ class CPythonSession:
             value=value,
         )
 
+    def compare_exchange_extra(
+        self,
+        interp: Handle,
+        code: Handle,
+        index: int,
+        expected: int,
+        desired: int,
+    ) -> tuple[bool, int]:
+        """Call PyUnstable_Code_CompareExchangeExtra (patched 3.13).
+
+        Returns whether it stored, and the value it left in ``*expected``
+        (the current value when it did not store).
+        """
+        rc, current = self._call(
+            "compare_exchange_extra",
+            interp=self._interp(interp),
+            code=self._number(code),
+            index=index,
+            expected=expected,
+            desired=desired,
+        )
+        return bool(rc), int(current)
+
     def add_hook(self, interp: Handle, hook: Hook) -> int:
         """Add a code watcher (3.12+) or a PEP constructor hook."""
         return int(
@@ -229,8 +252,16 @@ class CPythonSession:
     # -- observation -----------------------------------------------------
 
     def co_flags(self, code: Handle) -> int:
-        """Return ``code.co_flags``."""
+        """Return the code object's ``co_flags`` field as C code reads it.
+
+        On stock CPython it equals ``code.co_flags``; the patched 3.13
+        keeps ``CO_INLINE_EXTRA`` out of the Python attribute.
+        """
         return int(self._call("co_flags", code=self._number(code)))
+
+    def py_co_flags(self, code: Handle) -> int:
+        """Return ``code.co_flags`` as Python code sees it."""
+        return int(self._call("py_co_flags", code=self._number(code)))
 
     def extra_bytes(self, code: Handle) -> int:
         """Count the co_extra pointer plus the block Set allocated."""
@@ -359,6 +390,11 @@ class CPythonImplementation:
             caps.add(Capability.HOOKS)
         if self.pep8523:
             caps |= {Capability.RELEASE, Capability.INLINE_FLAG}
+        # CompareExchange (patched 3.13): declared only when the suite
+        # defines the capability.
+        compare_exchange = getattr(Capability, "COMPARE_EXCHANGE", None)
+        if hello.get("compare_exchange") and compare_exchange is not None:
+            caps.add(compare_exchange)
         self.capabilities = frozenset(caps)
         atexit.register(self.shutdown)
 

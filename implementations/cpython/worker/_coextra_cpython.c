@@ -716,6 +716,59 @@ cx_set_extra(PyObject *Py_UNUSED(self), PyObject *args)
     return cx_result(rc, name);
 }
 
+/* The code object's co_flags as C code sees them.  A PEP 8523 build may
+   keep CO_INLINE_EXTRA out of the Python-level attribute (the patched
+   3.13 does), and the suite's flag requirements are about this field. */
+static PyObject *
+cx_c_co_flags(PyObject *Py_UNUSED(self), PyObject *code)
+{
+    if (!PyCode_Check(code)) {
+        PyErr_SetString(PyExc_TypeError, "c_co_flags() needs a code object");
+        return NULL;
+    }
+    return PyLong_FromLong((long)((PyCodeObject *)code)->co_flags);
+}
+
+#if CX_PEP8523 && defined(Py_HAVE_PEP8523)
+/* PEP 8523 builds that implement CompareExchange (the patched 3.13). */
+static PyObject *
+cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *code, *expected_obj, *desired_obj, *pair, *result;
+    Py_ssize_t index;
+    uintptr_t expected_word, desired_word;
+    void *expected;
+    int interp, rc;
+    PyThreadState *prev;
+    char name[64];
+
+    if (!PyArg_ParseTuple(args, "iOnOO", &interp, &code, &index, &expected_obj,
+                          &desired_obj)) {
+        return NULL;
+    }
+    if (cx_word(expected_obj, &expected_word) < 0 ||
+        cx_word(desired_obj, &desired_word) < 0 ||
+        cx_enter(interp, &prev) < 0) {
+        return NULL;
+    }
+    expected = (void *)expected_word;
+    CX_ARM();
+    rc = PyUnstable_Code_CompareExchangeExtra(code, index, &expected,
+                                              (void *)desired_word);
+    CX_DISARM();
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    pair = cx_result(rc, name);
+    if (pair == NULL) {
+        return NULL;
+    }
+    result =
+        Py_BuildValue("(OK)", pair, (unsigned long long)(uintptr_t)expected);
+    Py_DECREF(pair);
+    return result;
+}
+#endif
+
 #if CX_WATCHERS || CX_PEP8523
 /* Register a hook in a free slot; returns the API's result (id or -1).
    Also used by the ADD_HOOK action from inside a running hook. */
@@ -1107,6 +1160,13 @@ static PyMethodDef cx_methods[] = {
     {"has_inline_extra", cx_has_inline_extra, METH_O,
      "has_inline_extra(obj) -> (rc, error)"},
 #endif
+#if CX_PEP8523 && defined(Py_HAVE_PEP8523)
+    {"compare_exchange_extra", cx_compare_exchange_extra, METH_VARARGS,
+     "compare_exchange_extra(interp, obj, index, expected, desired) -> "
+     "((rc, error), value left in *expected)"},
+#endif
+    {"c_co_flags", cx_c_co_flags, METH_O,
+     "c_co_flags(code) -> the co_flags field as C code reads it"},
     {"extra_bytes", cx_extra_bytes, METH_O,
      "extra_bytes(code) -> bytes spent on extra storage"},
     {"take_free_calls", cx_take_free_calls, METH_NOARGS,

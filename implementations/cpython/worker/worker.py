@@ -32,6 +32,7 @@ import os
 import queue
 import struct
 import sys
+import sysconfig
 import threading
 import traceback
 import types
@@ -39,7 +40,7 @@ import weakref
 
 
 try:  # only for the type comments; typing exists on every version run
-    from typing import Any, Dict, List, Optional, Tuple  # noqa: F401
+    from typing import Any, Dict, List, Optional, Set, Tuple  # noqa: F401
 except ImportError:  # pragma: no cover
     pass
 
@@ -64,6 +65,10 @@ class ApiFailure(Exception):
         self.exc_type = exc_type
 
 
+#: Built with --disable-gil (3.13t): see op_drop.
+FREE_THREADED_BUILD = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
 class Worker(object):
     """Holds the objects of one session and executes requests."""
 
@@ -76,6 +81,8 @@ class Worker(object):
         self.handles = itertools.count(1)
         self.counters = itertools.count(1)
         self.unraisable = []  # type: List[str]
+        # Live sub-interpreters, for collecting garbage in each (below).
+        self.live_interps = set()  # type: Set[int]
         # A sub-interpreter that never gets hooks or indices; see
         # flagged_code().
         self.scratch = None
@@ -182,10 +189,13 @@ class Worker(object):
 
     def op_new_interpreter(self):
         # type: () -> int
-        return int(self.cx.new_interpreter())
+        interp = int(self.cx.new_interpreter())
+        self.live_interps.add(interp)
+        return interp
 
     def op_end_interpreter(self, interp):
         # type: (int) -> None
+        self.live_interps.discard(interp)
         self.cx.end_interpreter(interp)
         return None
 
@@ -241,6 +251,14 @@ class Worker(object):
             # Held by a reference cycle (or by another handle, in which
             # case collecting is harmless).
             gc.collect()
+        if ref is not None and ref() is not None and FREE_THREADED_BUILD:
+            # Free-threaded builds free code objects (deferred reference
+            # counts) only in a collection of the interpreter whose heap
+            # holds them, which may be a sub-interpreter.  (Tested on the
+            # build: sys._is_gil_enabled() reported True in this worker on
+            # the free-threaded 3.13.15, and the collection did not run.)
+            for interp in sorted(self.live_interps):
+                self.cx.call_in(interp, gc.collect, ())
         return None
 
     def op_code_id(self, code):
@@ -248,6 +266,12 @@ class Worker(object):
         return int(self.cx.address(self.obj(code)))
 
     def op_co_flags(self, code):
+        # type: (int) -> int
+        # The C field: a PEP 8523 build may hide CO_INLINE_EXTRA from the
+        # Python attribute, which op_py_co_flags reports.
+        return int(self.cx.c_co_flags(self.obj(code)))
+
+    def op_py_co_flags(self, code):
         # type: (int) -> int
         return int(self.obj(code).co_flags)
 
@@ -289,6 +313,14 @@ class Worker(object):
         self.check(self.cx.SET_NAME,
                    self.cx.set_extra(interp, self.obj(code), index, value))
         return None
+
+    def op_compare_exchange_extra(self, interp, code, index, expected,
+                                  desired):
+        # type: (int, int, int, int, int) -> List[int]
+        pair, current = self.cx.compare_exchange_extra(
+            interp, self.obj(code), index, expected, desired)
+        rc = self.check("PyUnstable_Code_CompareExchangeExtra", pair)
+        return [rc, int(current)]
 
     def op_add_hook(self, interp, tag, action, index, value):
         # type: (int, int, str, int, int) -> int
@@ -401,6 +433,7 @@ def main():
         "pid": os.getpid(),
         "pep8523": bool(cx.PEP8523),
         "watchers": bool(cx.WATCHERS),
+        "compare_exchange": hasattr(cx, "compare_exchange_extra"),
         "functions": [cx.REQUEST_NAME, cx.GET_NAME, cx.SET_NAME],
     }})
     serve(worker, send)

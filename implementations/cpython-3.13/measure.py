@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Measure the patched CPython 3.11.2 against the unpatched build.
+"""Measure the patched CPython 3.13.15 against the unpatched build.
 
 Usage::
 
-    python3 implementations/cpython-3.11/measure.py \
+    python3 implementations/cpython-3.13/measure.py \
         --patched PATH --baseline PATH [--output results.json]
 
 Both interpreters are built from the same source by ``build.py`` (the
@@ -35,10 +35,10 @@ import ctypes, json, os, sys, time
 
 api = ctypes.pythonapi
 FREE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-request = api._PyEval_RequestCodeExtraIndex
+request = api.PyUnstable_Eval_RequestCodeExtraIndex
 request.argtypes = (FREE,)
 request.restype = ctypes.c_ssize_t
-set_extra = api._PyCode_SetExtra
+set_extra = api.PyUnstable_Code_SetExtra
 set_extra.argtypes = (ctypes.py_object, ctypes.c_ssize_t, ctypes.c_void_p)
 set_extra.restype = ctypes.c_int
 NO_FREE = FREE()
@@ -243,8 +243,8 @@ def measure(patched: Path, baseline: Path, runs: int) -> dict[str, Any]:
     """Take every measurement on both builds."""
     builds = {"patched": patched, "baseline": baseline}
     out: dict[str, Any] = {
-        "schema": "coextra-cpython-3.11-results/1",
-        "cpython": "3.11.2",
+        "schema": "coextra-cpython-3.13-results/1",
+        "cpython": "3.13.15",
         "machine": platform.machine(),
         "runs": runs,
         # Wall times are only comparable on an otherwise idle machine.
