@@ -188,6 +188,15 @@ class _SetNotAtomicOnAllocFailure(ModelSession):
         self._run_frees([(free, value)])
 
 
+class _LeaksConstantsOnFailedConstruction(ModelSession):
+    """When the outer code object cannot be allocated, the nested ones
+    already constructed are never released: a leak that only the suite's
+    live-block count (Capability.LIVE_BLOCKS) can see."""
+
+    def _unwind(self, consts: list[_Code]) -> None:
+        pass
+
+
 # -- COPY ----------------------------------------------------------------
 
 
@@ -313,6 +322,11 @@ set_not_atomic_on_alloc_failure = _broken(
     "R-ALLOC-2",
     "R-STORE-11",
 )
+leaks_constants_on_failed_construction = _broken(
+    "leaks_constants_on_failed_construction",
+    _LeaksConstantsOnFailedConstruction,
+    "R-ALLOC-4",
+)
 copies_values_on_replace = _broken(
     "copies_values_on_replace", _CopiesValuesOnReplace, "R-COPY-1"
 )
@@ -345,6 +359,7 @@ BROKEN: dict[str, BrokenImplementation] = {
         hook_error_propagates,
         values_shared_between_interpreters,
         set_not_atomic_on_alloc_failure,
+        leaks_constants_on_failed_construction,
         copies_values_on_replace,
         threads_lose_updates,
     )

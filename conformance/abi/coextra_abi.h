@@ -23,8 +23,15 @@
  *    the calling thread's current interpreter in the PEP's C API.
  *  - Entries for capabilities the library does not declare may be NULL.
  *
- * This header is part of the suite's fixed interface.  Additions bump
- * COEXTRA_ABI_VERSION; the loader refuses a table whose version differs.
+ * Versions.  abi_version holds the major version, COEXTRA_ABI_VERSION;
+ * the loader refuses a table of another major version.  A minor version
+ * (COEXTRA_ABI_MINOR) only appends entries at the end of the table, each
+ * optional and announced by a capability bit, so that a library built
+ * against an older minor version keeps loading: the table's size tells
+ * the loader which entries the library has.
+ *
+ *   1.0  the table up to take_unraisable
+ *   1.1  live_blocks (COEXTRA_CAP_LIVE_BLOCKS)
  */
 #ifndef COEXTRA_ABI_H
 #define COEXTRA_ABI_H
@@ -37,6 +44,7 @@ extern "C" {
 #endif
 
 #define COEXTRA_ABI_VERSION 1
+#define COEXTRA_ABI_MINOR 1
 
 /* Capability bits, one per conformance.adapter.Capability. */
 #define COEXTRA_CAP_RELEASE (1u << 0)
@@ -49,6 +57,7 @@ extern "C" {
 #define COEXTRA_CAP_THREADS (1u << 7)
 #define COEXTRA_CAP_ALLOC_FAILURE (1u << 8)
 #define COEXTRA_CAP_COPY (1u << 9)
+#define COEXTRA_CAP_LIVE_BLOCKS (1u << 10)
 
 /* How copy_code copies. */
 #define COEXTRA_COPY_REPLACE 0
@@ -110,6 +119,17 @@ typedef struct coextra_table {
     void (*set_error)(const char *exc_class);
     /* Like take_error, for the oldest error reported as unraisable. */
     int (*take_unraisable)(char *buf, size_t size);
+
+    /* -- ABI 1.1 ----------------------------------------------------- */
+    /* How many heap blocks the library holds right now, over every
+       interpreter and object (COEXTRA_CAP_LIVE_BLOCKS).  The suite reads
+       it before a test opens its session and after the session is
+       closed: any difference is memory the test's operations leaked.
+       Count what the implementation allocates for its own use (and for
+       its object model); a block freed later by delayed reclamation
+       must be reclaimed by the time the session's last interpreter has
+       ended. */
+    intptr_t (*live_blocks)(void);
 } coextra_table;
 
 /* The one symbol a library exports. */

@@ -44,6 +44,8 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.THREADS: (),
     Capability.ALLOC_FAILURE: ("fail_allocations",),
     Capability.COPY: ("copy_code",),
+    # The implementation, not the session, has live_blocks().
+    Capability.LIVE_BLOCKS: (),
 }
 
 
@@ -104,3 +106,17 @@ def test_declared_capability_has_its_methods(
         assert callable(getattr(session, method, None)), (
             f"capability {capability.value} declared but {method} missing"
         )
+
+
+def test_live_blocks_capability_has_its_method(
+    implementation: Implementation,
+) -> None:
+    """Capability live-blocks comes with ``live_blocks() -> int >= 0``."""
+    if Capability.LIVE_BLOCKS not in implementation.capabilities:
+        return  # Nothing promised, nothing to check.
+    method = getattr(implementation, "live_blocks", None)
+    assert callable(method), "capability live-blocks declared but no live_blocks()"
+    count = method()
+    assert isinstance(count, int) and count >= 0, (
+        f"live_blocks() must return an int >= 0; returned {count!r}"
+    )

@@ -7,18 +7,22 @@ its operation on fresh objects until one fails, and checks every failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 
 from ..adapter import (
+    MIN_CONSTRUCTOR_HOOKS,
     MIN_INDICES,
     ApiError,
     Capability,
     FreeFunc,
+    Handle,
     Hook,
+    Implementation,
     Session,
+    live_blocks,
 )
 from . import helpers as h
 
@@ -197,3 +201,247 @@ def test_failed_hook_registration_registers_nothing(
         f"(R-ALLOC-5): {len(calls)} calls for one construction"
     )
     session.drop(code)
+
+
+# -- every allocation of every operation -------------------------------------
+#
+# fail_allocations(k, 1) lets the first k allocations succeed and fails
+# the next one.  Each test repeats one operation on a fresh target with
+# k = 0, 1, 2, ... until it completes: an operation that allocates n
+# times is then seen failing at each of its n allocations.  Every failure
+# must raise MemoryError, change nothing and, when the implementation
+# counts its heap blocks (Capability.LIVE_BLOCKS), hold no more blocks
+# than before.
+
+#: An operation allocating more often than this is reported as a failure.
+MAX_ALLOCATIONS = 64
+
+
+def _blocks(implementation: Implementation) -> int | None:
+    if Capability.LIVE_BLOCKS in implementation.capabilities:
+        return live_blocks(implementation)
+    return None
+
+
+def _at_each_allocation(
+    session: Session,
+    implementation: Implementation,
+    function: str,
+    req: str,
+    operation: Callable[[], object],
+    unchanged: Callable[[], None],
+) -> int:
+    """Fail ``operation`` at its 1st, 2nd, ... allocation until it succeeds.
+
+    ``unchanged`` checks, after each failure, that nothing changed.
+    Returns how many allocations failed before the operation completed.
+    """
+    for k in range(MAX_ALLOCATIONS):
+        before = _blocks(implementation)
+        session.fail_allocations(k, 1)
+        try:
+            operation()
+        except ApiError as exc:
+            session.fail_allocations(0, 0)
+            assert exc.exc_type == "MemoryError", (
+                f"{function} failing at allocation {k + 1} must raise "
+                f"MemoryError ({req}); it raised "
+                f"{exc.exc_type or 'no exception'}"
+            )
+            unchanged()
+            after = _blocks(implementation)
+            assert after == before, (
+                f"{function} failing at allocation {k + 1} leaked "
+                f"{(after or 0) - (before or 0)} heap block(s) ({req}): "
+                f"{before} live before, {after} after"
+            )
+            continue
+        session.fail_allocations(0, 0)
+        return k
+    pytest.fail(
+        f"{function} still failed with {MAX_ALLOCATIONS} allocations "
+        f"allowed ({req})"
+    )
+
+
+@pytest.mark.req("R-ALLOC-1", "R-ALLOC-2")
+def test_set_fails_cleanly_at_every_allocation(
+    session: Session, implementation: Implementation
+) -> None:
+    """Set fails cleanly at each of its allocations, on many objects.
+
+    R-ALLOC-1, R-ALLOC-2: each failed Set raises MemoryError, the slot
+    keeps its previous value, no free function runs, nothing leaks.
+    Many code objects are used so that the implementation's out-of-line
+    table has to grow (a second, rarer allocation).
+    """
+    interp = session.main
+    kept = session.request_index(interp, FreeFunc(1))
+    codes = [session.new_code(interp) for _ in range(40)]
+    for n, code in enumerate(codes):
+        session.set_extra(interp, code, kept, 0x100 + n)
+    fresh = session.request_index(interp, FreeFunc(2))
+    failures = 0
+    for n, code in enumerate(codes):
+
+        def unchanged(n: int = n, code: Handle = code) -> None:
+            h.assert_no_frees(h.SET, "R-ALLOC-2", session)
+            h.assert_get(session, interp, code, kept, 0x100 + n, "R-ALLOC-2")
+            h.assert_get(session, interp, code, fresh, 0, "R-ALLOC-2")
+
+        failures += _at_each_allocation(
+            session,
+            implementation,
+            h.SET,
+            "R-ALLOC-1",
+            lambda code=code, n=n: session.set_extra(
+                interp, code, fresh, 0x200 + n
+            ),
+            unchanged,
+        )
+        h.assert_get(session, interp, code, fresh, 0x200 + n, "R-ALLOC-2")
+    assert failures, f"{h.SET} never allocated; R-ALLOC-1 cannot hold"
+    h.assert_no_frees(h.SET, "R-ALLOC-2", session)
+    for code in codes:
+        session.drop(code)
+    h.frees(session)
+
+
+@pytest.mark.req("R-ALLOC-3")
+def test_request_fails_cleanly_at_every_allocation(
+    session: Session, implementation: Implementation
+) -> None:
+    """Requests fail cleanly at each of their allocations.
+
+    R-ALLOC-3: every failed request raises MemoryError and consumes no
+    index, so MIN_INDICES requests, each retried until it succeeds,
+    still get MIN_INDICES distinct indices.
+    """
+    interp = session.main
+    got: list[int] = []
+    failures = 0
+    for _ in range(MIN_INDICES):
+        failures += _at_each_allocation(
+            session,
+            implementation,
+            h.REQUEST,
+            "R-ALLOC-3",
+            lambda: got.append(session.request_index(interp, FreeFunc(1))),
+            lambda: None,
+        )
+    assert len(set(got)) == MIN_INDICES, (
+        f"{h.REQUEST} returned duplicates after failures (R-ALLOC-3): {got}"
+    )
+    if not failures:
+        pytest.skip(f"{h.REQUEST} never allocated: nothing to consume")
+
+
+@pytest.mark.req("R-ALLOC-5")
+@pytest.mark.requires(Capability.HOOKS)
+def test_hook_registration_fails_cleanly_at_every_allocation(
+    session: Session, implementation: Implementation
+) -> None:
+    """Hook registrations fail cleanly at each of their allocations.
+
+    R-ALLOC-5: a failed registration raises MemoryError and registers
+    nothing: after MIN_CONSTRUCTOR_HOOKS registrations, each retried
+    until it succeeds, one construction calls exactly that many hooks,
+    in registration order.
+    """
+    interp = session.main
+    failures = 0
+    for tag in range(MIN_CONSTRUCTOR_HOOKS):
+        failures += _at_each_allocation(
+            session,
+            implementation,
+            h.ADD_HOOK,
+            "R-ALLOC-5",
+            lambda tag=tag: session.add_hook(interp, Hook(tag)),
+            lambda: None,
+        )
+    code = session.new_code(interp)
+    tags = [call.tag for call in session.take_hook_calls()]
+    assert tags == list(range(MIN_CONSTRUCTOR_HOOKS)), (
+        f"after {failures} failed {h.ADD_HOOK} calls one construction "
+        f"must call the {MIN_CONSTRUCTOR_HOOKS} registered hooks in order "
+        f"(R-ALLOC-5); it called {tags}"
+    )
+    session.drop(code)
+
+
+@pytest.mark.req("R-ALLOC-4")
+@pytest.mark.requires(Capability.HOOKS)
+@pytest.mark.parametrize("nested", [0, 3])
+def test_construction_fails_cleanly_at_every_allocation(
+    session: Session, implementation: Implementation, nested: int
+) -> None:
+    """Construction fails cleanly at each of its allocations.
+
+    R-ALLOC-4: with a consumer active, a construction that cannot
+    allocate fails with MemoryError, calls no hook for the object it
+    failed to make, and (nested code objects already made are released)
+    leaks nothing.
+    """
+    interp = session.main
+    session.request_index(interp, FreeFunc(1))
+    session.add_hook(interp, Hook(1))
+    made: list[Handle] = []
+
+    def construct() -> None:
+        made.append(session.new_code(interp, nested=nested))
+
+    def unchanged() -> None:
+        calls = session.take_hook_calls()
+        # Nested code objects that were complete saw the hook; the failed
+        # object never did, so at most `nested` calls.
+        assert len(calls) <= nested, (
+            f"a construction that failed for lack of memory called hooks "
+            f"for the object it failed to make (R-ALLOC-4): {calls}"
+        )
+        h.assert_no_frees(h.CONSTRUCT, "R-ALLOC-4", session)
+
+    failures = _at_each_allocation(
+        session, implementation, h.CONSTRUCT, "R-ALLOC-4", construct, unchanged
+    )
+    assert made, "construction never completed"
+    calls = session.take_hook_calls()
+    assert len(calls) == nested + 1, (
+        f"the construction that succeeded after {failures} failures must "
+        f"call the hook once per code object (R-ALLOC-4); calls: {calls}"
+    )
+    for code in made:
+        session.drop(code)
+
+
+@pytest.mark.req("R-ALLOC-4")
+@pytest.mark.requires(Capability.COPY)
+def test_unmarshal_fails_cleanly_at_every_allocation(
+    session: Session, implementation: Implementation
+) -> None:
+    """Unmarshalling a code object fails cleanly at each allocation.
+
+    R-ALLOC-4: copying by unmarshal constructs the nested code objects
+    again; a failure at any allocation raises MemoryError and leaks
+    nothing, and the original keeps its values.
+    """
+    interp = session.main
+    index = session.request_index(interp, FreeFunc(1))
+    original = session.new_code(interp, nested=2)
+    session.set_extra(interp, original, index, 0x51)
+    copies: list[Handle] = []
+
+    def unchanged() -> None:
+        h.assert_no_frees(h.CONSTRUCT, "R-ALLOC-4", session)
+        h.assert_get(session, interp, original, index, 0x51, "R-ALLOC-4")
+
+    _at_each_allocation(
+        session,
+        implementation,
+        h.CONSTRUCT,
+        "R-ALLOC-4",
+        lambda: copies.append(session.copy_code(interp, original, "marshal")),
+        unchanged,
+    )
+    for code in [*copies, original]:
+        session.drop(code)
+    h.assert_frees(h.CONSTRUCT, "R-ALLOC-4", h.frees(session), [(1, 0x51)])

@@ -29,7 +29,8 @@ static const coextra_table table = {
         (COEXTRA_CAP_RELEASE | COEXTRA_CAP_INLINE_FLAG |
          COEXTRA_CAP_STORAGE_SIZE | COEXTRA_CAP_SIZEOF | COEXTRA_CAP_HOOKS |
          COEXTRA_CAP_INTERPRETERS | COEXTRA_CAP_FINALIZE |
-         COEXTRA_CAP_THREADS | COEXTRA_CAP_ALLOC_FAILURE | COEXTRA_CAP_COPY),
+         COEXTRA_CAP_THREADS | COEXTRA_CAP_ALLOC_FAILURE | COEXTRA_CAP_COPY |
+         COEXTRA_CAP_LIVE_BLOCKS),
 
     .new_interpreter = coextra_new_interpreter,
     .end_interpreter = coextra_end_interpreter,
@@ -55,6 +56,7 @@ static const coextra_table table = {
     .take_error = coextra_take_error,
     .set_error = coextra_set_error,
     .take_unraisable = coextra_take_unraisable,
+    .live_blocks = coextra_live_blocks,
 };
 
 const coextra_table *

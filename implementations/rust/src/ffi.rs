@@ -29,8 +29,9 @@ use crate::object::{CodeObject, ObjHead, ObjRef};
 pub const ABI_VERSION: u32 = 1;
 
 /// Every `COEXTRA_CAP_*` bit: release, inline-flag, storage-size,
-/// sizeof, hooks, interpreters, finalize, threads, alloc-failure, copy.
-pub const CAPABILITIES: u32 = (1 << 10) - 1;
+/// sizeof, hooks, interpreters, finalize, threads, alloc-failure, copy,
+/// live-blocks.
+pub const CAPABILITIES: u32 = (1 << 11) - 1;
 
 const COPY_REPLACE: c_int = 0;
 const COPY_MARSHAL: c_int = 1;
@@ -152,6 +153,8 @@ pub struct Table {
     pub set_error: unsafe extern "C" fn(*const c_char),
     /// Take the oldest unraisable error's class name.
     pub take_unraisable: unsafe extern "C" fn(*mut c_char, usize) -> c_int,
+    /// ABI 1.1: heap blocks the library holds.
+    pub live_blocks: extern "C" fn() -> isize,
 }
 
 /// The table as a static: raw pointers are not `Sync` by default.
@@ -189,6 +192,7 @@ static TABLE: SyncTable = SyncTable(Table {
     take_error,
     set_error,
     take_unraisable,
+    live_blocks,
 });
 
 const fn concat_version() -> &'static CStr {
@@ -472,6 +476,10 @@ unsafe extern "C" fn set_error(exc_class: *const c_char) {
     errors::set(error);
 }
 
+extern "C" fn live_blocks() -> isize {
+    crate::blocks::live()
+}
+
 unsafe extern "C" fn take_unraisable(buf: *mut c_char, size: usize) -> c_int {
     match errors::take_unraisable() {
         Some(error) => {
@@ -526,6 +534,7 @@ mod tests {
             take_error,
             set_error,
             take_unraisable,
+            live_blocks,
         )
     }
 
@@ -584,7 +593,7 @@ mod tests {
         let table = unsafe { &*table };
         assert_eq!(table.abi_version, 1);
         assert_eq!(table.size as usize, size_of::<Table>());
-        assert_eq!(table.capabilities, 0x3FF);
+        assert_eq!(table.capabilities, 0x7FF);
         // SAFETY: static NUL-terminated strings.
         let name = unsafe { CStr::from_ptr(table.name) };
         assert_eq!(name.to_str(), Ok("rust"));
