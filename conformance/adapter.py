@@ -68,6 +68,14 @@ class Capability(str, enum.Enum):
     #: ``live_blocks() -> int`` (see :func:`live_blocks`): the suite
     #: counts the heap blocks it holds before and after every test.
     LIVE_BLOCKS = "live-blocks"
+    #: The implementation can be run to its end in a process of its own:
+    #: the suite runs the program of :mod:`.exit_run` (code objects that
+    #: are never deallocated, the main interpreter finalized as at exit)
+    #: and collects what the free functions saw (R-FREE-13).  In-process
+    #: implementations get this from the suite (a child process loads the
+    #: same ``--coextra-impl``); others provide ``run_to_exit()`` with
+    #: the result of :func:`.exit_run.run_program`.
+    EXIT_FINALIZATION = "exit-finalization"
 
 
 def live_blocks(implementation: object) -> int:

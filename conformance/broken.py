@@ -136,6 +136,26 @@ class _StaleAfterDestroy(ModelSession):
         pass
 
 
+class _MainFinalizationSkipsLiveCode(ModelSession):
+    """Finalizing the main interpreter forgets the values still stored.
+
+    It releases its own state but calls no free function: the values of
+    code objects that are never deallocated, or are deallocated after
+    it, are never freed (what stock CPython does with immortal code).
+    """
+
+    def end_interpreter(self, interp: Handle) -> None:
+        if interp is not self.main:
+            super().end_interpreter(interp)
+            return
+        state = self._as_interp(interp)
+        with self._lock:
+            state.alive = False
+            state.out_of_line.clear()
+            state.hooks.clear()
+            state.indices.clear()
+
+
 # -- FLAG ----------------------------------------------------------------
 
 
@@ -303,6 +323,11 @@ wrong_destroy_order = _broken(
 stale_after_destroy = _broken(
     "stale_after_destroy", _StaleAfterDestroy, "R-FREE-8"
 )
+main_finalization_skips_live_code = _broken(
+    "main_finalization_skips_live_code",
+    _MainFinalizationSkipsLiveCode,
+    "R-FREE-13",
+)
 flag_forgeable = _broken("flag_forgeable", _FlagForgeable, "R-FLAG-7")
 zero_cost_violated = _broken(
     "zero_cost_violated", _ZeroCostViolated, "R-FLAG-1", "R-FLAG-8"
@@ -353,6 +378,7 @@ BROKEN: dict[str, BrokenImplementation] = {
         double_free_on_destroy,
         wrong_destroy_order,
         stale_after_destroy,
+        main_finalization_skips_live_code,
         flag_forgeable,
         zero_cost_violated,
         hook_skips_nested,

@@ -58,6 +58,10 @@ extern "C" {
 #define COEXTRA_CAP_ALLOC_FAILURE (1u << 8)
 #define COEXTRA_CAP_COPY (1u << 9)
 #define COEXTRA_CAP_LIVE_BLOCKS (1u << 10)
+/* end_interpreter on a session's main interpreter, with code objects
+   that are never dropped, is how the library's program ends (the suite
+   runs it in a child process and collects the free calls, R-FREE-13). */
+#define COEXTRA_CAP_EXIT_FINALIZATION (1u << 11)
 
 /* How copy_code copies. */
 #define COEXTRA_COPY_REPLACE 0

@@ -46,6 +46,8 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.COPY: ("copy_code",),
     # The implementation, not the session, has live_blocks().
     Capability.LIVE_BLOCKS: (),
+    # Run by the suite in a child process (exit_run.py).
+    Capability.EXIT_FINALIZATION: (),
 }
 
 

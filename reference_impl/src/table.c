@@ -30,7 +30,7 @@ static const coextra_table table = {
          COEXTRA_CAP_STORAGE_SIZE | COEXTRA_CAP_SIZEOF | COEXTRA_CAP_HOOKS |
          COEXTRA_CAP_INTERPRETERS | COEXTRA_CAP_FINALIZE |
          COEXTRA_CAP_THREADS | COEXTRA_CAP_ALLOC_FAILURE | COEXTRA_CAP_COPY |
-         COEXTRA_CAP_LIVE_BLOCKS),
+         COEXTRA_CAP_LIVE_BLOCKS | COEXTRA_CAP_EXIT_FINALIZATION),
 
     .new_interpreter = coextra_new_interpreter,
     .end_interpreter = coextra_end_interpreter,

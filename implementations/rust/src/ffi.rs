@@ -30,8 +30,8 @@ pub const ABI_VERSION: u32 = 1;
 
 /// Every `COEXTRA_CAP_*` bit: release, inline-flag, storage-size,
 /// sizeof, hooks, interpreters, finalize, threads, alloc-failure, copy,
-/// live-blocks.
-pub const CAPABILITIES: u32 = (1 << 11) - 1;
+/// live-blocks, exit-finalization.
+pub const CAPABILITIES: u32 = (1 << 12) - 1;
 
 const COPY_REPLACE: c_int = 0;
 const COPY_MARSHAL: c_int = 1;
@@ -593,7 +593,7 @@ mod tests {
         let table = unsafe { &*table };
         assert_eq!(table.abi_version, 1);
         assert_eq!(table.size as usize, size_of::<Table>());
-        assert_eq!(table.capabilities, 0x7FF);
+        assert_eq!(table.capabilities, 0xFFF);
         // SAFETY: static NUL-terminated strings.
         let name = unsafe { CStr::from_ptr(table.name) };
         assert_eq!(name.to_str(), Ok("rust"));
