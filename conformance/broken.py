@@ -209,9 +209,12 @@ class _SetNotAtomicOnAllocFailure(ModelSession):
 
 
 class _LeaksConstantsOnFailedConstruction(ModelSession):
-    """When the outer code object cannot be allocated, the nested ones
+    """Leaks the nested code objects of a construction that failed.
+
+    When the outer code object cannot be allocated, the nested ones
     already constructed are never released: a leak that only the suite's
-    live-block count (Capability.LIVE_BLOCKS) can see."""
+    live-block count (Capability.LIVE_BLOCKS) can see.
+    """
 
     def _unwind(self, consts: list[_Code]) -> None:
         pass

@@ -47,7 +47,9 @@ def check(
 
 
 def check_isolated(
-    item: pytest.Item, implementation: Implementation, session: Session,
+    item: pytest.Item,
+    implementation: Implementation,
+    session: Session,
     requirements: str,
 ) -> None:
     """In a forked child: close the child's session, then check."""

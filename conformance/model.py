@@ -470,7 +470,9 @@ class ModelSession:
     ) -> Handle:
         """Construct a code object with ``nested`` code constants."""
         return self._hand_out(
-            self._construct_all(self._as_interp(interp), flags, [None] * nested)
+            self._construct_all(
+                self._as_interp(interp), flags, [None] * nested
+            )
         )
 
     def nested(self, code: Handle) -> list[Handle]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import pytest
 
@@ -239,14 +240,17 @@ def _at_each_allocation(
     for k in range(MAX_ALLOCATIONS):
         before = _blocks(implementation)
         session.fail_allocations(k, 1)
+        error: ApiError | None = None
         try:
             operation()
         except ApiError as exc:
-            session.fail_allocations(0, 0)
-            assert exc.exc_type == "MemoryError", (
+            error = exc
+        session.fail_allocations(0, 0)
+        if error is not None:
+            assert error.exc_type == "MemoryError", (
                 f"{function} failing at allocation {k + 1} must raise "
                 f"MemoryError ({req}); it raised "
-                f"{exc.exc_type or 'no exception'}"
+                f"{error.exc_type or 'no exception'}"
             )
             unchanged()
             after = _blocks(implementation)
@@ -256,7 +260,6 @@ def _at_each_allocation(
                 f"{before} live before, {after} after"
             )
             continue
-        session.fail_allocations(0, 0)
         return k
     pytest.fail(
         f"{function} still failed with {MAX_ALLOCATIONS} allocations "
@@ -294,9 +297,7 @@ def test_set_fails_cleanly_at_every_allocation(
             implementation,
             h.SET,
             "R-ALLOC-1",
-            lambda code=code, n=n: session.set_extra(
-                interp, code, fresh, 0x200 + n
-            ),
+            partial(session.set_extra, interp, code, fresh, 0x200 + n),
             unchanged,
         )
         h.assert_get(session, interp, code, fresh, 0x200 + n, "R-ALLOC-2")
@@ -356,7 +357,7 @@ def test_hook_registration_fails_cleanly_at_every_allocation(
             implementation,
             h.ADD_HOOK,
             "R-ALLOC-5",
-            lambda tag=tag: session.add_hook(interp, Hook(tag)),
+            partial(session.add_hook, interp, Hook(tag)),
             lambda: None,
         )
     code = session.new_code(interp)

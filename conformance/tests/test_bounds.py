@@ -42,7 +42,7 @@ NEVER_VALID = (-1, -2, PY_SSIZE_T_MIN, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX - 1)
 
 
 def _targets(session: Session) -> list[Handle]:
-    """A code object with inline storage (if any) and a nested one."""
+    """Return a code object (inline storage if any) and its nested one."""
     code = session.new_code(session.main, nested=1)
     return [code, *session.nested(code)]
 
@@ -83,7 +83,9 @@ def test_last_issued_index_works_and_the_next_does_not(
     extremes.
     """
     early = session.new_code(session.main)  # no inline storage
-    issued = [session.request_index(session.main, FreeFunc(1)) for _ in range(3)]
+    issued = [
+        session.request_index(session.main, FreeFunc(1)) for _ in range(3)
+    ]
     last = max(issued)
     never = next(i for i in range(MIN_INDICES + 1) if i not in issued)
     codes = [early, *_targets(session)]
@@ -235,7 +237,7 @@ def test_remove_hook_refuses_every_boundary_id(session: Session) -> None:
     session.drop(code)
 
 
-# -- hook-chain edits from inside a hook ----------------------------------------
+# -- hook-chain edits from inside a hook ------------------------------------
 
 
 def _two_constructions(session: Session) -> tuple[list[int], list[int]]:
@@ -315,10 +317,11 @@ def test_hook_removed_inside_hook_is_never_called_again(
         session.add_hook(session.main, hook)
     _, second = _two_constructions(session)
     _, third = _two_constructions(session)
-    assert second == after and third == after, (
-        f"{edit}: after a hook removed one, constructions must call "
-        f"{after} (R-HOOK-6); they called {second} and {third}"
-    )
+    for called in (second, third):
+        assert called == after, (
+            f"{edit}: after a hook removed one, constructions must call "
+            f"{after} (R-HOOK-6); they called {second} and {third}"
+        )
 
 
 @pytest.mark.req("R-HOOK-4")

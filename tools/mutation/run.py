@@ -40,6 +40,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "reference_impl" / "src"
@@ -78,7 +79,7 @@ class Mutant:
         return f"{self.original.strip()} => {self.mutated.strip()}"
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print a one-line error and exit with status 2."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
@@ -88,7 +89,10 @@ def generate(work: Path) -> list[Path]:
     """Write every mutant of coextra.c into ``work/mutants``."""
     mutate = shutil.which("mutate")
     if mutate is None:
-        fail("universalmutator's `mutate` is not on PATH: pip install universalmutator")
+        fail(
+            "universalmutator's `mutate` is not on PATH: "
+            "pip install universalmutator"
+        )
     source = work / "coextra.c"
     shutil.copy(TARGET, source)
     out = work / "mutants"
@@ -112,7 +116,9 @@ def _number(path: Path) -> int:
 def describe(path: Path, original_lines: list[str]) -> Mutant:
     """Find the line a mutant changes."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    for n, (old, new) in enumerate(zip(original_lines, lines), start=1):
+    for n, (old, new) in enumerate(
+        zip(original_lines, lines, strict=False), start=1
+    ):
         if old != new:
             return Mutant(path.name, n, old, new)
     # A deleted line at the end, or a change in line count.
@@ -216,21 +222,48 @@ def load_survivors() -> dict[str, dict[str, str]]:
 def main(argv: list[str] | None = None) -> int:
     """Run the mutation analysis; return 0 when the score holds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sample", type=int, default=400,
-                        help="compiled, non-identical mutants to run. Default: %(default)s")
-    parser.add_argument("--seed", type=int, default=8523,
-                        help="shuffle seed. Default: %(default)s")
-    parser.add_argument("--jobs", type=int, default=2,
-                        help="parallel compilations and suite runs. Default: %(default)s")
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds before a suite run counts as a hang (killed). "
-                        "Default: %(default)s")
-    parser.add_argument("--minimum", type=float, default=0.95,
-                        help="score below which the run fails. Default: %(default)s")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="JSON results file. Default: print only")
-    parser.add_argument("--only", default=None,
-                        help="comma-separated mutant names to run (no sampling)")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        default=400,
+        help="compiled, non-identical mutants to run. Default: %(default)s",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=8523,
+        help="shuffle seed. Default: %(default)s",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="parallel compilations and suite runs. Default: %(default)s",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds before a suite run counts as a hang (killed). "
+        "Default: %(default)s",
+    )
+    parser.add_argument(
+        "--minimum",
+        type=float,
+        default=0.95,
+        help="score below which the run fails. Default: %(default)s",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="JSON results file. Default: print only",
+    )
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated mutant names to run (no sampling)",
+    )
     args = parser.parse_args(argv)
     if args.sample < 1 or args.jobs < 1:
         fail("--sample and --jobs must be at least 1")
@@ -289,10 +322,10 @@ def _run(
             results = list(
                 pool.map(
                     lambda pair: examine(pair[0], pair[1], original),
-                    zip(batch, slots),
+                    zip(batch, slots, strict=True),
                 )
             )
-            for path, (status, data) in zip(batch, results):
+            for path, (status, data) in zip(batch, results, strict=True):
                 if status != "valid":
                     dropped[status] += 1
                 elif len(chosen) < args.sample:
@@ -314,7 +347,9 @@ def _run(
     _link(base / "coextra.o", table_obj, base_lib)
     killed, how = run_suite(base_lib, sys.executable, args.timeout, work)
     if killed:
-        fail(f"the suite does not pass against the unmutated reference ({how})")
+        fail(
+            f"the suite does not pass against the unmodified reference: {how}"
+        )
 
     # Mutants compiling to the same object are the same program: the
     # suite runs once per distinct object.
@@ -348,11 +383,16 @@ def _run(
                     mutant.reason = annotated[mutant.key]["reason"]
                 else:
                     mutant.status = "survived"
-                    print(f"  survived: {mutant.name} line {mutant.line}: "
-                          f"{mutant.key}", flush=True)
+                    print(
+                        f"  survived: {mutant.name} line {mutant.line}: "
+                        f"{mutant.key}",
+                        flush=True,
+                    )
             done_count += 1
             if done_count % 25 == 0:
-                print(f"  {done_count}/{len(by_object)} objects run", flush=True)
+                print(
+                    f"  {done_count}/{len(by_object)} objects run", flush=True
+                )
 
     sample = [m for m, _ in chosen]
     killed_n = sum(m.status == "killed" for m in sample)
