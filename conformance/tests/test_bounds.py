@@ -181,6 +181,37 @@ def test_release_frees_values_in_many_code_objects(session: Session) -> None:
     h.assert_no_frees("code object destruction", "R-INDEX-7", session)
 
 
+@pytest.mark.req("R-INDEX-7")
+@pytest.mark.requires(Capability.RELEASE)
+def test_release_of_a_higher_index_keeps_lower_values(
+    session: Session,
+) -> None:
+    """Releasing an index past a code object's storage keeps its values.
+
+    R-INDEX-7: release frees the values under the released index only;
+    out-of-line storage that never reached that index is left alone, so
+    the values under lower indices stay readable and are freed once, at
+    destruction.
+    """
+    codes = [session.new_code(session.main) for _ in range(20)]
+    low = session.request_index(session.main, FreeFunc(1))
+    high = session.request_index(session.main, FreeFunc(2))
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, low, 0x300 + n)
+    session.release_index(session.main, high)
+    h.assert_no_frees(h.RELEASE, "R-INDEX-7", session)
+    for n, code in enumerate(codes):
+        h.assert_get(session, session.main, code, low, 0x300 + n, "R-INDEX-7")
+    for code in codes:
+        session.drop(code)
+    h.assert_frees(
+        "code object destruction",
+        "R-INDEX-7",
+        h.frees(session),
+        [(1, 0x300 + n) for n in range(len(codes))],
+    )
+
+
 @pytest.mark.req("R-FREE-11")
 @pytest.mark.requires(Capability.FINALIZE, Capability.INTERPRETERS)
 def test_finalization_frees_values_in_many_code_objects(
