@@ -21,6 +21,7 @@ from ..adapter import (
     FreeFunc,
     Handle,
     Hook,
+    HookAction,
     Implementation,
     Session,
     live_blocks,
@@ -373,19 +374,29 @@ def test_hook_registration_fails_cleanly_at_every_allocation(
 @pytest.mark.req("R-ALLOC-4")
 @pytest.mark.requires(Capability.HOOKS)
 @pytest.mark.parametrize("nested", [0, 3])
+@pytest.mark.parametrize("hook_stores", [False, True])
 def test_construction_fails_cleanly_at_every_allocation(
-    session: Session, implementation: Implementation, nested: int
+    session: Session,
+    implementation: Implementation,
+    nested: int,
+    hook_stores: bool,
 ) -> None:
     """Construction fails cleanly at each of its allocations.
 
     R-ALLOC-4: with a consumer active, a construction that cannot
     allocate fails with MemoryError, calls no hook for the object it
     failed to make, and (nested code objects already made are released)
-    leaks nothing.
+    leaks nothing.  With a hook that stores a value in every new code
+    object, releasing the nested ones frees those values while the
+    MemoryError is pending: it must still be the error reported.
     """
     interp = session.main
-    session.request_index(interp, FreeFunc(1))
-    session.add_hook(interp, Hook(1))
+    index = session.request_index(interp, FreeFunc(1))
+    if hook_stores:
+        hook = Hook(1, HookAction.SET_EXTRA, index=index, value=0x77)
+    else:
+        hook = Hook(1)
+    session.add_hook(interp, hook)
     made: list[Handle] = []
 
     def construct() -> None:
@@ -399,7 +410,12 @@ def test_construction_fails_cleanly_at_every_allocation(
             f"a construction that failed for lack of memory called hooks "
             f"for the object it failed to make (R-ALLOC-4): {calls}"
         )
-        h.assert_no_frees(h.CONSTRUCT, "R-ALLOC-4", session)
+        # Only the values the hook stored in released nested objects.
+        freed = h.frees(session)
+        expected = [(1, 0x77)] * len(calls) if hook_stores else []
+        assert freed == expected, (
+            f"a failed construction freed {freed} (R-ALLOC-4)"
+        )
 
     failures = _at_each_allocation(
         session, implementation, h.CONSTRUCT, "R-ALLOC-4", construct, unchanged
@@ -412,6 +428,7 @@ def test_construction_fails_cleanly_at_every_allocation(
     )
     for code in made:
         session.drop(code)
+    h.frees(session)
 
 
 @pytest.mark.req("R-ALLOC-4")
