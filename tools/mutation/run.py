@@ -18,10 +18,17 @@ loader (``--coextra-impl=PATH``), stopping at the first failure.  A
 mutant is killed when the run fails, crashes or times out.
 
 Survivors are looked up in ``tools/mutation/survivors.json``, which says
-for each known survivor why it is equivalent (it cannot change any
-behaviour the PEP specifies); those leave the denominator.  The score is
-killed / (sample - equivalent) with its 95 % Wilson interval, written to
-``--output`` (results/mutation.json is committed and shown by the docs).
+for each known survivor either why it is equivalent (kind
+``equivalent``: no caller that keeps the ABI's contract can tell it from
+the original) or why the suite cannot catch it (kind ``not-caught``, for
+example a data race only a thread sanitizer sees).  Equivalent mutants
+leave the denominator.  The score is killed / (sample - equivalent) with
+its 95 % Wilson interval, written to ``--output`` (results/mutation.json
+is committed and shown by the docs).
+
+``--recheck FILE`` runs the suite again on the mutants of an earlier
+results file that were not killed (after tests were added for them),
+keeping its sample, and writes the updated score.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import json
 import math
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -53,6 +61,12 @@ SURVIVORS = Path(__file__).with_name("survivors.json")
 #: and without debug information (which records line numbers).
 CFLAGS = ["-std=c11", "-O2", "-g0", "-fPIC", "-pthread"]
 CFLAGS += ["-frandom-seed=coextra", "-I", str(SRC), "-I", str(ABI)]
+
+#: Kinds of survivors.json entries that leave the score's denominator:
+#: equivalent mutants, and mutants of the harness (the object model and
+#: the ABI's observation functions, not the PEP's API), which the strict
+#: score counts as not caught.
+EXCLUDED = ("equivalent", "harness")
 
 #: The suite run against one mutant: stop at the first failure, no
 #: report, no cache, derandomized Hypothesis (the plugin's default).
@@ -213,10 +227,27 @@ def wilson(killed: int, total: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half / denom), min(1.0, centre + half / denom))
 
 
+def _entry(
+    annotated: dict[str, dict[str, str]], mutant: Mutant
+) -> dict[str, str]:
+    return annotated.get(f"{mutant.line}: {mutant.key}", {})
+
+
+def _kind(annotated: dict[str, dict[str, str]], mutant: Mutant) -> str:
+    return _entry(annotated, mutant).get("kind", "")
+
+
+def _note(annotated: dict[str, dict[str, str]], mutant: Mutant) -> str:
+    return _entry(annotated, mutant).get("reason", "")
+
+
 def load_survivors() -> dict[str, dict[str, str]]:
-    """Return the annotated survivors, keyed by Mutant.key."""
+    """Return the annotated survivors, keyed by "line: change"."""
     data = json.loads(SURVIVORS.read_text(encoding="utf-8"))
-    return {entry["change"]: entry for entry in data["survivors"]}
+    return {
+        f"{entry['line']}: {entry['change']}": entry
+        for entry in data["survivors"]
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,6 +291,12 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON results file. Default: print only",
     )
     parser.add_argument(
+        "--recheck",
+        type=Path,
+        default=None,
+        help="results file of an earlier run: run its survivors again",
+    )
+    parser.add_argument(
         "--only",
         default=None,
         help="comma-separated mutant names to run (no sampling)",
@@ -273,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="coextra-mutation-"))
     try:
+        if args.recheck is not None:
+            return _recheck(args, annotated, work, started)
         return _run(args, annotated, work, started)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -378,11 +417,12 @@ def _run(
                 mutant.detail = how
                 if was_killed:
                     mutant.status = "killed"
-                elif mutant.key in annotated:
-                    mutant.status = "equivalent"
-                    mutant.reason = annotated[mutant.key]["reason"]
+                elif _kind(annotated, mutant) in EXCLUDED:
+                    mutant.status = _kind(annotated, mutant)
+                    mutant.reason = _note(annotated, mutant)
                 else:
                     mutant.status = "survived"
+                    mutant.reason = _note(annotated, mutant)
                     print(
                         f"  survived: {mutant.name} line {mutant.line}: "
                         f"{mutant.key}",
@@ -395,20 +435,44 @@ def _run(
                 )
 
     sample = [m for m, _ in chosen]
+    summary = {
+        "mutants_generated": len(mutants),
+        "examined": examined,
+        "dropped_does_not_compile": dropped["does-not-compile"],
+        "dropped_same_object": dropped["same-object"],
+        "seed": args.seed,
+        "sample": len(sample),
+        "distinct_objects": len(by_object),
+    }
+    return _finish(args, sample, summary, started)
+
+
+def _finish(
+    args: argparse.Namespace,
+    sample: list[Mutant],
+    summary: dict[str, object],
+    started: float,
+) -> int:
+    """Print and write the score; return 0 when it reaches --minimum."""
     killed_n = sum(m.status == "killed" for m in sample)
     equivalent = sum(m.status == "equivalent" for m in sample)
+    harness = sum(m.status == "harness" for m in sample)
     survivors = [m for m in sample if m.status == "survived"]
-    scored = len(sample) - equivalent
+    scored = len(sample) - equivalent - harness
     score = killed_n / scored if scored else 0.0
     low, high = wilson(killed_n, scored)
+    strict = killed_n / (scored + harness) if scored + harness else 0.0
     elapsed = time.monotonic() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children.ru_utime + children.ru_stime
     for m in survivors:
         print(f"SURVIVED {m.name} line {m.line}: {m.key}")
     print(
         f"mutation score {score:.1%} (95 % CI {low:.1%} to {high:.1%}): "
         f"{killed_n} killed of {scored} non-equivalent "
-        f"({equivalent} equivalent, {len(survivors)} unexplained survivors) "
-        f"in {elapsed / 60:.1f} min"
+        f"({equivalent} equivalent, {harness} in the harness, "
+        f"{len(survivors)} not caught; {strict:.1%} counting the harness) "
+        f"in {elapsed / 60:.1f} min, {cpu / 60:.1f} CPU min"
     )
     if args.output is not None:
         result = {
@@ -418,24 +482,94 @@ def _run(
             ),
             "tool": "universalmutator",
             "target": "reference_impl/src/coextra.c",
-            "mutants_generated": len(mutants),
-            "examined": examined,
-            "dropped_does_not_compile": dropped["does-not-compile"],
-            "dropped_same_object": dropped["same-object"],
-            "seed": args.seed,
-            "sample": len(sample),
-            "distinct_objects": len(by_object),
+            **summary,
             "killed": killed_n,
             "equivalent": equivalent,
+            "harness": harness,
             "survived": len(survivors),
+            "strict_score": round(strict, 4),
             "score": round(score, 4),
             "ci95": [round(low, 4), round(high, 4)],
             "minutes": round(elapsed / 60, 1),
+            "cpu_minutes": round(cpu / 60, 1),
             "mutants": [asdict(m) for m in sample],
         }
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=1) + "\n", "utf-8")
     return 0 if score >= args.minimum else 1
+
+
+def _recheck(
+    args: argparse.Namespace,
+    annotated: dict[str, dict[str, str]],
+    work: Path,
+    started: float,
+) -> int:
+    """Run the suite again on the survivors of an earlier results file.
+
+    Tests added since that run can only kill more mutants; the killed
+    ones are kept as they were, the others are run again and judged
+    anew (killed, equivalent per survivors.json, or survived).
+    """
+    previous = json.loads(args.recheck.read_text(encoding="utf-8"))
+    sample = [Mutant(**entry) for entry in previous["mutants"]]
+    generate(work)
+    files = work / "mutants"
+    base = work / "base"
+    base.mkdir()
+    shutil.copy(SRC / "table.c", base / "table.c")
+    shutil.copy(TARGET, base / "coextra.c")
+    subprocess.run(
+        ["gcc", *CFLAGS, "-c", "table.c", "coextra.c"], cwd=base, check=True
+    )
+    _link(base / "coextra.o", base / "table.o", base / "base.so")
+    killed, how = run_suite(
+        base / "base.so", sys.executable, args.timeout, base
+    )
+    if killed:
+        fail(
+            f"the suite does not pass against the unmodified reference: {how}"
+        )
+    again = [m for m in sample if m.status != "killed"]
+
+    def judge(mutant: Mutant) -> None:
+        folder = work / mutant.name
+        folder.mkdir()
+        shutil.copy(files / mutant.name, folder / "coextra.c")
+        if not compile_object(folder / "coextra.c", folder / "coextra.o"):
+            fail(f"{mutant.name} no longer compiles: is coextra.c changed?")
+        _link(folder / "coextra.o", base / "table.o", folder / "lib.so")
+        was_killed, detail = run_suite(
+            folder / "lib.so", sys.executable, args.timeout, folder
+        )
+        mutant.detail = f"rechecked: {detail}"
+        mutant.reason = ""
+        if was_killed:
+            mutant.status = "killed"
+        elif _kind(annotated, mutant) in EXCLUDED:
+            mutant.status = _kind(annotated, mutant)
+            mutant.reason = _note(annotated, mutant)
+        else:
+            mutant.status = "survived"
+            mutant.reason = _note(annotated, mutant)
+
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(judge, again))
+    summary = {
+        key: previous[key]
+        for key in (
+            "mutants_generated",
+            "examined",
+            "dropped_does_not_compile",
+            "dropped_same_object",
+            "seed",
+            "sample",
+            "distinct_objects",
+        )
+    }
+    summary["rechecked"] = len(again)
+    summary["first_run_minutes"] = previous.get("minutes")
+    return _finish(args, sample, summary, started)
 
 
 def _link(obj: Path, table: Path, out: Path) -> None:
