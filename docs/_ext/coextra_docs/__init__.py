@@ -28,7 +28,7 @@ from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.util.typing import ExtensionMetadata
 
-from . import bench, patched, pep, reqs, state, tables
+from . import bench, mutation, patched, pep, reqs, state, tables
 
 __version__ = "1.0.0"
 
@@ -103,6 +103,7 @@ def setup(app: Sphinx) -> ExtensionMetadata:
     app.add_directive(
         "coextra-patched-cpython", patched.PatchedCPythonDirective
     )
+    app.add_directive("coextra-mutation", mutation.MutationDirective)
     app.add_node(bench.benchmark_results)
     app.add_post_transform(tables.GeneratedTables)
     app.add_post_transform(bench.BenchmarkTables)
