@@ -101,5 +101,6 @@ class MutationDirective(SphinxDirective):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise ExtensionError(f"{path.name}: not valid JSON: {exc}") from exc
+            message = f"{path.name}: not valid JSON: {exc}"
+            raise ExtensionError(message) from exc
         return build(data, path)
