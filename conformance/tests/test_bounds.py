@@ -242,6 +242,40 @@ def test_finalization_frees_values_in_many_code_objects(
     h.assert_no_frees("code object destruction", "R-FREE-11", session)
 
 
+@pytest.mark.req("R-INTERP-5")
+@pytest.mark.requires(Capability.FINALIZE, Capability.INTERPRETERS)
+@pytest.mark.parametrize("ended", [0, 1, 2])
+def test_ending_any_interpreter_leaves_the_others_intact(
+    session: Session, ended: int
+) -> None:
+    """Ending the oldest, a middle or the newest interpreter is local.
+
+    R-INTERP-5: finalizing one interpreter frees only its own values;
+    every other interpreter, older or newer, keeps its values, and they
+    are freed with their own free functions when the code object is
+    destroyed.
+    """
+    interps = [session.new_interpreter() for _ in range(3)]
+    code = session.new_code(session.main)
+    for n, interp in enumerate(interps):
+        index = session.request_index(interp, FreeFunc(n + 1))
+        session.set_extra(interp, code, index, 0x400 + n)
+    session.end_interpreter(interps[ended])
+    h.assert_frees(
+        "interpreter finalization",
+        "R-INTERP-5",
+        h.frees(session),
+        [(ended + 1, 0x400 + ended)],
+    )
+    session.drop(code)
+    h.assert_frees(
+        "code object destruction",
+        "R-INTERP-5",
+        h.frees(session),
+        [(n + 1, 0x400 + n) for n in range(3) if n != ended],
+    )
+
+
 # -- hook ids -----------------------------------------------------------------
 
 
