@@ -22,9 +22,7 @@ from ..adapter import (
     Handle,
     Hook,
     HookAction,
-    Implementation,
     Session,
-    live_blocks,
 )
 from . import helpers as h
 
@@ -211,23 +209,18 @@ def test_failed_hook_registration_registers_nothing(
 # the next one.  Each test repeats one operation on a fresh target with
 # k = 0, 1, 2, ... until it completes: an operation that allocates n
 # times is then seen failing at each of its n allocations.  Every failure
-# must raise MemoryError, change nothing and, when the implementation
-# counts its heap blocks (Capability.LIVE_BLOCKS), hold no more blocks
-# than before.
+# must raise MemoryError and change nothing.  That it leaks nothing is
+# checked by the session's leak oracle when the implementation counts its
+# heap blocks (Capability.LIVE_BLOCKS, leaks.py): a failure may leave
+# grown capacity in a table the interpreter keeps, but by the time the
+# session is closed everything must be freed.
 
 #: An operation allocating more often than this is reported as a failure.
 MAX_ALLOCATIONS = 64
 
 
-def _blocks(implementation: Implementation) -> int | None:
-    if Capability.LIVE_BLOCKS in implementation.capabilities:
-        return live_blocks(implementation)
-    return None
-
-
 def _at_each_allocation(
     session: Session,
-    implementation: Implementation,
     function: str,
     req: str,
     operation: Callable[[], object],
@@ -239,7 +232,6 @@ def _at_each_allocation(
     Returns how many allocations failed before the operation completed.
     """
     for k in range(MAX_ALLOCATIONS):
-        before = _blocks(implementation)
         session.fail_allocations(k, 1)
         error: ApiError | None = None
         try:
@@ -254,12 +246,6 @@ def _at_each_allocation(
                 f"{error.exc_type or 'no exception'}"
             )
             unchanged()
-            after = _blocks(implementation)
-            assert after == before, (
-                f"{function} failing at allocation {k + 1} leaked "
-                f"{(after or 0) - (before or 0)} heap block(s) ({req}): "
-                f"{before} live before, {after} after"
-            )
             continue
         return k
     pytest.fail(
@@ -269,9 +255,7 @@ def _at_each_allocation(
 
 
 @pytest.mark.req("R-ALLOC-1", "R-ALLOC-2")
-def test_set_fails_cleanly_at_every_allocation(
-    session: Session, implementation: Implementation
-) -> None:
+def test_set_fails_cleanly_at_every_allocation(session: Session) -> None:
     """Set fails cleanly at each of its allocations, on many objects.
 
     R-ALLOC-1, R-ALLOC-2: each failed Set raises MemoryError, the slot
@@ -295,7 +279,6 @@ def test_set_fails_cleanly_at_every_allocation(
 
         failures += _at_each_allocation(
             session,
-            implementation,
             h.SET,
             "R-ALLOC-1",
             partial(session.set_extra, interp, code, fresh, 0x200 + n),
@@ -310,9 +293,7 @@ def test_set_fails_cleanly_at_every_allocation(
 
 
 @pytest.mark.req("R-ALLOC-3")
-def test_request_fails_cleanly_at_every_allocation(
-    session: Session, implementation: Implementation
-) -> None:
+def test_request_fails_cleanly_at_every_allocation(session: Session) -> None:
     """Requests fail cleanly at each of their allocations.
 
     R-ALLOC-3: every failed request raises MemoryError and consumes no
@@ -325,7 +306,6 @@ def test_request_fails_cleanly_at_every_allocation(
     for _ in range(MIN_INDICES):
         failures += _at_each_allocation(
             session,
-            implementation,
             h.REQUEST,
             "R-ALLOC-3",
             lambda: got.append(session.request_index(interp, FreeFunc(1))),
@@ -341,7 +321,7 @@ def test_request_fails_cleanly_at_every_allocation(
 @pytest.mark.req("R-ALLOC-5")
 @pytest.mark.requires(Capability.HOOKS)
 def test_hook_registration_fails_cleanly_at_every_allocation(
-    session: Session, implementation: Implementation
+    session: Session,
 ) -> None:
     """Hook registrations fail cleanly at each of their allocations.
 
@@ -355,7 +335,6 @@ def test_hook_registration_fails_cleanly_at_every_allocation(
     for tag in range(MIN_CONSTRUCTOR_HOOKS):
         failures += _at_each_allocation(
             session,
-            implementation,
             h.ADD_HOOK,
             "R-ALLOC-5",
             partial(session.add_hook, interp, Hook(tag)),
@@ -377,7 +356,6 @@ def test_hook_registration_fails_cleanly_at_every_allocation(
 @pytest.mark.parametrize("hook_stores", [False, True])
 def test_construction_fails_cleanly_at_every_allocation(
     session: Session,
-    implementation: Implementation,
     nested: int,
     hook_stores: bool,
 ) -> None:
@@ -418,7 +396,7 @@ def test_construction_fails_cleanly_at_every_allocation(
         )
 
     failures = _at_each_allocation(
-        session, implementation, h.CONSTRUCT, "R-ALLOC-4", construct, unchanged
+        session, h.CONSTRUCT, "R-ALLOC-4", construct, unchanged
     )
     assert made, "construction never completed"
     calls = session.take_hook_calls()
@@ -433,9 +411,7 @@ def test_construction_fails_cleanly_at_every_allocation(
 
 @pytest.mark.req("R-ALLOC-4")
 @pytest.mark.requires(Capability.COPY)
-def test_unmarshal_fails_cleanly_at_every_allocation(
-    session: Session, implementation: Implementation
-) -> None:
+def test_unmarshal_fails_cleanly_at_every_allocation(session: Session) -> None:
     """Unmarshalling a code object fails cleanly at each allocation.
 
     R-ALLOC-4: copying by unmarshal constructs the nested code objects
@@ -454,7 +430,6 @@ def test_unmarshal_fails_cleanly_at_every_allocation(
 
     _at_each_allocation(
         session,
-        implementation,
         h.CONSTRUCT,
         "R-ALLOC-4",
         lambda: copies.append(session.copy_code(interp, original, "marshal")),
