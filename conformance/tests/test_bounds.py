@@ -19,6 +19,7 @@ from __future__ import annotations
 import pytest
 
 from ..adapter import (
+    MIN_CONSTRUCTOR_HOOKS,
     MIN_INDICES,
     Capability,
     FreeFunc,
@@ -300,6 +301,31 @@ def test_remove_hook_refuses_every_boundary_id(session: Session) -> None:
     assert got == [1, 2], f"a refused {h.REMOVE_HOOK} changed the chain: {got}"
     session.remove_hook(session.main, ids[-1])  # the last issued id works
     session.drop(code)
+
+
+@pytest.mark.req("R-HOOK-6")
+@pytest.mark.requires(Capability.HOOKS)
+@pytest.mark.parametrize("count", [4, MIN_CONSTRUCTOR_HOOKS, 16])
+@pytest.mark.parametrize("position", ["first", "middle", "last"])
+def test_removal_from_a_chain_of_any_length(
+    session: Session, count: int, position: str
+) -> None:
+    """Removing the first, a middle or the last of N hooks.
+
+    R-HOOK-6: the removed hook is not called again and the others are
+    unaffected, whatever the chain's length (lengths that fill a table
+    exactly are where an off-by-one shift reads past it).
+    """
+    ids = [session.add_hook(session.main, Hook(tag)) for tag in range(count)]
+    gone = {"first": 0, "middle": count // 2, "last": count - 1}[position]
+    session.remove_hook(session.main, ids[gone])
+    session.drop(session.new_code(session.main))
+    got = [call.tag for call in session.take_hook_calls()]
+    want = [tag for tag in range(count) if tag != gone]
+    assert got == want, (
+        f"after removing hook {gone} of {count} the chain must call {want} "
+        f"(R-HOOK-6); it called {got}"
+    )
 
 
 # -- hook-chain edits from inside a hook ------------------------------------
