@@ -277,6 +277,32 @@ def test_ending_any_interpreter_leaves_the_others_intact(
     )
 
 
+@pytest.mark.req("R-FLAG-9")
+@pytest.mark.requires(Capability.SIZEOF)
+@pytest.mark.parametrize("slots", [1, 2, 16, MIN_INDICES])
+def test_accounted_size_holds_a_pointer_per_slot(
+    session: Session, slots: int
+) -> None:
+    """The size reported covers at least one pointer per inline slot.
+
+    R-FLAG-9: sys.getsizeof() includes the inline storage, which holds a
+    pointer for each of the ``slots`` indices allocated at construction:
+    it exceeds the size of a code object without extra storage by at
+    least that many pointers.
+    """
+    bare = session.new_code(session.main)
+    base = session.sizeof(bare)
+    for _ in range(slots):
+        session.request_index(session.main, None)
+    code = session.new_code(session.main)
+    grown = session.sizeof(code) - base
+    pointers = slots * h.WORD_BITS // 8
+    assert grown >= pointers, (
+        f"sys.getsizeof() grew by {grown} bytes for {slots} inline slots; "
+        f"they hold {pointers} bytes of pointers (R-FLAG-9)"
+    )
+
+
 # -- hook ids -----------------------------------------------------------------
 
 
