@@ -645,7 +645,8 @@ def test_minimal_impl_exports_a_valid_table(minimal_impl: Path) -> None:
     assert table.abi_version == int(version.group(1))
     assert table.name == b"minimal-example"
     # Only the live-block count.
-    live = re.search(r"#define COEXTRA_CAP_LIVE_BLOCKS \(1u << (\d+)\)", header)
+    bit = r"#define COEXTRA_CAP_LIVE_BLOCKS \(1u << (\d+)\)"
+    live = re.search(bit, header)
     assert live is not None
     assert table.capabilities == 1 << int(live.group(1))
 
