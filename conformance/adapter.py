@@ -78,6 +78,41 @@ class Capability(str, enum.Enum):
     #: session may be called from several threads on different
     #: interpreters at once.
     OWN_GIL = "own-gil"
+    #: The implementation object has the optional method
+    #: ``live_blocks() -> int`` (see :func:`live_blocks`): the suite
+    #: counts the heap blocks it holds before and after every test.
+    LIVE_BLOCKS = "live-blocks"
+    #: The implementation can be run to its end in a process of its own:
+    #: the suite runs the program of :mod:`.exit_run` (code objects that
+    #: are never deallocated, the main interpreter finalized as at exit)
+    #: and collects what the free functions saw (R-FREE-13).  In-process
+    #: implementations get this from the suite (a child process loads the
+    #: same ``--coextra-impl``); others provide ``run_to_exit()`` with
+    #: the result of :func:`.exit_run.run_program`.
+    EXIT_FINALIZATION = "exit-finalization"
+
+
+def live_blocks(implementation: object) -> int:
+    """Return how many heap blocks ``implementation`` holds right now.
+
+    This is the optional method ``live_blocks()`` of an
+    :class:`Implementation` that declares :attr:`Capability.LIVE_BLOCKS`:
+    the blocks it has allocated and not freed, over every session,
+    interpreter and object.  The suite reads it before a test opens its
+    session and after the session is closed; a difference is memory the
+    test's operations leaked.  It is not part of the :class:`Implementation`
+    protocol, so that adapters written before it still qualify.
+    """
+    method = getattr(implementation, "live_blocks", None)
+    if method is None:
+        raise NotImplementedError(
+            f"{getattr(implementation, 'name', implementation)!r} declares "
+            f"capability 'live-blocks' but has no live_blocks() method"
+        )
+    count = method()
+    if not isinstance(count, int) or count < 0:
+        raise TypeError(f"live_blocks() returned {count!r}, not an int >= 0")
+    return count
 
 
 class ApiError(Exception):

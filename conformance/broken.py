@@ -222,6 +222,26 @@ class _StaleAfterDestroy(ModelSession):
         pass
 
 
+class _MainFinalizationSkipsLiveCode(ModelSession):
+    """Finalizing the main interpreter forgets the values still stored.
+
+    It releases its own state but calls no free function: the values of
+    code objects that are never deallocated, or are deallocated after
+    it, are never freed (what stock CPython does with immortal code).
+    """
+
+    def end_interpreter(self, interp: Handle) -> None:
+        if interp is not self.main:
+            super().end_interpreter(interp)
+            return
+        state = self._as_interp(interp)
+        with self._lock:
+            state.alive = False
+            state.out_of_line.clear()
+            state.hooks.clear()
+            state.indices.clear()
+
+
 # -- FLAG ----------------------------------------------------------------
 
 
@@ -299,6 +319,18 @@ class _SetNotAtomicOnAllocFailure(ModelSession):
 
     def _set_failed(self, free: FreeFunc | None, value: int) -> None:
         self._run_frees([(free, value)])
+
+
+class _LeaksConstantsOnFailedConstruction(ModelSession):
+    """Leaks the nested code objects of a construction that failed.
+
+    When the outer code object cannot be allocated, the nested ones
+    already constructed are never released: a leak that only the suite's
+    live-block count (Capability.LIVE_BLOCKS) can see.
+    """
+
+    def _unwind(self, consts: list[_Code]) -> None:
+        pass
 
 
 # -- COPY ----------------------------------------------------------------
@@ -476,6 +508,11 @@ wrong_destroy_order = _broken(
 stale_after_destroy = _broken(
     "stale_after_destroy", _StaleAfterDestroy, "R-FREE-8"
 )
+main_finalization_skips_live_code = _broken(
+    "main_finalization_skips_live_code",
+    _MainFinalizationSkipsLiveCode,
+    "R-FREE-13",
+)
 # A forged flag is a flag without inline storage (R-FLAG-3).
 flag_forgeable = _broken(
     "flag_forgeable", _FlagForgeable, "R-FLAG-7", "R-FLAG-3"
@@ -503,6 +540,11 @@ set_not_atomic_on_alloc_failure = _broken(
     _SetNotAtomicOnAllocFailure,
     "R-ALLOC-2",
     "R-STORE-11",
+)
+leaks_constants_on_failed_construction = _broken(
+    "leaks_constants_on_failed_construction",
+    _LeaksConstantsOnFailedConstruction,
+    "R-ALLOC-4",
 )
 copies_values_on_replace = _broken(
     "copies_values_on_replace", _CopiesValuesOnReplace, "R-COPY-1"
@@ -570,12 +612,14 @@ BROKEN: dict[str, BrokenImplementation] = {
         double_free_on_destroy,
         wrong_destroy_order,
         stale_after_destroy,
+        main_finalization_skips_live_code,
         flag_forgeable,
         zero_cost_violated,
         hook_skips_nested,
         hook_error_propagates,
         values_shared_between_interpreters,
         set_not_atomic_on_alloc_failure,
+        leaks_constants_on_failed_construction,
         copies_values_on_replace,
         threads_lose_updates,
         compare_exchange_ignores_expected,

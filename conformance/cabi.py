@@ -69,15 +69,13 @@ _PEP_NAMES = {
 #: that needs them; a table too short to hold an entry lacks it.
 _MINOR_ENTRIES: dict[str, Capability] = {
     "compare_exchange_extra": Capability.COMPARE_EXCHANGE,
+    "live_blocks": Capability.LIVE_BLOCKS,
 }
 
 #: Capabilities that no ABI bit declares.  The loader gives every table
 #: PENDING_ERROR (set_error and take_error are mandatory entries), and no
 #: table PYTHON_CODE (the ABI has no Python-level code objects).
 NO_ABI_BIT = frozenset({Capability.PENDING_ERROR, Capability.PYTHON_CODE})
-
-#: The first entry after the ABI 1.0 table: its offset is 1.0's size.
-_FIRST_MINOR_ENTRY = "compare_exchange_extra"
 
 #: Free functions are told only the value, so each tag gets its own C
 #: function (FreeFunc docs); tags run from 0 to NUM_FREE_TAGS - 1.
@@ -343,6 +341,14 @@ class TableImplementation:
     def open_session(self) -> TableSession:
         """Return a session with a fresh main interpreter."""
         return TableSession(self)
+
+    def live_blocks(self) -> int:
+        """Return the heap blocks the library holds (ABI 1.1)."""
+        if Capability.LIVE_BLOCKS not in self.capabilities:
+            raise NotImplementedError(
+                f"{self.name} does not declare capability 'live-blocks'"
+            )
+        return int(self._table.live_blocks())
 
 
 class TableSession:
@@ -731,6 +737,10 @@ class TableSession:
                 interp.ended = True
                 self._t.end_interpreter(interp.ptr)
         self._take_error()
+        # Reports left untaken belong to no test (the next session drops
+        # them anyway); taking them now also lets an implementation free
+        # what it queued them in before its live blocks are counted.
+        self.take_unraisable()
         with _FREE_LOCK:
             for tag in [t for t, (_, s) in _FREE_SPECS.items() if s is self]:
                 del _FREE_SPECS[tag]
@@ -833,6 +843,24 @@ class TableSession:
 # -- loading --------------------------------------------------------------
 
 
+#: The last entry of each minor version of ABI 1, in order.  A table
+#: must reach at least the first; entries past its size are absent.
+_LAST_ENTRY_OF_MINOR = (
+    "take_unraisable",
+    "compare_exchange_extra",
+    "live_blocks",
+)
+
+#: Optional entries of later minor versions and the capability that
+#: announces each.
+_OPTIONAL_ENTRIES = _MINOR_ENTRIES
+
+
+def _entry_end(name: str) -> int:
+    ffi = abi_ffi()
+    return int(ffi.offsetof("coextra_table", name)) + ffi.sizeof("void *")
+
+
 def _check_table(table: Any, origin: str) -> None:
     ffi = abi_ffi()
     expected = abi_constants()["COEXTRA_ABI_VERSION"]
@@ -846,14 +874,26 @@ def _check_table(table: Any, origin: str) -> None:
     # Minor versions only append entries: a table from an older minor
     # version is shorter, and the entries it lacks count as absent.
     size = int(table.size)
-    oldest = ffi.offsetof("coextra_table", _FIRST_MINOR_ENTRY)
-    if not oldest <= size <= ffi.sizeof("coextra_table"):
+    # Minor versions append entries: any size from the first minor
+    # version's table on is fine, larger ones too (newer libraries).
+    ends = [_entry_end(name) for name in _LAST_ENTRY_OF_MINOR]
+    if size not in ends and size < ffi.sizeof("coextra_table"):
         raise LoadError(
             f"{origin}: table size {size} bytes, but ABI version "
-            f"{expected} defines {oldest} to {ffi.sizeof('coextra_table')}; "
-            f"rebuild the library against the coextra_abi.h shipped with "
-            f"this suite"
+            f"{expected} defines {', '.join(map(str, ends))} (minor "
+            f"versions 0 to {len(ends) - 1}); rebuild the library against "
+            f"the coextra_abi.h shipped with this suite"
         )
+    mask = int(table.capabilities)
+    bits = abi_constants()
+    for name, cap in _OPTIONAL_ENTRIES.items():
+        present = size >= _entry_end(name) and getattr(table, name) != ffi.NULL
+        if mask & bits[f"COEXTRA_CAP_{cap.name}"] and not present:
+            raise LoadError(
+                f"{origin}: declares capability {cap.value!r} but its "
+                f"table has no {name} entry; set the entry or clear "
+                f"COEXTRA_CAP_{cap.name}"
+            )
 
 
 def from_table_address(address: int, keepalive: object) -> TableImplementation:

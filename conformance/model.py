@@ -34,6 +34,13 @@ Allocation failure
     new out-of-line slot, the construction of a code object that gets
     inline storage, and a hook registration.
 
+Live blocks
+    :meth:`ModelImplementation.live_blocks` counts what a C
+    implementation would hold on the heap: each live interpreter, code
+    object, out-of-line table and registered hook.  Closing a session
+    drops the references it handed out and ends its interpreters, which
+    brings its count back to 0.
+
 Threads
     One lock guards the state.  Free functions and hooks always run with
     the lock released, so that they may call back into the API.
@@ -159,6 +166,9 @@ class ModelSession:
         self._unraisable: list[str] = []
         self._alloc_after = 0
         self._alloc_fail = 0
+        #: References handed to the caller: id -> (object, count).
+        self._handed: dict[int, tuple[_Object, int]] = {}
+        self._closed = False
         self._main = self.new_interpreter()
 
     # -- helpers (called with the lock held unless said otherwise) ------
@@ -270,6 +280,23 @@ class ModelSession:
             return self._free_addresses.pop()
         self._next_address += 0x100
         return self._next_address
+
+    def _hand_out(self, obj: _Object) -> _Object:
+        """Record one reference given to the caller; return ``obj``."""
+        with self._lock:
+            _, count = self._handed.get(id(obj), (obj, 0))
+            self._handed[id(obj)] = (obj, count + 1)
+        return obj
+
+    def live_blocks(self) -> int:
+        """Heap blocks a C implementation would hold for this session."""
+        with self._lock:
+            blocks = len(self._codes)
+            for interp in self._interps:
+                blocks += len(interp.out_of_line)
+                if interp.alive:
+                    blocks += 1 + len(interp.hooks)
+            return blocks
 
     def _running(self) -> set[tuple[int, int]]:
         """Hooks running in this thread, as (interpreter, hook id)."""
@@ -471,14 +498,18 @@ class ModelSession:
                 if original is None:
                     consts.append(self._construct_nested(interp))
                 else:
-                    copied = self.copy_code(interp, original, "marshal")
+                    copied = self._copy(interp, original, "marshal")
                     assert isinstance(copied, _Code)
                     consts.append(copied)
             return self._construct(interp, flags, consts, True)
         except ApiError:
-            for const in consts:
-                self.drop(const)
+            self._unwind(consts)
             raise
+
+    def _unwind(self, consts: list[_Code]) -> None:
+        """Release the constants of a construction that failed."""
+        for const in consts:
+            self._release(const)
 
     def _construct_nested(self, interp: _Interp) -> _Code:
         return self._construct(interp, 0, [], True)  # R-HOOK-2
@@ -487,8 +518,10 @@ class ModelSession:
         self, interp: Handle, *, nested: int = 0, flags: int = 0
     ) -> Handle:
         """Construct a code object with ``nested`` code constants."""
-        return self._construct_all(
-            self._as_interp(interp), flags, [None] * nested
+        return self._hand_out(
+            self._construct_all(
+                self._as_interp(interp), flags, [None] * nested
+            )
         )
 
     def nested(self, code: Handle) -> list[Handle]:
@@ -497,10 +530,14 @@ class ModelSession:
         with self._lock:
             for const in code.consts:
                 const.refs += 1
-            return list(code.consts)
+            consts = list(code.consts)
+        return [self._hand_out(const) for const in consts]
 
     def copy_code(self, interp: Handle, code: Handle, how: str) -> Handle:
         """Copy a code object, as replace() or marshal does."""
+        return self._hand_out(self._copy(interp, code, how))
+
+    def _copy(self, interp: Handle, code: Handle, how: str) -> _Code:
         state = self._as_interp(interp)
         assert isinstance(code, _Code)
         # R-COPY-1: a copy is a new construction and starts empty;
@@ -516,7 +553,7 @@ class ModelSession:
                 )
             except ApiError:
                 for const in code.consts:
-                    self.drop(const)
+                    self._release(const)
                 raise
         if how == "marshal":
             # Unmarshalling constructs the constants again.
@@ -525,11 +562,18 @@ class ModelSession:
 
     def new_non_code(self, interp: Handle) -> Handle:
         """Return an object that is not a code object."""
-        return _Object()
+        return self._hand_out(_Object())
 
     def drop(self, obj: Handle) -> None:
         """Release a reference; destroy the object if it was the last."""
         assert isinstance(obj, _Object)
+        with self._lock:
+            _, count = self._handed.pop(id(obj), (obj, 0))
+            if count > 1:
+                self._handed[id(obj)] = (obj, count - 1)
+        self._release(obj)
+
+    def _release(self, obj: _Object) -> None:
         with self._lock:
             obj.refs -= 1
             assert obj.refs >= 0, "object dropped too often"
@@ -545,7 +589,7 @@ class ModelSession:
             frees = self._destruction_order(frees)
         self._run_frees(frees)
         for const in obj.consts:
-            self.drop(const)
+            self._release(const)
         if self.reuse_addresses:
             with self._lock:
                 # R-FREE-8: the address is reused, its storage is gone.
@@ -797,7 +841,20 @@ class ModelSession:
         return None
 
     def close(self) -> None:
-        """Finalize every interpreter, newest first."""
+        """Drop what the caller still holds, then end every interpreter.
+
+        Objects go first, newest first, as the C-ABI adapter does, so that
+        code objects are destroyed while their interpreters still exist.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            held = list(self._handed.values())
+            self._handed.clear()
+        for obj, count in reversed(held):
+            for _ in range(count):
+                self._release(obj)
         for interp in reversed(self._interps):
             self.end_interpreter(interp)
 
@@ -812,9 +869,26 @@ class ModelImplementation:
     in_process: bool = True
     session_class: type[ModelSession] = ModelSession
 
+    #: Sessions that may still hold blocks (for live_blocks).
+    _sessions: list[ModelSession] = field(
+        default_factory=list, repr=False, compare=False
+    )
+
     def open_session(self) -> Session:
         """Return a session with a fresh main interpreter."""
-        return self.session_class()
+        session = self.session_class()
+        self._sessions.append(session)
+        return session
+
+    def live_blocks(self) -> int:
+        """Blocks held by every session (Capability.LIVE_BLOCKS).
+
+        A closed session that holds none is forgotten; one that leaked
+        keeps counting, as leaked memory would.
+        """
+        counts = [(s, s.live_blocks()) for s in self._sessions]
+        self._sessions[:] = [s for s, n in counts if n or not s._closed]
+        return sum(n for _, n in counts)
 
 
 #: The entry point ``model`` of the group ``coextra.implementations``.

@@ -19,7 +19,7 @@ from typing import cast
 import pytest
 from hypothesis import settings
 
-from . import isolation, loading, options
+from . import isolation, leaks, loading, options
 from .adapter import Capability, Implementation, Session
 from .evidence import (
     EVIDENCE_PROPERTY,
@@ -351,9 +351,10 @@ def session(
 ) -> Iterator[Session]:
     """Give the test a fresh session; fail if it leaves an error set.
 
-    The session records the calls made through it: a failing test's
-    evidence lists the last of them.
+    With Capability.LIVE_BLOCKS the test also fails if it leaked heap
+    blocks (leaks.py).
     """
+    leaks.start(request.node, implementation)
     try:
         opened = implementation.open_session()
     except Exception as exc:
@@ -368,6 +369,11 @@ def session(
         opened.close()
     if left is not None:
         _fail_pending(request.node, left)
+    leaks.check(request.node, implementation, _ids_text(request.node))
+
+
+def _ids_text(item: pytest.Item) -> str:
+    return ", ".join(requirement_ids(item)) or "no requirement"
 
 
 def _fail_pending(item: pytest.Item, error: str) -> None:
@@ -433,6 +439,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             left = opened.pending_error()
             if left is not None:
                 _fail_pending(pyfuncitem, left)
+            leaks.check_isolated(
+                pyfuncitem,
+                state.implementation,
+                opened,
+                _ids_text(pyfuncitem),
+            )
 
     isolation.run_isolated(pyfuncitem, check)
     return True

@@ -526,3 +526,151 @@ def test_threads_run_concurrently_and_lose_nothing(
     assert set(freed) == stored
     assert all(count == 2 for count in freed.values())
     assert final in stored
+
+
+# -- ABI 1.1: live blocks, minor versions ------------------------------------
+
+
+def test_live_blocks_entry_reads_the_library_count(
+    impl: cabi.TableImplementation, live_blocks: Any
+) -> None:
+    """The table's live_blocks entry is the library's own count."""
+    assert Capability.LIVE_BLOCKS in impl.capabilities
+    s = impl.open_session()
+    code = s.new_code(s.main)
+    assert impl.live_blocks() == live_blocks() > 0
+    s.drop(code)
+    s.close()
+    assert impl.live_blocks() == live_blocks()
+
+
+def _minor_0_table(impl: cabi.TableImplementation, capabilities: int) -> Any:
+    """Return a copy of the table cut to the size of ABI 1.0."""
+    ffi = cabi.abi_ffi()
+    size = ffi.offsetof("coextra_table", "live_blocks")
+    return _copy_table(impl, size=size, capabilities=capabilities)
+
+
+def test_minor_version_0_library_still_loads(
+    impl: cabi.TableImplementation,
+) -> None:
+    """A library built against ABI 1.0 loads, without live-blocks."""
+    ffi = cabi.abi_ffi()
+    bit = cabi.abi_constants()["COEXTRA_CAP_LIVE_BLOCKS"]
+    mask = int(impl._table.capabilities) & ~bit
+    table = _minor_0_table(impl, mask)
+    # Whatever lies past the 1.0 table must not be read.
+    table.live_blocks = ffi.cast("intptr_t (*)(void)", 1)
+    old = cabi.from_table_address(
+        int(ffi.cast("uintptr_t", table)), keepalive=(table, impl)
+    )
+    assert Capability.LIVE_BLOCKS not in old.capabilities
+    assert Capability.HOOKS in old.capabilities
+    with pytest.raises(NotImplementedError):
+        old.live_blocks()
+    s = old.open_session()
+    s.request_index(s.main, None)
+    s.close()
+
+
+def test_capability_without_its_entry_is_refused(
+    impl: cabi.TableImplementation,
+) -> None:
+    """Declaring live-blocks in a 1.0-sized table is a one-line error."""
+    ffi = cabi.abi_ffi()
+    table = _minor_0_table(impl, int(impl._table.capabilities))
+    with pytest.raises(cabi.LoadError, match="live_blocks") as info:
+        cabi.from_table_address(int(ffi.cast("uintptr_t", table)), table)
+    assert "\n" not in str(info.value)
+
+
+LEAKY_WRAPPER = r"""
+#include <string.h>
+#include "coextra_abi.h"
+
+const coextra_table *reference_get_table(void);
+
+/* The reference, except that dropping a reference frees nothing. */
+static void
+leaky_drop(coextra_object *obj)
+{
+    (void)obj;
+}
+
+static coextra_table leaky;
+
+const coextra_table *
+coextra_get_table(void)
+{
+    memcpy(&leaky, reference_get_table(), sizeof(leaky));
+    leaky.name = "leaky";
+    leaky.drop = leaky_drop;
+    return &leaky;
+}
+"""
+
+
+@needs_cc
+def test_suite_catches_a_leaking_c_library(tmp_path: Path) -> None:
+    """The leak oracle fails the tests of a C library that leaks."""
+    src = ROOT / "reference_impl" / "src"
+    wrapper = tmp_path / "leaky.c"
+    wrapper.write_text(LEAKY_WRAPPER, encoding="utf-8")
+    library = tmp_path / "libleaky.so"
+    # The reference's objects, its table function renamed; then the
+    # wrapper that exports the leaking table.
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c11",
+            "-c",
+            "-fPIC",
+            "-Dcoextra_get_table=reference_get_table",
+            "-I",
+            str(src),
+            "-I",
+            str(cabi.HEADER.parent),
+            *map(str, sorted(src.glob("*.c"))),
+        ],
+        cwd=tmp_path,
+        check=True,
+    )
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c11",
+            "-shared",
+            "-fPIC",
+            "-pthread",
+            "-I",
+            str(cabi.HEADER.parent),
+            str(wrapper),
+            *map(str, sorted(tmp_path.glob("*.o"))),
+            "-o",
+            str(library),
+        ],
+        check=True,
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--pyargs",
+            "coextra_conformance.tests.test_store",
+            f"--coextra-impl={library}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "LEAK:" in output, output[-3000:]
+    verdicts = [line for line in output.splitlines() if "R-STORE-1 " in line]
+    assert verdicts, output[-3000:]
+    assert "fail" in verdicts[0], verdicts

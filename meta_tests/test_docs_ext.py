@@ -763,11 +763,13 @@ def test_minimal_impl_exports_a_valid_table(minimal_impl: Path) -> None:
     table = library.coextra_get_table().contents
     assert table.abi_version == int(version.group(1))
     assert table.name == b"minimal-example"
-    compare_exchange = re.search(
-        r"#define COEXTRA_CAP_COMPARE_EXCHANGE \(1u << (\d+)\)", header
-    )
-    assert compare_exchange is not None
-    assert table.capabilities == 1 << int(compare_exchange.group(1))
+    # Compare-and-exchange and the live-block count.
+    bits = 0
+    for name in ("COMPARE_EXCHANGE", "LIVE_BLOCKS"):
+        found = re.search(rf"#define COEXTRA_CAP_{name} \(1u << (\d+)\)", header)
+        assert found is not None
+        bits |= 1 << int(found.group(1))
+    assert table.capabilities == bits
 
 
 def run_suite(

@@ -26,7 +26,7 @@ LIBRARY = CRATE / "target" / "release" / "libcoextra_rust.so"
 
 #: The modules allowed to contain unsafe code: they own the raw memory
 #: and the calls that cross the C ABI.
-BOUNDARY = {"ffi.rs", "object.rs"}
+BOUNDARY = {"blocks.rs", "ffi.rs", "object.rs"}
 
 #: How far above an unsafe block its SAFETY comment may start.
 SAFETY_WINDOW = 4

@@ -23,14 +23,17 @@
  *    the calling thread's current interpreter in the PEP's C API.
  *  - Entries for capabilities the library does not declare may be NULL.
  *
- * This header is part of the suite's fixed interface.  Versioning:
- *  - COEXTRA_ABI_VERSION is the major version; the loader refuses a table
- *    whose abi_version differs.
- *  - COEXTRA_ABI_MINOR counts compatible additions: new entries are only
- *    ever appended at the end of the table.  A library built against an
- *    older minor version reports a smaller `size`; the loader treats the
- *    entries beyond it as absent (NULL) and drops the capabilities that
- *    need them.
+ * Versions.  abi_version holds the major version, COEXTRA_ABI_VERSION;
+ * the loader refuses a table of another major version.  A minor version
+ * (COEXTRA_ABI_MINOR) only appends entries at the end of the table, each
+ * optional and announced by a capability bit, so that a library built
+ * against an older minor version keeps loading: the table's size tells
+ * the loader which entries the library has, and it treats the entries
+ * beyond it as absent (NULL) and drops the capabilities that need them.
+ *
+ *   1.0  the table up to take_unraisable
+ *   1.1  compare_exchange_extra (COEXTRA_CAP_COMPARE_EXCHANGE; Spec 2.0)
+ *   1.2  live_blocks (COEXTRA_CAP_LIVE_BLOCKS)
  */
 #ifndef COEXTRA_ABI_H
 #define COEXTRA_ABI_H
@@ -43,8 +46,8 @@ extern "C" {
 #endif
 
 #define COEXTRA_ABI_VERSION 1
-/* 1: compare_exchange_extra (Spec-Version 2.0). */
-#define COEXTRA_ABI_MINOR 1
+/* 1: compare_exchange_extra (Spec-Version 2.0); 2: live_blocks. */
+#define COEXTRA_ABI_MINOR 2
 
 /* Capability bits, one per conformance.adapter.Capability. */
 #define COEXTRA_CAP_RELEASE (1u << 0)
@@ -61,6 +64,12 @@ extern "C" {
 #define COEXTRA_CAP_COMPARE_EXCHANGE (1u << 10)
 /* Interpreters run in parallel, each with its own lock (PEP 684). */
 #define COEXTRA_CAP_OWN_GIL (1u << 11)
+/* ABI minor 2: the live_blocks entry is set. */
+#define COEXTRA_CAP_LIVE_BLOCKS (1u << 12)
+/* end_interpreter on a session's main interpreter, with code objects
+   that are never dropped, is how the library's program ends (the suite
+   runs it in a child process and collects the free calls, R-FREE-13). */
+#define COEXTRA_CAP_EXIT_FINALIZATION (1u << 13)
 
 /* How copy_code copies. */
 #define COEXTRA_COPY_REPLACE 0
@@ -130,6 +139,17 @@ typedef struct coextra_table {
     int (*compare_exchange_extra)(coextra_interp *interp, coextra_object *code,
                                   intptr_t index, void **expected,
                                   void *desired);
+
+    /* -- ABI minor 2 ----------------------------------------------------- */
+    /* How many heap blocks the library holds right now, over every
+       interpreter and object (COEXTRA_CAP_LIVE_BLOCKS).  The suite reads
+       it before a test opens its session and after the session is
+       closed: any difference is memory the test's operations leaked.
+       Count what the implementation allocates for its own use (and for
+       its object model); a block freed later by delayed reclamation
+       must be reclaimed by the time the session's last interpreter has
+       ended. */
+    intptr_t (*live_blocks)(void);
 } coextra_table;
 
 /* The one symbol a library exports. */

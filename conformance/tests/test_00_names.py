@@ -48,6 +48,10 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.PENDING_ERROR: ("drop_with_error",),
     Capability.PYTHON_CODE: ("python_view", "python_equal"),
     Capability.OWN_GIL: ("new_interpreter",),
+    # The implementation, not the session, has live_blocks().
+    Capability.LIVE_BLOCKS: (),
+    # Run by the suite in a child process (exit_run.py).
+    Capability.EXIT_FINALIZATION: (),
 }
 
 
@@ -117,3 +121,18 @@ def test_declared_capability_has_its_methods(
         assert callable(getattr(session, method, None)), (
             f"capability {capability.value} declared but {method} missing"
         )
+
+
+def test_live_blocks_capability_has_its_method(
+    implementation: Implementation,
+) -> None:
+    """Capability live-blocks comes with ``live_blocks() -> int >= 0``."""
+    if Capability.LIVE_BLOCKS not in implementation.capabilities:
+        return  # Nothing promised, nothing to check.
+    method = getattr(implementation, "live_blocks", None)
+    assert callable(method), (
+        "capability live-blocks declared but no live_blocks()"
+    )
+    count = method()
+    assert isinstance(count, int), f"live_blocks() returned {count!r}"
+    assert count >= 0, f"live_blocks() returned {count}, less than 0"

@@ -7,17 +7,21 @@ its operation on fresh objects until one fails, and checks every failure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import pytest
 
 from ..adapter import (
+    MIN_CONSTRUCTOR_HOOKS,
     MIN_INDICES,
     ApiError,
     Capability,
     FreeFunc,
+    Handle,
     Hook,
+    HookAction,
     Session,
 )
 from ..evidence import Deviation
@@ -211,3 +215,240 @@ def test_failed_hook_registration_registers_nothing(
         f"(R-ALLOC-5): {len(calls)} calls for one construction"
     )
     session.drop(code)
+
+
+# -- every allocation of every operation -------------------------------------
+#
+# fail_allocations(k, 1) lets the first k allocations succeed and fails
+# the next one.  Each test repeats one operation on a fresh target with
+# k = 0, 1, 2, ... until it completes: an operation that allocates n
+# times is then seen failing at each of its n allocations.  Every failure
+# must raise MemoryError and change nothing.  That it leaks nothing is
+# checked by the session's leak oracle when the implementation counts its
+# heap blocks (Capability.LIVE_BLOCKS, leaks.py): a failure may leave
+# grown capacity in a table the interpreter keeps, but by the time the
+# session is closed everything must be freed.
+
+#: An operation allocating more often than this is reported as a failure.
+MAX_ALLOCATIONS = 64
+
+
+def _at_each_allocation(
+    session: Session,
+    function: str,
+    req: str,
+    operation: Callable[[], object],
+    unchanged: Callable[[], None],
+) -> int:
+    """Fail ``operation`` at its 1st, 2nd, ... allocation until it succeeds.
+
+    ``unchanged`` checks, after each failure, that nothing changed.
+    Returns how many allocations failed before the operation completed.
+    """
+    for k in range(MAX_ALLOCATIONS):
+        session.fail_allocations(k, 1)
+        error: ApiError | None = None
+        try:
+            operation()
+        except ApiError as exc:
+            error = exc
+        session.fail_allocations(0, 0)
+        if error is not None:
+            assert error.exc_type == "MemoryError", (
+                f"{function} failing at allocation {k + 1} must raise "
+                f"MemoryError ({req}); it raised "
+                f"{error.exc_type or 'no exception'}"
+            )
+            unchanged()
+            continue
+        return k
+    pytest.fail(
+        f"{function} still failed with {MAX_ALLOCATIONS} allocations "
+        f"allowed ({req})"
+    )
+
+
+@pytest.mark.req("R-ALLOC-1", "R-ALLOC-2")
+def test_set_fails_cleanly_at_every_allocation(session: Session) -> None:
+    """Set fails cleanly at each of its allocations, on many objects.
+
+    R-ALLOC-1, R-ALLOC-2: each failed Set raises MemoryError, the slot
+    keeps its previous value, no free function runs, nothing leaks.
+    Many code objects are used so that the implementation's out-of-line
+    table has to grow (a second, rarer allocation).
+    """
+    interp = session.main
+    kept = session.request_index(interp, FreeFunc(1))
+    codes = [session.new_code(interp) for _ in range(40)]
+    for n, code in enumerate(codes):
+        session.set_extra(interp, code, kept, 0x100 + n)
+    fresh = session.request_index(interp, FreeFunc(2))
+    failures = 0
+    for n, code in enumerate(codes):
+
+        def unchanged(n: int = n, code: Handle = code) -> None:
+            h.assert_no_frees(h.SET, "R-ALLOC-2", session)
+            h.assert_get(session, interp, code, kept, 0x100 + n, "R-ALLOC-2")
+            h.assert_get(session, interp, code, fresh, 0, "R-ALLOC-2")
+
+        failures += _at_each_allocation(
+            session,
+            h.SET,
+            "R-ALLOC-1",
+            partial(session.set_extra, interp, code, fresh, 0x200 + n),
+            unchanged,
+        )
+        h.assert_get(session, interp, code, fresh, 0x200 + n, "R-ALLOC-2")
+    assert failures, f"{h.SET} never allocated; R-ALLOC-1 cannot hold"
+    h.assert_no_frees(h.SET, "R-ALLOC-2", session)
+    for code in codes:
+        session.drop(code)
+    h.frees(session)
+
+
+@pytest.mark.req("R-ALLOC-3")
+def test_request_fails_cleanly_at_every_allocation(session: Session) -> None:
+    """Requests fail cleanly at each of their allocations.
+
+    R-ALLOC-3: every failed request raises MemoryError and consumes no
+    index, so MIN_INDICES requests, each retried until it succeeds,
+    still get MIN_INDICES distinct indices.
+    """
+    interp = session.main
+    got: list[int] = []
+    failures = 0
+    for _ in range(MIN_INDICES):
+        failures += _at_each_allocation(
+            session,
+            h.REQUEST,
+            "R-ALLOC-3",
+            lambda: got.append(session.request_index(interp, FreeFunc(1))),
+            lambda: None,
+        )
+    assert len(set(got)) == MIN_INDICES, (
+        f"{h.REQUEST} returned duplicates after failures (R-ALLOC-3): {got}"
+    )
+    if not failures:
+        pytest.skip(f"{h.REQUEST} never allocated: nothing to consume")
+
+
+@pytest.mark.req("R-ALLOC-5")
+@pytest.mark.requires(Capability.HOOKS)
+def test_hook_registration_fails_cleanly_at_every_allocation(
+    session: Session,
+) -> None:
+    """Hook registrations fail cleanly at each of their allocations.
+
+    R-ALLOC-5: a failed registration raises MemoryError and registers
+    nothing: after MIN_CONSTRUCTOR_HOOKS registrations, each retried
+    until it succeeds, one construction calls exactly that many hooks,
+    in registration order.
+    """
+    interp = session.main
+    failures = 0
+    for tag in range(MIN_CONSTRUCTOR_HOOKS):
+        failures += _at_each_allocation(
+            session,
+            h.ADD_HOOK,
+            "R-ALLOC-5",
+            partial(session.add_hook, interp, Hook(tag)),
+            lambda: None,
+        )
+    code = session.new_code(interp)
+    tags = [call.tag for call in session.take_hook_calls()]
+    assert tags == list(range(MIN_CONSTRUCTOR_HOOKS)), (
+        f"after {failures} failed {h.ADD_HOOK} calls one construction "
+        f"must call the {MIN_CONSTRUCTOR_HOOKS} registered hooks in order "
+        f"(R-ALLOC-5); it called {tags}"
+    )
+    session.drop(code)
+
+
+@pytest.mark.req("R-ALLOC-4")
+@pytest.mark.requires(Capability.HOOKS)
+@pytest.mark.parametrize("nested", [0, 3])
+@pytest.mark.parametrize("hook_stores", [False, True])
+def test_construction_fails_cleanly_at_every_allocation(
+    session: Session,
+    nested: int,
+    hook_stores: bool,
+) -> None:
+    """Construction fails cleanly at each of its allocations.
+
+    R-ALLOC-4: with a consumer active, a construction that cannot
+    allocate fails with MemoryError, calls no hook for the object it
+    failed to make, and (nested code objects already made are released)
+    leaks nothing.  With a hook that stores a value in every new code
+    object, releasing the nested ones frees those values while the
+    MemoryError is pending: it must still be the error reported.
+    """
+    interp = session.main
+    index = session.request_index(interp, FreeFunc(1))
+    if hook_stores:
+        hook = Hook(1, HookAction.SET_EXTRA, index=index, value=0x77)
+    else:
+        hook = Hook(1)
+    session.add_hook(interp, hook)
+    made: list[Handle] = []
+
+    def construct() -> None:
+        made.append(session.new_code(interp, nested=nested))
+
+    def unchanged() -> None:
+        calls = session.take_hook_calls()
+        # Nested code objects that were complete saw the hook; the failed
+        # object never did, so at most `nested` calls.
+        assert len(calls) <= nested, (
+            f"a construction that failed for lack of memory called hooks "
+            f"for the object it failed to make (R-ALLOC-4): {calls}"
+        )
+        # Only the values the hook stored in released nested objects.
+        freed = h.frees(session)
+        expected = [(1, 0x77)] * len(calls) if hook_stores else []
+        assert freed == expected, (
+            f"a failed construction freed {freed} (R-ALLOC-4)"
+        )
+
+    failures = _at_each_allocation(
+        session, h.CONSTRUCT, "R-ALLOC-4", construct, unchanged
+    )
+    assert made, "construction never completed"
+    calls = session.take_hook_calls()
+    assert len(calls) == nested + 1, (
+        f"the construction that succeeded after {failures} failures must "
+        f"call the hook once per code object (R-ALLOC-4); calls: {calls}"
+    )
+    for code in made:
+        session.drop(code)
+    h.frees(session)
+
+
+@pytest.mark.req("R-ALLOC-4")
+@pytest.mark.requires(Capability.COPY)
+def test_unmarshal_fails_cleanly_at_every_allocation(session: Session) -> None:
+    """Unmarshalling a code object fails cleanly at each allocation.
+
+    R-ALLOC-4: copying by unmarshal constructs the nested code objects
+    again; a failure at any allocation raises MemoryError and leaks
+    nothing, and the original keeps its values.
+    """
+    interp = session.main
+    index = session.request_index(interp, FreeFunc(1))
+    original = session.new_code(interp, nested=2)
+    session.set_extra(interp, original, index, 0x51)
+    copies: list[Handle] = []
+
+    def unchanged() -> None:
+        h.assert_no_frees(h.CONSTRUCT, "R-ALLOC-4", session)
+        h.assert_get(session, interp, original, index, 0x51, "R-ALLOC-4")
+
+    _at_each_allocation(
+        session,
+        h.CONSTRUCT,
+        "R-ALLOC-4",
+        lambda: copies.append(session.copy_code(interp, original, "marshal")),
+        unchanged,
+    )
+    for code in [*copies, original]:
+        session.drop(code)
+    h.assert_frees(h.CONSTRUCT, "R-ALLOC-4", h.frees(session), [(1, 0x51)])

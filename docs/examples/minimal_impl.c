@@ -3,7 +3,9 @@
  *
  * A worked example for docs/adapter.rst: code objects live in memory,
  * every value is stored out of line (a small array per code object), and
- * the only optional capability declared is compare-and-exchange, so the
+ * the optional capabilities declared are compare-and-exchange and
+ * live-blocks (the library counts its heap blocks, so the suite checks
+ * every test for leaks); the
  * suite runs the storage, index and free-function tests and reports the
  * rest as not applicable.
  *
@@ -49,6 +51,32 @@ struct coextra_object {
 };
 
 static coextra_object *live_codes;
+
+/* Heap blocks allocated and not yet freed: the suite reads the count
+   before and after each test (live_blocks, COEXTRA_CAP_LIVE_BLOCKS). */
+static intptr_t blocks;
+
+static void *
+counted_calloc(size_t n, size_t size)
+{
+    void *p = calloc(n, size);
+
+    blocks += p != NULL;
+    return p;
+}
+
+static void
+counted_free(void *p)
+{
+    blocks -= p != NULL;
+    free(p);
+}
+
+static intptr_t
+live_blocks(void)
+{
+    return blocks;
+}
 
 /* Errors are per thread, as the ABI asks.  The class name is copied:
    the caller's string need not outlive the call.  "" means none. */
@@ -116,7 +144,7 @@ call_free(coextra_freefunc free_func, void *value)
 static coextra_interp *
 new_interpreter(void)
 {
-    coextra_interp *interp = calloc(1, sizeof(*interp));
+    coextra_interp *interp = counted_calloc(1, sizeof(*interp));
     if (interp == NULL) {
         set_error("MemoryError");
     }
@@ -146,14 +174,14 @@ end_interpreter(coextra_interp *interp)
             call_free(interp->free[s.index], s.value);
         }
     }
-    free(interp);
+    counted_free(interp);
     return 0;
 }
 
 static coextra_object *
 new_object(int is_code, uint32_t flags)
 {
-    coextra_object *obj = calloc(1, sizeof(*obj));
+    coextra_object *obj = counted_calloc(1, sizeof(*obj));
     if (obj == NULL) {
         set_error("MemoryError");
         return NULL;
@@ -183,7 +211,7 @@ new_code(coextra_interp *interp, int nested, uint32_t flags)
     if (code == NULL || nested == 0) {
         return code;
     }
-    code->nested = calloc((size_t)nested, sizeof(coextra_object *));
+    code->nested = counted_calloc((size_t)nested, sizeof(coextra_object *));
     if (code->nested == NULL) {
         set_error("MemoryError");
         drop(code);
@@ -256,9 +284,9 @@ drop(coextra_object *obj)
             drop(obj->nested[i]);
         }
     }
-    free(obj->nested);
-    free(obj->slots);
-    free(obj);
+    counted_free(obj->nested);
+    counted_free(obj->slots);
+    counted_free(obj);
 }
 
 static uintptr_t
@@ -350,6 +378,7 @@ set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
             set_error("MemoryError");
             return -1;
         }
+        blocks += code->slots == NULL; /* realloc(NULL, n) is a new block */
         code->slots = grown;
         code->slots[code->nslots++] = (slot){interp, index, extra};
     }
@@ -382,7 +411,7 @@ static const coextra_table table = {
     .size = sizeof(coextra_table),
     .name = "minimal-example",
     .version = "1.0",
-    .capabilities = COEXTRA_CAP_COMPARE_EXCHANGE,
+    .capabilities = COEXTRA_CAP_COMPARE_EXCHANGE | COEXTRA_CAP_LIVE_BLOCKS,
     .new_interpreter = new_interpreter,
     .end_interpreter = end_interpreter,
     .new_code = new_code,
@@ -398,6 +427,7 @@ static const coextra_table table = {
     .set_error = set_error,
     .take_unraisable = take_unraisable,
     .compare_exchange_extra = compare_exchange_extra,
+    .live_blocks = live_blocks,
 };
 
 const coextra_table *

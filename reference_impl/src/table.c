@@ -30,7 +30,8 @@ static const coextra_table table = {
          COEXTRA_CAP_STORAGE_SIZE | COEXTRA_CAP_SIZEOF | COEXTRA_CAP_HOOKS |
          COEXTRA_CAP_INTERPRETERS | COEXTRA_CAP_FINALIZE |
          COEXTRA_CAP_THREADS | COEXTRA_CAP_ALLOC_FAILURE | COEXTRA_CAP_COPY |
-         COEXTRA_CAP_COMPARE_EXCHANGE | COEXTRA_CAP_OWN_GIL),
+         COEXTRA_CAP_COMPARE_EXCHANGE | COEXTRA_CAP_OWN_GIL |
+         COEXTRA_CAP_LIVE_BLOCKS | COEXTRA_CAP_EXIT_FINALIZATION),
 
     .new_interpreter = coextra_new_interpreter,
     .end_interpreter = coextra_end_interpreter,
@@ -59,6 +60,9 @@ static const coextra_table table = {
 
     /* ABI minor 1 */
     .compare_exchange_extra = coextra_compare_exchange_extra,
+
+    /* ABI minor 2 */
+    .live_blocks = coextra_live_blocks,
 };
 
 const coextra_table *

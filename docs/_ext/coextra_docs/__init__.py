@@ -42,7 +42,7 @@ from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
 from sphinx.util.typing import ExtensionMetadata
 
-from . import bench, patched, pep, reqs, sources, state, tables
+from . import bench, mutation, patched, pep, reqs, sources, state, tables
 
 __version__ = "1.0.0"
 
@@ -175,6 +175,7 @@ def setup(app: Sphinx) -> ExtensionMetadata:
     app.add_post_transform(sources.SourcePages)
     app.add_post_transform(reqs.RequirementLinks)
     app.connect("builder-inited", _add_search_script)
+    app.add_directive("coextra-mutation", mutation.MutationDirective)
     app.add_node(bench.benchmark_results)
     app.add_post_transform(tables.GeneratedTables)
     app.add_post_transform(bench.BenchmarkTables)

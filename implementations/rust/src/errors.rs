@@ -93,7 +93,13 @@ pub fn write_unraisable(error: Error) {
 
 /// Take the oldest unraisable error, if any.
 pub fn take_unraisable() -> Option<Error> {
-    lock_unraisable().pop_front()
+    let mut queue = lock_unraisable();
+    let oldest = queue.pop_front();
+    if queue.is_empty() {
+        // No buffer is kept while nothing is queued (see `blocks`).
+        queue.shrink_to_fit();
+    }
+    oldest
 }
 
 fn lock_unraisable() -> std::sync::MutexGuard<'static, VecDeque<Error>> {

@@ -34,8 +34,9 @@ pub const ABI_MINOR: u32 = 1;
 
 /// Every `COEXTRA_CAP_*` bit: release, inline-flag, storage-size,
 /// sizeof, hooks, interpreters, finalize, threads, alloc-failure, copy,
-/// compare-exchange, own-gil (each interpreter has its own lock).
-pub const CAPABILITIES: u32 = (1 << 12) - 1;
+/// compare-exchange, own-gil (each interpreter has its own lock),
+/// live-blocks, exit-finalization.
+pub const CAPABILITIES: u32 = (1 << 14) - 1;
 
 const COPY_REPLACE: c_int = 0;
 const COPY_MARSHAL: c_int = 1;
@@ -165,6 +166,8 @@ pub struct Table {
         *mut *mut c_void,
         *mut c_void,
     ) -> c_int,
+    /// ABI minor 2: heap blocks the library holds.
+    pub live_blocks: extern "C" fn() -> isize,
 }
 
 /// The table as a static: raw pointers are not `Sync` by default.
@@ -203,6 +206,7 @@ static TABLE: SyncTable = SyncTable(Table {
     set_error,
     take_unraisable,
     compare_exchange_extra,
+    live_blocks,
 });
 
 const fn concat_version() -> &'static CStr {
@@ -521,6 +525,10 @@ unsafe extern "C" fn set_error(exc_class: *const c_char) {
     errors::set(error);
 }
 
+extern "C" fn live_blocks() -> isize {
+    crate::blocks::live()
+}
+
 unsafe extern "C" fn take_unraisable(buf: *mut c_char, size: usize) -> c_int {
     match errors::take_unraisable() {
         Some(error) => {
@@ -576,6 +584,7 @@ mod tests {
             set_error,
             take_unraisable,
             compare_exchange_extra,
+            live_blocks,
         )
     }
 
@@ -634,7 +643,7 @@ mod tests {
         let table = unsafe { &*table };
         assert_eq!(table.abi_version, 1);
         assert_eq!(table.size as usize, size_of::<Table>());
-        assert_eq!(table.capabilities, 0xFFF);
+        assert_eq!(table.capabilities, 0x3FFF);
         // SAFETY: static NUL-terminated strings.
         let name = unsafe { CStr::from_ptr(table.name) };
         assert_eq!(name.to_str(), Ok("rust"));

@@ -398,7 +398,13 @@ impl Interp {
             };
             run_frees(frees);
         }
-        registry().retain(|other| other.id != self.id);
+        let mut interps = registry();
+        interps.retain(|other| other.id != self.id);
+        if interps.is_empty() {
+            // No buffer is kept while no interpreter lives (see `blocks`).
+            interps.shrink_to_fit();
+        }
+        drop(interps);
     }
 }
 

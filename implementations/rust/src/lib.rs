@@ -9,14 +9,16 @@
 //! `CO_INLINE_EXTRA` is set (`object`), and the bookkeeping pieces
 //! (`index`, `hooks`, `storage`, `errors`, `failure`).
 //!
-//! `unsafe` code is confined to the two modules that own the memory and
-//! the calls crossing the C boundary, `ffi` and `object`; every other
+//! `unsafe` code is confined to the modules that own the memory and
+//! the calls crossing the C boundary, `ffi`, `object` and `blocks` (the
+//! counting allocator); every other
 //! module is checked by `deny(unsafe_code)`.
 
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod blocks;
 pub mod errors;
 pub mod failure;
 pub mod ffi;
