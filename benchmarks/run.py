@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_build
+import bench_like_for_like
 import bench_memory
 import bench_python
 import bench_stdlib
@@ -123,6 +124,9 @@ class Settings:
         self.stock_minors: tuple[int, ...] = (
             () if quick else (6, 7, 8, 9, 10, 11, 12, 13)
         )
+        # The like-for-like cases on the CPython 3.13.15 builds.
+        self.thread_reads = 200_000 if quick else 5_000_000
+        self.thread_repeats = 3 if quick else 9
 
 
 _START = time.monotonic()
@@ -670,6 +674,62 @@ def targets(
     }
 
 
+def like_for_like_setup(
+    workdir: Path, skip: bool
+) -> tuple[bench_like_for_like.LikeForLike | None, dict[str, Any]]:
+    """Build the like-for-like harness on every 3.13.15 build found."""
+    builds, missing = bench_like_for_like.find_builds()
+    details: dict[str, Any] = {"skipped": missing}
+    if skip:
+        details["skipped"] = {v: "--no-cpython313" for v in VARIANTS_313}
+        return None, details
+    for variant, reason in missing.items():
+        log(f"like-for-like: {variant} skipped: {reason}")
+    if not builds:
+        return None, details
+    lfl = bench_like_for_like.LikeForLike(builds, workdir, log)
+    details["builds"] = {
+        variant: {
+            "label": h.build.label,
+            "patched": h.build.patched,
+            "free_threaded": h.build.free_threaded,
+        }
+        for variant, h in lfl.harnesses.items()
+    }
+    return lfl, details
+
+
+VARIANTS_313 = tuple(bench_like_for_like.VARIANTS)
+
+
+def like_for_like_extras(
+    lfl: bench_like_for_like.LikeForLike | None, settings: Settings
+) -> dict[str, Any]:
+    """Instructions, census, memory and threads of the 3.13.15 builds."""
+    if lfl is None:
+        return {}
+    counts = lfl.instructions(settings.callgrind_n, settings.quick)
+    census = bench_like_for_like.run_census(lfl, settings.quick)
+    return {
+        "counts": counts,
+        "census": bench_like_for_like.census_rows(lfl, census),
+        "memory": bench_like_for_like.memory_rows(lfl, census),
+        "threads": lfl.threads(
+            settings.thread_reads, settings.thread_repeats
+        ),
+    }
+
+
+def previous_pyperformance(path: Path) -> list[dict[str, Any]]:
+    """The pyperformance list of the results file being replaced."""
+    try:
+        with open(path) as f:
+            rows: list[dict[str, Any]] = json.load(f).get("pyperformance", [])
+    except (OSError, ValueError):
+        return []
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -677,6 +737,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick",
         action="store_true",
         help="Small sizes, for the smoke test. Default: %(default)r",
+    )
+    parser.add_argument(
+        "--no-cpython313",
+        action="store_true",
+        help="Skip the like-for-like cases on the CPython 3.13.15 builds "
+        "even when they are built. Default: %(default)r",
     )
     parser.add_argument(
         "--output",
@@ -697,28 +763,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             "`tox -e bench`.",
             "machine": machine_info(settings, host),
         }
+        lfl, lfl_details = like_for_like_setup(
+            Path(tmp) / "lfl", args.no_cpython313
+        )
         timer = CaseTimer(binary, settings)
         timer.round()
+        if lfl is not None:
+            lfl.time_round(settings.sample_us, settings.repeats)
         sample = bench_stdlib.typical_sample(
             host.stdlib, settings.sample_modules
         )
         hook_case, hook_details = hook_overhead(binary, host, settings, sample)
         if settings.rounds > 1:
             timer.round()
+            if lfl is not None:
+                lfl.time_round(settings.sample_us, settings.repeats)
         results["instructions"] = instructions(binary, settings, sample)
         reference_hook_instructions(
             results["instructions"], hook_details["reference"]
         )
         mem = memory(binary, settings)
+        lfl_results = like_for_like_extras(lfl, settings)
         while timer.rounds < settings.rounds:
             timer.round()
+            if lfl is not None:
+                lfl.time_round(settings.sample_us, settings.repeats)
+        if lfl is not None:
+            lfl_results["like_for_like"] = (
+                bench_like_for_like.like_for_like_rows(
+                    lfl, lfl_results.pop("counts")
+                )
+            )
         cases = micro_cases(timer, settings)
         floor = next(c["ns_min"] for c in cases if c["name"] == "raw_load")
         hook_case["ratio_to_raw_load"] = hook_case["ns_min"] / floor
         cases.append(hook_case)
         results["cases"] = cases
         results["hook_overhead"] = hook_details
-        results["memory"] = mem
+        results["memory"] = mem + lfl_results.get("memory", [])
+    results["like_for_like"] = lfl_results.get("like_for_like", [])
+    results["stdlib_census"] = lfl_results.get("census", [])
+    results["thread_scaling"] = lfl_results.get("threads", [])
+    results["like_for_like_details"] = lfl_details
+    # The pyperformance figures come from their own environment
+    # (bench_pyperformance.py, `tox -e bench-cpython`): keep them.
+    results["pyperformance"] = previous_pyperformance(args.output)
     results["stdlib"], results["stdlib_details"] = stdlib_designs(
         host, settings, mem
     )
@@ -728,6 +817,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     }
     results["targets"] = targets(cases, mem, hook_case)
+    results["targets"].update(
+        bench_like_for_like.targets(
+            results["like_for_like"],
+            lfl_results.get("memory", []),
+            results["thread_scaling"],
+        )
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)
