@@ -720,14 +720,17 @@ def like_for_like_extras(
     }
 
 
-def previous_pyperformance(path: Path) -> list[dict[str, Any]]:
-    """The pyperformance list of the results file being replaced."""
+def previous_pyperformance(path: Path) -> dict[str, Any]:
+    """The pyperformance entries of the results file being replaced."""
     try:
         with open(path) as f:
-            rows: list[dict[str, Any]] = json.load(f).get("pyperformance", [])
+            old = json.load(f)
     except (OSError, ValueError):
-        return []
-    return rows
+        old = {}
+    return {
+        "pyperformance": old.get("pyperformance", []),
+        "pyperformance_details": old.get("pyperformance_details", {}),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -807,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["like_for_like_details"] = lfl_details
     # The pyperformance figures come from their own environment
     # (bench_pyperformance.py, `tox -e bench-cpython`): keep them.
-    results["pyperformance"] = previous_pyperformance(args.output)
+    results.update(previous_pyperformance(args.output))
     results["stdlib"], results["stdlib_details"] = stdlib_designs(
         host, settings, mem
     )
