@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_build import CFLAGS, HERE, ROOT
+from bench_build import CFLAGS, HERE
 
 HARNESS = HERE / "cpython313"
 PROBE = HARNESS / "probe.py"
@@ -67,8 +67,9 @@ TARGET_PEP_VS_STOCK = 1.0
 TARGET_LATE_GET_VS_STOCK = 2.0
 TARGET_THREAD_SCALING = 1.8
 
+
 def cache_root() -> Path:
-    """The build cache, as ``build.py`` computes it."""
+    """Return the build cache, as ``build.py`` computes it."""
     env = os.environ.get("COEXTRA_CACHE")
     base = Path(env) if env else Path.home() / ".cache" / "coextra"
     return base / "cpython-3.13"
@@ -207,7 +208,7 @@ class Harness:
     binary: Path
 
     def env(self) -> dict[str, str]:
-        """The environment the embedded interpreter needs."""
+        """Return the environment the embedded interpreter needs."""
         env = dict(os.environ)
         env["PYTHONHOME"] = str(self.build.prefix)
         # The same instructions in every run: no hash randomisation.
@@ -263,8 +264,10 @@ class LikeForLike:
     def instructions(
         self, n: tuple[int, int], quick: bool = False
     ) -> dict[str, dict[str, Any]]:
-        """Instructions per operation of every case on every build (of
-        the get cases only when quick)."""
+        """Count instructions per operation of every case and build.
+
+        When quick, only the get cases are counted.
+        """
         jobs = [
             (variant, case, size)
             for variant, harness in self.harnesses.items()
@@ -276,7 +279,12 @@ class LikeForLike:
         with tempfile.TemporaryDirectory(prefix="coextra-lfl-cg-") as tmp:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 counts = list(
-                    pool.map(lambda job: self._count(*job, Path(tmp)), jobs)
+                    pool.map(
+                        lambda job: self._count(
+                            job[0], job[1], job[2], Path(tmp)
+                        ),
+                        jobs,
+                    )
                 )
         raw: dict[str, dict[str, Any]] = {v: {} for v in self.harnesses}
         for i in range(0, len(jobs), 2):
@@ -304,9 +312,7 @@ class LikeForLike:
 
     def _cases(self, build: Build) -> list[str]:
         return [
-            f"{prefix}_{op}"
-            for prefix in DESIGNS[build.patched]
-            for op in OPS
+            f"{prefix}_{op}" for prefix in DESIGNS[build.patched] for op in OPS
         ]
 
     def _count(
@@ -343,7 +349,7 @@ class LikeForLike:
     # -- threads --------------------------------------------------------
 
     def threads(self, reads: int, repeats: int) -> list[dict[str, Any]]:
-        """Reads of one code object by 1 and 2 threads, free-threaded."""
+        """Time reads of one code object by 1 and 2 threads (free-threaded)."""
         rows = []
         for variant, harness in self.harnesses.items():
             build = harness.build
@@ -360,6 +366,7 @@ class LikeForLike:
                         "reads_per_s_1": figures["reads_per_s_1"],
                         "reads_per_s_2": figures["reads_per_s_2"],
                         "ratio": figures["ratio"],
+                        "ratio_cpu": figures["ratio_cpu"],
                     }
                 )
         return rows
@@ -372,8 +379,10 @@ class LikeForLike:
 
 
 def _stdlib_files(stdlib: Path, quick: bool) -> list[str]:
-    """The build's standard library, tests included (a fixed sample when
-    quick)."""
+    """List the build's standard library, tests included.
+
+    When quick, a fixed sample of about 40 files.
+    """
     found = []
     for folder, dirs, files in os.walk(stdlib):
         dirs[:] = sorted(
@@ -386,7 +395,7 @@ def _stdlib_files(stdlib: Path, quick: bool) -> list[str]:
 
 
 def _labels(lfl: LikeForLike) -> dict[str, dict[bool, str]]:
-    """build label -> patched? -> variant, for the builds present."""
+    """Map build label -> patched? -> variant, for the builds present."""
     out: dict[str, dict[bool, str]] = {}
     for variant, harness in lfl.harnesses.items():
         build = harness.build
@@ -411,7 +420,10 @@ def memory_rows(
         base_variant = by_patch[False]
         base_build = lfl.harnesses[base_variant].build
         pointer = 8 if base_build.pointer_field else 0
-        base = {r["consumers"]: r for r in lfl.probe(base_variant, "memory")["rows"]}
+        base = {
+            r["consumers"]: r
+            for r in lfl.probe(base_variant, "memory")["rows"]
+        }
         bare = base[0]["sizeof_created"] - pointer
         per_entry = None
         if base_variant in census and 1 in census[base_variant]:
@@ -483,7 +495,7 @@ def run_census(lfl: LikeForLike, quick: bool) -> dict[str, dict[int, Any]]:
 def census_rows(
     lfl: LikeForLike, census: dict[str, dict[int, Any]]
 ) -> list[dict[str, Any]]:
-    """The census priced per design: extra bytes over bare code objects."""
+    """Price the census per design: extra bytes over bare code objects."""
     rows: list[dict[str, Any]] = []
     for label, by_patch in _labels(lfl).items():
         if False not in by_patch:
@@ -493,21 +505,12 @@ def census_rows(
         base = census[base_variant]
         codes = base[0]["code_objects"]
         bare = base[0]["sizeof_total"] - pointer * codes
-
-        def row(design: str, k: int, extra: int, n: int) -> dict[str, Any]:
-            return {
-                "build": label,
-                "design": design,
-                "consumers": k,
-                "code_objects": n,
-                "extra_bytes": extra,
-                "files": base[0]["files"],
-            }
-
-        for k in (0, 1):
-            rows.append(row("stock", k, base[k]["sizeof_total"] - bare, codes))
-        rows.append(row("watchers-table", 0, 0, codes))
-        rows.append(row("watchers-table", 1, base[1]["table_bytes"], codes))
+        extra = [
+            ("stock", 0, base[0]["sizeof_total"] - bare),
+            ("stock", 1, base[1]["sizeof_total"] - bare),
+            ("watchers-table", 0, 0),
+            ("watchers-table", 1, base[1]["table_bytes"]),
+        ]
         if True in by_patch:
             pep = census[by_patch[True]]
             for k in (0, 1):
@@ -517,16 +520,25 @@ def census_rows(
                         f"{pep[k]['code_objects']} code objects, the "
                         f"unpatched {codes}: the sources differ"
                     )
-                rows.append(
-                    row("pep", k, pep[k]["sizeof_total"] - bare, codes)
-                )
+                extra.append(("pep", k, pep[k]["sizeof_total"] - bare))
+        rows += [
+            {
+                "build": label,
+                "design": design,
+                "consumers": k,
+                "code_objects": codes,
+                "extra_bytes": value,
+                "files": base[0]["files"],
+            }
+            for design, k, value in extra
+        ]
     return rows
 
 
 def like_for_like_rows(
     lfl: LikeForLike, counts: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The ``like_for_like`` list: one row per build, design and op."""
+    """Return the ``like_for_like`` list: a row per build, design and op."""
     rows = []
     for variant, harness in lfl.harnesses.items():
         build = harness.build

@@ -37,6 +37,7 @@ reason.  What it does:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -107,8 +108,11 @@ _START = time.monotonic()
 def log(message: str) -> None:
     """Report progress on stderr."""
     elapsed = time.monotonic() - _START
-    print(f"[pyperformance {elapsed:7.1f}s] {message}", file=sys.stderr,
-          flush=True)
+    print(
+        f"[pyperformance {elapsed:7.1f}s] {message}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _run(
@@ -147,10 +151,8 @@ class Target:
 
 
 def pyperf_version() -> str:
-    """The pyperf this script reads results with; the venvs get it too."""
-    import pyperf
-
-    return str(pyperf.__version__)
+    """Return the pyperf version here; the venvs get the same."""
+    return str(importlib.import_module("pyperf").__version__)
 
 
 def prepare(build: Build, workdir: Path) -> Target:
@@ -162,15 +164,17 @@ def prepare(build: Build, workdir: Path) -> Target:
         _run([str(build.python), "-m", "venv", str(venv)])
     version = pyperf_version()
     check = subprocess.run(
-        [str(python), "-c", f"import pyperf; assert pyperf.__version__ == "
-         f"{version!r}"],
+        [
+            str(python),
+            "-c",
+            f"import pyperf; assert pyperf.__version__ == {version!r}",
+        ],
         capture_output=True,
         check=False,
     )
     if check.returncode != 0:
         log(f"installing pyperf {version} into {build.variant}'s venv")
-        _run([str(python), "-m", "pip", "install", "-q",
-              f"pyperf=={version}"])
+        _run([str(python), "-m", "pip", "install", "-q", f"pyperf=={version}"])
     consumer_dir = workdir / f"consumer-{build.variant}"
     build_consumer(build, python, consumer_dir)
     return Target(build, python, consumer_dir)
@@ -180,8 +184,11 @@ def build_consumer(build: Build, python: Path, outdir: Path) -> None:
     """Compile the start-up consumer and check that it is active."""
     outdir.mkdir(parents=True, exist_ok=True)
     suffix = _run(
-        [str(python), "-c",
-         "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))"]
+        [
+            str(python),
+            "-c",
+            "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))",
+        ]
     ).strip()
     include = build.prefix / "include" / f"python{build.abi}"
     _run(
@@ -217,12 +224,14 @@ def build_consumer(build: Build, python: Path, outdir: Path) -> None:
         raise RuntimeError(
             f"{build.variant}: importing the consumer enabled the GIL"
         )
-    log(f"{build.variant}: start-up consumer active ({stored} code objects "
-        f"at the first check)")
+    log(
+        f"{build.variant}: start-up consumer active ({stored} code objects "
+        f"at the first check)"
+    )
 
 
 def consumer_env(consumer_dir: Path | None) -> dict[str, str]:
-    """The environment of a run, with or without the consumer."""
+    """Return the environment of a run, with or without the consumer."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if consumer_dir is not None:
@@ -241,9 +250,9 @@ class Benchmark:
 
 def manifest_benchmarks(names: Sequence[str]) -> list[Benchmark]:
     """Look the benchmarks up in the installed pyperformance's manifest."""
-    from pyperformance import _manifest  # the package's own loader
-
-    manifest = _manifest.load_manifest(None)
+    # The package's own manifest loader, as `pyperformance run` uses it.
+    loader = importlib.import_module("pyperformance._manifest")
+    manifest = loader.load_manifest(None)
     known = {b.name: b for b in manifest.benchmarks}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -285,9 +294,7 @@ def run_one(
     if out.exists():
         out.unlink()
     _run(cmd, env=env)
-    import pyperf
-
-    result = pyperf.Benchmark.load(str(out))
+    result = importlib.import_module("pyperf").Benchmark.load(str(out))
     return float(result.median())
 
 
@@ -310,7 +317,7 @@ def geomean_row(ratios: Sequence[float]) -> dict[str, Any]:
 def summarize(
     label: str, medians: dict[str, dict[str, float]]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The ``pyperformance`` rows of one build label, and details."""
+    """Return the ``pyperformance`` rows of one build label, and details."""
     names = sorted(medians)
 
     def ratios(num: str, den: str) -> list[float]:
@@ -394,15 +401,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label in labels:
         ft = label.endswith("t")
         base = builds.get("baseline-ft" if ft else "baseline")
-        patched = builds.get("patched-ft" if ft else "patched")
-        if base is None or patched is None:
+        pep = builds.get("patched-ft" if ft else "patched")
+        if base is None or pep is None:
             variant = ("baseline" if base is None else "patched") + (
                 "-ft" if ft else ""
             )
             skipped[label] = missing.get(variant, f"{variant} is missing")
             log(f"{label} skipped: {skipped[label]}")
             continue
-        pairs[label] = (base, patched)
+        pairs[label] = (base, pep)
     if not pairs:
         print(
             "bench_pyperformance: no pair of unpatched and patched 3.13.15 "

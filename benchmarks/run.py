@@ -714,14 +714,12 @@ def like_for_like_extras(
         "counts": counts,
         "census": bench_like_for_like.census_rows(lfl, census),
         "memory": bench_like_for_like.memory_rows(lfl, census),
-        "threads": lfl.threads(
-            settings.thread_reads, settings.thread_repeats
-        ),
+        "threads": lfl.threads(settings.thread_reads, settings.thread_repeats),
     }
 
 
 def previous_pyperformance(path: Path) -> dict[str, Any]:
-    """The pyperformance entries of the results file being replaced."""
+    """Return the pyperformance entries of the file being replaced."""
     try:
         with open(path) as f:
             old = json.load(f)

@@ -194,12 +194,10 @@ code_table_set(code_table *t, PyObject *key, void *value)
         old = t->slots[i].value;
         if (value != NULL) {
             t->slots[i].value = value;
-        }
-        else {
+        } else {
             code_table_remove_at(t, i);
         }
-    }
-    else if (value != NULL) {
+    } else if (value != NULL) {
         if (2 * (t->used + 1) > t->mask + 1) {
             if (code_table_grow(t) < 0) {
                 CODE_TABLE_UNLOCK(t);

@@ -16,12 +16,17 @@ exported functions, so the figures are what the build itself does.
   compiling and a value is stored in every code object.
 """
 
+from __future__ import annotations
+
+import importlib
 import json
 import sys
 import types
 import warnings
+from typing import Any
 
-import _lfl
+# Built into the harness (harness.c), so importable only inside it.
+_lfl = importlib.import_module("_lfl")
 
 SOURCE = """\
 def f(items, key=None):
@@ -34,15 +39,15 @@ def f(items, key=None):
 """
 
 
-def function_code(tag):
-    """A fresh code object of a small function."""
-    module = compile(SOURCE, "<memory %s>" % tag, "exec")
+def function_code(tag: object) -> types.CodeType:
+    """Return a fresh code object of a small function."""
+    module = compile(SOURCE, f"<memory {tag}>", "exec")
     return next(c for c in module.co_consts if isinstance(c, types.CodeType))
 
 
-def memory():
+def memory() -> dict[str, Any]:
     """Rows for 0, 1 and 4 consumers."""
-    indices = []
+    indices: list[int] = []
     rows = []
     for consumers in (0, 1, 4):
         while len(indices) < consumers:
@@ -62,7 +67,7 @@ def memory():
     return {"rows": rows}
 
 
-def walk(top):
+def walk(top: types.CodeType) -> list[types.CodeType]:
     """Every code object reachable from top, each once."""
     seen = {}
     stack = [top]
@@ -71,11 +76,13 @@ def walk(top):
         if id(code) in seen:
             continue
         seen[id(code)] = code
-        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+        stack.extend(
+            c for c in code.co_consts if isinstance(c, types.CodeType)
+        )
     return list(seen.values())
 
 
-def census(consumers, paths):
+def census(consumers: int, paths: list[str]) -> dict[str, Any]:
     """Code objects and their bytes when compiling the files."""
     index = _lfl.request_index() if consumers else None
     codes = 0
@@ -106,7 +113,7 @@ def census(consumers, paths):
     }
 
 
-def main(argv):
+def main(argv: list[str]) -> None:
     """Dispatch on the first argument."""
     if argv[1:2] == ["memory"]:
         result = memory()

@@ -464,7 +464,7 @@ def build_results(
 def _like_for_like_sections(
     data: dict[str, Any], plot: Callable[[str, str], list[nodes.Node]]
 ) -> list[nodes.Node]:
-    """The CPython 3.13.15 sections; a note when they were not run."""
+    """Return the CPython 3.13.15 sections, or a note why they are absent."""
     rows = data.get("like_for_like") or []
     if not rows:
         skipped = data.get("like_for_like_details", {}).get("skipped", {})
@@ -486,7 +486,7 @@ def _like_for_like_sections(
         rows,
         key=lambda r: (r["build"], order.get(r["design"], 9), ops[r["op"]]),
     )
-    sections = [
+    sections: list[nodes.Node] = [
         _section(
             "Like-for-like on CPython 3.13.15",
             *plot(
