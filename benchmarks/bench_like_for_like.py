@@ -237,6 +237,8 @@ class LikeForLike:
             log(f"building the like-for-like harness against {variant}")
             binary = build_harness(build, workdir / variant)
             harness = Harness(build, binary)
+            # Fails loudly if the watchers-table consumer is wrong.
+            harness.json("selftest")
             info = harness.json("info")
             if info["patched"] != build.patched:
                 raise RuntimeError(

@@ -34,6 +34,7 @@
  *   count CASE N         one case with N operations, instrumented under
  *                        callgrind (client requests) and nothing else
  *   threads N REPEATS    reads of one code object by 1 and 2 threads
+ *   selftest             check the watchers-table consumer's table
  *   run FILE [ARG...]    run a Python file with the `_lfl` module (index
  *                        request, get/set, flag, table size) importable
  */
@@ -472,7 +473,8 @@ typedef struct {
     size_t n;
     pthread_barrier_t *start;
     uintptr_t sum;
-    double cpu_ns; /* the thread's CPU time in its loop */
+    double cpu_ns;           /* the thread's CPU time in its loop */
+    double begin_ns, end_ns; /* wall clock around its loop */
     int failed;
 } reader;
 
@@ -493,6 +495,7 @@ reader_main(void *arg)
     Py_ssize_t index = get_index;
     uintptr_t acc = 0;
     pthread_barrier_wait(r->start);
+    r->begin_ns = now_ns();
     double cpu_start = thread_cpu_ns();
     for (size_t i = 0; i < r->n; i++) {
         PyObject *o = co;
@@ -509,14 +512,16 @@ reader_main(void *arg)
         acc += (uintptr_t)value;
     }
     r->cpu_ns = thread_cpu_ns() - cpu_start;
+    r->end_ns = now_ns();
     r->sum = acc;
     PyGILState_Release(state);
     return NULL;
 }
 
 /* Wall time of `threads` readers doing n reads each of one code object,
-   from the moment all are ready to the last one's end, and the most CPU
-   time one of them spent in its loop. */
+   from the first one's start to the last one's end (each thread reads
+   the clock itself: the main thread may wake up late from the barrier),
+   and the most CPU time one of them spent in its loop. */
 static int
 time_readers(int design, int threads, size_t n, double *ns, double *cpu)
 {
@@ -529,21 +534,23 @@ time_readers(int design, int threads, size_t n, double *ns, double *cpu)
        run, as Py_BEGIN_ALLOW_THREADS does. */
     PyThreadState *saved = PyEval_SaveThread();
     for (int t = 0; t < threads; t++) {
-        readers[t] = (reader){design, n, &start, 0, 0.0, 0};
+        readers[t] = (reader){design, n, &start, 0, 0.0, 0.0, 0.0, 0};
         pthread_create(&ids[t], NULL, reader_main, &readers[t]);
     }
     pthread_barrier_wait(&start);
-    double begin = now_ns();
+    double begin = 0.0, end = 0.0;
+    *cpu = 0.0;
     for (int t = 0; t < threads; t++) {
         pthread_join(ids[t], NULL);
         rc |= readers[t].failed;
         sink += readers[t].sum;
-    }
-    *ns = now_ns() - begin;
-    *cpu = 0.0;
-    for (int t = 0; t < threads; t++) {
+        if (t == 0 || readers[t].begin_ns < begin) {
+            begin = readers[t].begin_ns;
+        }
+        end = readers[t].end_ns > end ? readers[t].end_ns : end;
         *cpu = readers[t].cpu_ns > *cpu ? readers[t].cpu_ns : *cpu;
     }
+    *ns = end - begin;
     PyEval_RestoreThread(saved);
     pthread_barrier_destroy(&start);
     return rc ? -1 : 0;
@@ -587,6 +594,61 @@ cmd_threads(size_t n, int repeats)
     }
     printf("}}\n");
     return 0;
+}
+
+/* ---- selftest ------------------------------------------------------- */
+
+#define SELFTEST_KEYS 5000
+
+/* The watchers-table design must be right before its speed means
+   anything: lookups after growth and after backward-shift deletions,
+   and entries dropped (and values freed) by the watcher's DESTROY. */
+static int
+cmd_selftest(void)
+{
+    code_table t;
+    static PyObject *keys[SELFTEST_KEYS];
+    if (code_table_init(&t, NULL) < 0) {
+        return 1;
+    }
+    for (uintptr_t i = 0; i < SELFTEST_KEYS; i++) {
+        keys[i] = (PyObject *)(uintptr_t)(0x10000000 + 208 * (i + 1));
+        if (code_table_set(&t, keys[i], (void *)(i + 1)) < 0) {
+            return 1;
+        }
+    }
+    for (uintptr_t i = 0; i < SELFTEST_KEYS; i += 2) {
+        if (code_table_set(&t, keys[i], NULL) < 0) {
+            return 1;
+        }
+    }
+    int bad = 0;
+    for (uintptr_t i = 0; i < SELFTEST_KEYS; i++) {
+        void *want = i % 2 ? (void *)(i + 1) : NULL;
+        bad += code_table_get(&t, keys[i]) != want;
+    }
+    bad += t.used != SELFTEST_KEYS / 2;
+    bad += 2 * t.used > t.mask + 1;
+    code_table_fini(&t);
+    /* The watcher: a code object with a value in the free table is
+       destroyed; its entry must go and its value be freed once. */
+    long frees_before = frees;
+    size_t used_before = free_table.used;
+    PyObject *co = (PyObject *)PyCode_NewEmpty("lfl.py", "selftest", 1);
+    if (co == NULL ||
+        code_table_set(&free_table, co, (void *)(uintptr_t)7) < 0) {
+        return 1;
+    }
+    bad += free_table.used != used_before + 1;
+    Py_DECREF(co);
+    /* Free-threaded 3.13 defers the reference counting of code objects:
+       only the collector frees them. */
+    PyGC_Collect();
+    bad += free_table.used != used_before;
+    bad += frees != frees_before + 1;
+    printf("{\"selftest\": %s, \"failures\": %d}\n", bad ? "false" : "true",
+           bad);
+    return bad ? 1 : 0;
 }
 
 /* ---- the _lfl module for `run` -------------------------------------- */
@@ -766,7 +828,7 @@ static void
 usage(void)
 {
     fprintf(stderr, "usage: lfl info | time US REPEATS | count CASE N | "
-                    "threads N REPEATS | run FILE [ARG...]\n");
+                    "threads N REPEATS | selftest | run FILE [ARG...]\n");
 }
 
 int
@@ -792,6 +854,8 @@ lfl_main(int argc, char **argv)
         rc = cmd_time(atof(argv[2]), atoi(argv[3]));
     } else if (strcmp(argv[1], "count") == 0 && argc == 4) {
         rc = cmd_count(argv[2], strtoul(argv[3], NULL, 10));
+    } else if (strcmp(argv[1], "selftest") == 0) {
+        rc = cmd_selftest();
     } else if (strcmp(argv[1], "threads") == 0 && argc == 4) {
         rc = cmd_threads(strtoul(argv[2], NULL, 10), atoi(argv[3]));
     } else {
