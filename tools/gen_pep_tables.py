@@ -327,6 +327,7 @@ def _memory_lines(bench: Json) -> list[str]:
     memory = {
         (entry["implementation"], entry["consumers"]): entry["bytes_per_code"]
         for entry in bench["memory"]
+        if "implementation" in entry
     }
     stock = sorted(
         {impl for impl, _ in memory if impl.startswith("cpython-")},
