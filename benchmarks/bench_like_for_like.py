@@ -405,67 +405,78 @@ def _labels(lfl: LikeForLike) -> dict[str, dict[bool, str]]:
     return out
 
 
+#: What the byte counts are measured over, by whether a patched build
+#: was measured (see memory_rows).
+BASIS = {
+    True: "the patched build's code object with no consumer (its layout "
+    "has no extra storage at all)",
+    False: "the unpatched build's code object less its co_extra pointer "
+    "(no patched build measured)",
+}
+
+
 def memory_rows(
     lfl: LikeForLike, census: dict[str, dict[int, Any]]
 ) -> list[dict[str, Any]]:
     """Bytes per code object: stock, pep and watchers-table, k consumers.
 
     Bytes are counted over a code object with no extra storage at all:
-    the unpatched build's size less its ``co_extra`` pointer.  The
-    watchers-table design removes the pointer and pays, per consumer, its
-    table's bytes per entry at the size the standard-library census has.
+    the patched build's with no consumer when that build was measured
+    (removing the pointer can save more than 8 bytes, because of the
+    padding around it), otherwise the unpatched build's less its
+    ``co_extra`` pointer.  The watchers-table design has no pointer and
+    pays, per consumer, its table's bytes per entry at the size the
+    standard-library census has.
     """
     rows: list[dict[str, Any]] = []
     for label, by_patch in _labels(lfl).items():
         if False not in by_patch:
-            continue  # the bare size needs the unpatched build
+            continue  # stock and the table need the unpatched build
         base_variant = by_patch[False]
         base_build = lfl.harnesses[base_variant].build
-        pointer = 8 if base_build.pointer_field else 0
-        base = {
-            r["consumers"]: r
-            for r in lfl.probe(base_variant, "memory")["rows"]
-        }
-        bare = base[0]["sizeof_created"] - pointer
+        base = lfl.probe(base_variant, "memory")["rows"]
+        patched = (
+            lfl.probe(by_patch[True], "memory")["rows"]
+            if True in by_patch
+            else []
+        )
+        if patched:
+            bare = patched[0]["sizeof_created"]
+        else:
+            pointer = 8 if base_build.pointer_field else 0
+            bare = base[0]["sizeof_created"] - pointer
         per_entry = None
         if base_variant in census and 1 in census[base_variant]:
             one = census[base_variant][1]
             per_entry = one["table_bytes"] / one["code_objects"]
-        for k, row in base.items():
+        measured = [("stock", row) for row in base] + [
+            ("pep", row) for row in patched
+        ]
+        for design, row in measured:
             rows.append(
                 {
                     "build": label,
-                    "design": "stock",
-                    "consumers": k,
+                    "design": design,
+                    "consumers": row["consumers"],
                     "bytes_per_code": row["sizeof_stored"] - bare,
                     "sizeof_code": row["sizeof_stored"],
+                    "inline": row["inline"],
+                    "note": f"over {BASIS[bool(patched)]}",
                 }
             )
-            if per_entry is not None:
-                rows.append(
-                    {
-                        "build": label,
-                        "design": "watchers-table",
-                        "consumers": k,
-                        "bytes_per_code": round(k * per_entry),
-                        "note": "each consumer's table at the standard "
-                        "library's size (load <= 1/2, 16-byte entries); "
-                        "the co_extra pointer is removed in this design",
-                    }
-                )
-        if True in by_patch:
-            patched = lfl.probe(by_patch[True], "memory")["rows"]
-            for row in patched:
-                rows.append(
-                    {
-                        "build": label,
-                        "design": "pep",
-                        "consumers": row["consumers"],
-                        "bytes_per_code": row["sizeof_stored"] - bare,
-                        "sizeof_code": row["sizeof_stored"],
-                        "inline": row["inline"],
-                    }
-                )
+        if per_entry is not None:
+            rows += [
+                {
+                    "build": label,
+                    "design": "watchers-table",
+                    "consumers": row["consumers"],
+                    "bytes_per_code": round(row["consumers"] * per_entry),
+                    "note": "each consumer's table at the standard "
+                    "library's size (load <= 1/2, 16-byte entries); no "
+                    "co_extra pointer in this design",
+                }
+                for row in base
+            ]
     return rows
 
 
@@ -497,24 +508,32 @@ def run_census(lfl: LikeForLike, quick: bool) -> dict[str, dict[int, Any]]:
 def census_rows(
     lfl: LikeForLike, census: dict[str, dict[int, Any]]
 ) -> list[dict[str, Any]]:
-    """Price the census per design: extra bytes over bare code objects."""
+    """Price the census per design: extra bytes over bare code objects.
+
+    The basis is the same as memory_rows': the patched build with no
+    consumer when it was measured.
+    """
     rows: list[dict[str, Any]] = []
     for label, by_patch in _labels(lfl).items():
         if False not in by_patch:
             continue
         base_variant = by_patch[False]
-        pointer = 8 if lfl.harnesses[base_variant].build.pointer_field else 0
         base = census[base_variant]
         codes = base[0]["code_objects"]
-        bare = base[0]["sizeof_total"] - pointer * codes
+        pep = census[by_patch[True]] if True in by_patch else None
+        if pep is not None:
+            bare = pep[0]["sizeof_total"]
+        else:
+            build = lfl.harnesses[base_variant].build
+            pointer = 8 if build.pointer_field else 0
+            bare = base[0]["sizeof_total"] - pointer * codes
         extra = [
             ("stock", 0, base[0]["sizeof_total"] - bare),
             ("stock", 1, base[1]["sizeof_total"] - bare),
             ("watchers-table", 0, 0),
             ("watchers-table", 1, base[1]["table_bytes"]),
         ]
-        if True in by_patch:
-            pep = census[by_patch[True]]
+        if pep is not None:
             for k in (0, 1):
                 if pep[k]["code_objects"] != codes:
                     raise RuntimeError(

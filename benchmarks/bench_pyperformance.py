@@ -463,7 +463,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += label_rows
         details[label] = label_details
     results = json.loads(args.output.read_text(encoding="utf-8"))
-    results["pyperformance"] = rows
+    # A run of some builds keeps the figures of the others.
+    kept = [
+        row
+        for row in results.get("pyperformance", [])
+        if row["build"] not in pairs
+    ]
+    old_details = results.get("pyperformance_details", {})
+    for label in labels:
+        if label not in pairs and label in old_details:
+            details[label] = old_details[label]
+    results["pyperformance"] = kept + rows
     results["pyperformance_details"] = details
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     for row in rows:

