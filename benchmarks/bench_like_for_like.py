@@ -103,6 +103,12 @@ class Build:
         return "3.13t" if self.free_threaded else "3.13"
 
     @property
+    def build_key(self) -> str:
+        """The build's stamp: the hash of its source, patches and options."""
+        stamp = self.prefix.parent / "stamp"
+        return stamp.read_text(encoding="utf-8").strip()[:16]
+
+    @property
     def python(self) -> Path:
         """The installed interpreter."""
         return self.prefix / "bin" / f"python{self.abi}"

@@ -457,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "aa": "unpatched-again over unpatched: two runs of the same "
         "build, the noise floor of this machine",
         "skipped": skipped,
+        "build_keys": {
+            t.build.variant: t.build.build_key for t in targets.values()
+        },
         "load_average_at_end": list(os.getloadavg()),
         "pyperf": pyperf_version(),
         "host_python": sysconfig.get_python_version(),

@@ -693,6 +693,7 @@ def like_for_like_setup(
             "label": h.build.label,
             "patched": h.build.patched,
             "free_threaded": h.build.free_threaded,
+            "build_key": h.build.build_key,
         }
         for variant, h in lfl.harnesses.items()
     }
