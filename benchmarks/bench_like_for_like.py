@@ -81,6 +81,9 @@ class Build:
 
     variant: str
     prefix: Path
+    #: The build's stamp (a hash of source, patches and options), read
+    #: when the build was found: a rebuild may remove it mid-run.
+    build_key: str = ""
 
     @property
     def label(self) -> str:
@@ -101,12 +104,6 @@ class Build:
     def abi(self) -> str:
         """``3.13`` or ``3.13t``: the suffix of its library and headers."""
         return "3.13t" if self.free_threaded else "3.13"
-
-    @property
-    def build_key(self) -> str:
-        """The build's stamp: the hash of its source, patches and options."""
-        stamp = self.prefix.parent / "stamp"
-        return stamp.read_text(encoding="utf-8").strip()[:16]
 
     @property
     def python(self) -> Path:
@@ -132,8 +129,13 @@ def find_builds() -> tuple[dict[str, Build], dict[str, str]]:
     missing: dict[str, str] = {}
     root = cache_root()
     for variant in VARIANTS:
-        build = Build(variant, root / variant / "install")
-        if not (root / variant / "stamp").is_file():
+        stamp = root / variant / "stamp"
+        try:
+            key = stamp.read_text(encoding="utf-8").strip()[:16]
+        except OSError:
+            key = ""
+        build = Build(variant, root / variant / "install", key)
+        if not key:
             missing[variant] = (
                 f"no finished {variant} build (run python3 {BUILD_SCRIPT} "
                 f"--variant {variant})"

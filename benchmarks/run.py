@@ -679,7 +679,13 @@ def like_for_like_setup(
 ) -> tuple[bench_like_for_like.LikeForLike | None, dict[str, Any]]:
     """Build the like-for-like harness on every 3.13.15 build found."""
     builds, missing = bench_like_for_like.find_builds()
-    details: dict[str, Any] = {"skipped": missing}
+    details: dict[str, Any] = {
+        "skipped": missing,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "load_average_at_start": list(os.getloadavg()),
+    }
     if skip:
         details["skipped"] = {v: "--no-cpython313" for v in VARIANTS_313}
         return None, details
@@ -732,6 +738,56 @@ def previous_pyperformance(path: Path) -> dict[str, Any]:
     }
 
 
+def cpython313_only(settings: Settings, output: Path) -> int:
+    """Measure the 3.13.15 builds; replace their entries in ``output``."""
+    try:
+        results = json.loads(output.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"--cpython313-only updates an existing results file: {exc}"
+        ) from exc
+    with tempfile.TemporaryDirectory(prefix="coextra-bench-") as tmp:
+        lfl, details = like_for_like_setup(Path(tmp) / "lfl", skip=False)
+        if lfl is None:
+            raise SystemExit(
+                "no CPython 3.13.15 build: "
+                + "; ".join(details["skipped"].values())
+            )
+        for _ in range(settings.rounds):
+            lfl.time_round(settings.sample_us, settings.repeats)
+        extras = like_for_like_extras(lfl, settings)
+        rows = bench_like_for_like.like_for_like_rows(
+            lfl, extras.pop("counts")
+        )
+    results["like_for_like"] = rows
+    results["memory"] = [
+        r for r in results["memory"] if "build" not in r
+    ] + extras["memory"]
+    results["stdlib_census"] = extras["census"]
+    results["thread_scaling"] = extras["threads"]
+    results["like_for_like_details"] = details
+    lfl_targets = bench_like_for_like.targets(
+        rows, extras["memory"], extras["threads"]
+    )
+    results["targets"] = {
+        k: v
+        for k, v in results.get("targets", {}).items()
+        if not k.startswith("pep_")
+    } | lfl_targets
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    for row in rows:
+        count = row["instructions"]
+        print(
+            f"{row['build']:9} {row['design']:15} {row['op']:9} "
+            f"{row['ns']:7.2f} ns "
+            f"{'--' if count is None else f'{count:6.1f}'} instructions"
+        )
+    for name, target in lfl_targets.items():
+        verdict = "met" if target["met"] else "MISSED"
+        print(f"{name:45} {target['measured']:9.3f} {verdict}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -747,6 +803,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "even when they are built. Default: %(default)r",
     )
     parser.add_argument(
+        "--cpython313-only",
+        action="store_true",
+        help="Measure only the like-for-like cases on the CPython 3.13.15 "
+        "builds and replace them in the results file, keeping the rest. "
+        "Default: %(default)r",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=RESULTS,
@@ -754,6 +817,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings(args.quick)
+    if args.cpython313_only:
+        return cpython313_only(settings, args.output)
     host = bench_build.python_info(sys.executable)
     if host is None:
         raise RuntimeError("cannot query the running interpreter")

@@ -449,11 +449,12 @@ def like_for_like_block(bench_path: Path) -> list[str]:
             "CPython 3.13.15 with and without the patch series).*"
         ]
     machine = bench["machine"]
+    date = bench.get("like_for_like_details", {}).get("date", machine["date"])
     builds = [b for b in LFL_BUILDS if any(r["build"] == b for r in rows)]
     by = {(r["build"], r["design"], r["op"]): r for r in rows}
     lines = [
         f"Measured by ``tox -e bench-cpython`` on {machine['cpu']} "
-        f"({machine['cores']} cores), {machine['date'][:10]}: CPython "
+        f"({machine['cores']} cores), {date[:10]}: CPython "
         f"3.13.15 built from one source with and without the patch "
         f"series, with the GIL and free-threaded.  One C harness "
         f"(``benchmarks/cpython313/``), compiled against each build, "
