@@ -675,10 +675,21 @@ def targets(
 
 
 def like_for_like_setup(
-    workdir: Path, skip: bool
+    workdir: Path, skip: bool, labels: Sequence[str] = ()
 ) -> tuple[bench_like_for_like.LikeForLike | None, dict[str, Any]]:
-    """Build the like-for-like harness on every 3.13.15 build found."""
+    """Build the like-for-like harness on every 3.13.15 build found.
+
+    With ``labels``, only the builds of those labels (``3.13.15``,
+    ``3.13.15t``).
+    """
     builds, missing = bench_like_for_like.find_builds()
+    if labels:
+        builds = {v: b for v, b in builds.items() if b.label in labels}
+        missing = {
+            v: reason
+            for v, reason in missing.items()
+            if bench_like_for_like.VARIANTS[v][0] in labels
+        }
     details: dict[str, Any] = {
         "skipped": missing,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -738,8 +749,13 @@ def previous_pyperformance(path: Path) -> dict[str, Any]:
     }
 
 
-def cpython313_only(settings: Settings, output: Path) -> int:
-    """Measure the 3.13.15 builds; replace their entries in ``output``."""
+def cpython313_only(
+    settings: Settings, output: Path, labels: Sequence[str]
+) -> int:
+    """Measure the 3.13.15 builds; replace their entries in ``output``.
+
+    With ``labels``, only those builds' entries are replaced.
+    """
     try:
         results = json.loads(output.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -747,7 +763,9 @@ def cpython313_only(settings: Settings, output: Path) -> int:
             f"--cpython313-only updates an existing results file: {exc}"
         ) from exc
     with tempfile.TemporaryDirectory(prefix="coextra-bench-") as tmp:
-        lfl, details = like_for_like_setup(Path(tmp) / "lfl", skip=False)
+        lfl, details = like_for_like_setup(
+            Path(tmp) / "lfl", skip=False, labels=labels
+        )
         if lfl is None:
             raise SystemExit(
                 "no CPython 3.13.15 build: "
@@ -759,16 +777,36 @@ def cpython313_only(settings: Settings, output: Path) -> int:
         rows = bench_like_for_like.like_for_like_rows(
             lfl, extras.pop("counts")
         )
+    measured = {h.build.label for h in lfl.harnesses.values()}
+
+    def merged(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> Any:
+        return [r for r in old if r.get("build") not in measured] + new
+
+    rows = merged(results.get("like_for_like", []), rows)
     results["like_for_like"] = rows
+    memory = [r for r in results["memory"] if "build" in r]
+    memory = merged(memory, extras["memory"])
     results["memory"] = [
         r for r in results["memory"] if "build" not in r
-    ] + extras["memory"]
-    results["stdlib_census"] = extras["census"]
-    results["thread_scaling"] = extras["threads"]
-    results["like_for_like_details"] = details
-    lfl_targets = bench_like_for_like.targets(
-        rows, extras["memory"], extras["threads"]
+    ] + memory
+    results["stdlib_census"] = merged(
+        results.get("stdlib_census", []), extras["census"]
     )
+    threads = merged(results.get("thread_scaling", []), extras["threads"])
+    results["thread_scaling"] = threads
+    old_details = results.get("like_for_like_details", {})
+    details["builds"] = {
+        v: b
+        for v, b in old_details.get("builds", {}).items()
+        if b["label"] not in measured
+    } | details.get("builds", {})
+    details["skipped"] = {
+        v: reason
+        for v, reason in old_details.get("skipped", {}).items()
+        if v not in details["builds"]
+    } | details["skipped"]
+    results["like_for_like_details"] = details
+    lfl_targets = bench_like_for_like.targets(rows, memory, threads)
     results["targets"] = {
         k: v
         for k, v in results.get("targets", {}).items()
@@ -810,6 +848,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "Default: %(default)r",
     )
     parser.add_argument(
+        "--builds",
+        type=lambda text: [b for b in text.split(",") if b],
+        default=[],
+        help="With --cpython313-only: the build labels to measure "
+        "(3.13.15, 3.13.15t). Default: all",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=RESULTS,
@@ -818,7 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = Settings(args.quick)
     if args.cpython313_only:
-        return cpython313_only(settings, args.output)
+        return cpython313_only(settings, args.output, args.builds)
     host = bench_build.python_info(sys.executable)
     if host is None:
         raise RuntimeError("cannot query the running interpreter")
