@@ -496,9 +496,19 @@ def run_census(lfl: LikeForLike, quick: bool) -> dict[str, dict[int, Any]]:
         for consumers in (0, 1)
     ]
 
+    # Every build of a label compiles the same files: the unpatched
+    # build's standard library (the patch series adds tests to Lib).
+    sources: dict[str, Path] = {}
+    for harness in lfl.harnesses.values():
+        build = harness.build
+        if not build.patched or build.label not in sources:
+            sources[build.label] = build.stdlib
+
     def one(job: tuple[str, int]) -> Any:
         variant, consumers = job
-        files = _stdlib_files(lfl.harnesses[variant].build.stdlib, quick)
+        files = _stdlib_files(
+            sources[lfl.harnesses[variant].build.label], quick
+        )
         lfl.log(
             f"census: {len(files)} stdlib files on {variant}, "
             f"{consumers} consumer(s)"
