@@ -636,7 +636,15 @@ def targets(
         for op in OPS.values():
             stock = by.get((b, "stock", op))
             pep = by.get((b, "pep", op))
-            if stock and pep:
+            if (
+                stock
+                and pep
+                and None
+                not in (
+                    stock["instructions"],
+                    pep["instructions"],
+                )
+            ):
                 ratio(
                     f"pep_{op}_vs_stock_instructions_{b}",
                     pep["instructions"],
@@ -647,7 +655,15 @@ def targets(
                 )
         stock = by.get((b, "stock", "get"))
         late = by.get((b, "pep-late", "get"))
-        if stock and late:
+        if (
+            stock
+            and late
+            and None
+            not in (
+                stock["instructions"],
+                late["instructions"],
+            )
+        ):
             ratio(
                 f"pep_late_get_vs_stock_instructions_{b}",
                 late["instructions"],
