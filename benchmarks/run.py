@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_build
+import bench_like_for_like
 import bench_memory
 import bench_python
 import bench_stdlib
@@ -123,6 +124,11 @@ class Settings:
         self.stock_minors: tuple[int, ...] = (
             () if quick else (6, 7, 8, 9, 10, 11, 12, 13)
         )
+        # The like-for-like cases on the CPython 3.13.15 builds.
+        self.thread_reads = 200_000 if quick else 5_000_000
+        self.thread_repeats = 3 if quick else 9
+        # Compile a sample of about 40 stdlib files instead of all.
+        self.census_sample = quick
 
 
 _START = time.monotonic()
@@ -670,6 +676,160 @@ def targets(
     }
 
 
+def like_for_like_setup(
+    workdir: Path, skip: bool, labels: Sequence[str] = ()
+) -> tuple[bench_like_for_like.LikeForLike | None, dict[str, Any]]:
+    """Build the like-for-like harness on every 3.13.15 build found.
+
+    With ``labels``, only the builds of those labels (``3.13.15``,
+    ``3.13.15t``).
+    """
+    builds, missing = bench_like_for_like.find_builds()
+    if labels:
+        builds = {v: b for v, b in builds.items() if b.label in labels}
+        missing = {
+            v: reason
+            for v, reason in missing.items()
+            if bench_like_for_like.VARIANTS[v][0] in labels
+        }
+    details: dict[str, Any] = {
+        "skipped": missing,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+    if skip:
+        details["skipped"] = {v: "--no-cpython313" for v in VARIANTS_313}
+        return None, details
+    for variant, reason in missing.items():
+        log(f"like-for-like: {variant} skipped: {reason}")
+    if not builds:
+        return None, details
+    lfl = bench_like_for_like.LikeForLike(builds, workdir, log)
+    details["builds"] = {
+        variant: {
+            "label": h.build.label,
+            "patched": h.build.patched,
+            "free_threaded": h.build.free_threaded,
+            "build_key": h.build.build_key,
+        }
+        for variant, h in lfl.harnesses.items()
+    }
+    return lfl, details
+
+
+VARIANTS_313 = tuple(bench_like_for_like.VARIANTS)
+
+
+def like_for_like_extras(
+    lfl: bench_like_for_like.LikeForLike | None, settings: Settings
+) -> dict[str, Any]:
+    """Instructions, census, memory and threads of the 3.13.15 builds."""
+    if lfl is None:
+        return {}
+    counts = lfl.instructions(settings.callgrind_n, settings.quick)
+    census = bench_like_for_like.run_census(
+        lfl, settings.quick or settings.census_sample
+    )
+    return {
+        "counts": counts,
+        "census": bench_like_for_like.census_rows(lfl, census),
+        "memory": bench_like_for_like.memory_rows(lfl, census),
+        "threads": lfl.threads(settings.thread_reads, settings.thread_repeats),
+    }
+
+
+def previous_pyperformance(path: Path) -> dict[str, Any]:
+    """Return the pyperformance entries of the file being replaced."""
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        old = {}
+    return {
+        "pyperformance": old.get("pyperformance", []),
+        "pyperformance_details": old.get("pyperformance_details", {}),
+    }
+
+
+def cpython313_only(
+    settings: Settings, output: Path, labels: Sequence[str]
+) -> int:
+    """Measure the 3.13.15 builds; replace their entries in ``output``.
+
+    With ``labels``, only those builds' entries are replaced.
+    """
+    try:
+        results = json.loads(output.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(
+            f"--cpython313-only updates an existing results file: {exc}"
+        ) from exc
+    with tempfile.TemporaryDirectory(prefix="coextra-bench-") as tmp:
+        lfl, details = like_for_like_setup(
+            Path(tmp) / "lfl", skip=False, labels=labels
+        )
+        if lfl is None:
+            raise SystemExit(
+                "no CPython 3.13.15 build: "
+                + "; ".join(details["skipped"].values())
+            )
+        for _ in range(settings.rounds):
+            lfl.time_round(settings.sample_us, settings.repeats)
+        extras = like_for_like_extras(lfl, settings)
+        rows = bench_like_for_like.like_for_like_rows(
+            lfl, extras.pop("counts")
+        )
+    measured = {h.build.label for h in lfl.harnesses.values()}
+
+    def merged(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> Any:
+        return [r for r in old if r.get("build") not in measured] + new
+
+    rows = merged(results.get("like_for_like", []), rows)
+    results["like_for_like"] = rows
+    memory = [r for r in results["memory"] if "build" in r]
+    memory = merged(memory, extras["memory"])
+    results["memory"] = [
+        r for r in results["memory"] if "build" not in r
+    ] + memory
+    results["stdlib_census"] = merged(
+        results.get("stdlib_census", []), extras["census"]
+    )
+    threads = merged(results.get("thread_scaling", []), extras["threads"])
+    results["thread_scaling"] = threads
+    old_details = results.get("like_for_like_details", {})
+    details["builds"] = {
+        v: b
+        for v, b in old_details.get("builds", {}).items()
+        if b["label"] not in measured
+    } | details.get("builds", {})
+    details["skipped"] = {
+        v: reason
+        for v, reason in old_details.get("skipped", {}).items()
+        if v not in details["builds"]
+    } | details["skipped"]
+    results["like_for_like_details"] = details
+    lfl_targets = bench_like_for_like.targets(rows, memory, threads)
+    results["targets"] = {
+        k: v
+        for k, v in results.get("targets", {}).items()
+        if not k.startswith("pep_")
+    } | lfl_targets
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    for row in rows:
+        count = row["instructions"]
+        print(
+            f"{row['build']:9} {row['design']:15} {row['op']:9} "
+            f"{row['ns']:7.2f} ns "
+            f"{'--' if count is None else f'{count:6.1f}'} instructions"
+        )
+    for name, target in lfl_targets.items():
+        verdict = "met" if target["met"] else "MISSED"
+        print(f"{name:45} {target['measured']:9.3f} {verdict}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks and write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -679,6 +839,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Small sizes, for the smoke test. Default: %(default)r",
     )
     parser.add_argument(
+        "--no-cpython313",
+        action="store_true",
+        help="Skip the like-for-like cases on the CPython 3.13.15 builds "
+        "even when they are built. Default: %(default)r",
+    )
+    parser.add_argument(
+        "--cpython313-only",
+        action="store_true",
+        help="Measure only the like-for-like cases on the CPython 3.13.15 "
+        "builds and replace them in the results file, keeping the rest. "
+        "Default: %(default)r",
+    )
+    parser.add_argument(
+        "--census-sample",
+        action="store_true",
+        help="Census of about 40 stdlib files instead of the whole "
+        "standard library (minutes less on the free-threaded builds). "
+        "Default: %(default)r",
+    )
+    parser.add_argument(
+        "--builds",
+        type=lambda text: [b for b in text.split(",") if b],
+        default=[],
+        help="With --cpython313-only: the build labels to measure "
+        "(3.13.15, 3.13.15t). Default: all",
+    )
+    parser.add_argument(
         "--output",
         type=Path,
         default=RESULTS,
@@ -686,6 +873,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = Settings(args.quick)
+    settings.census_sample = settings.census_sample or args.census_sample
+    if args.cpython313_only:
+        return cpython313_only(settings, args.output, args.builds)
     host = bench_build.python_info(sys.executable)
     if host is None:
         raise RuntimeError("cannot query the running interpreter")
@@ -697,28 +887,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             "`tox -e bench`.",
             "machine": machine_info(settings, host),
         }
+        lfl, lfl_details = like_for_like_setup(
+            Path(tmp) / "lfl", args.no_cpython313
+        )
         timer = CaseTimer(binary, settings)
         timer.round()
+        if lfl is not None:
+            lfl.time_round(settings.sample_us, settings.repeats)
         sample = bench_stdlib.typical_sample(
             host.stdlib, settings.sample_modules
         )
         hook_case, hook_details = hook_overhead(binary, host, settings, sample)
         if settings.rounds > 1:
             timer.round()
+            if lfl is not None:
+                lfl.time_round(settings.sample_us, settings.repeats)
         results["instructions"] = instructions(binary, settings, sample)
         reference_hook_instructions(
             results["instructions"], hook_details["reference"]
         )
         mem = memory(binary, settings)
+        lfl_results = like_for_like_extras(lfl, settings)
         while timer.rounds < settings.rounds:
             timer.round()
+            if lfl is not None:
+                lfl.time_round(settings.sample_us, settings.repeats)
+        if lfl is not None:
+            lfl_results["like_for_like"] = (
+                bench_like_for_like.like_for_like_rows(
+                    lfl, lfl_results.pop("counts")
+                )
+            )
         cases = micro_cases(timer, settings)
         floor = next(c["ns_min"] for c in cases if c["name"] == "raw_load")
         hook_case["ratio_to_raw_load"] = hook_case["ns_min"] / floor
         cases.append(hook_case)
         results["cases"] = cases
         results["hook_overhead"] = hook_details
-        results["memory"] = mem
+        results["memory"] = mem + lfl_results.get("memory", [])
+    results["like_for_like"] = lfl_results.get("like_for_like", [])
+    results["stdlib_census"] = lfl_results.get("census", [])
+    results["thread_scaling"] = lfl_results.get("threads", [])
+    results["like_for_like_details"] = lfl_details
+    # The pyperformance figures come from their own environment
+    # (bench_pyperformance.py, `tox -e bench-cpython`): keep them.
+    results.update(previous_pyperformance(args.output))
     results["stdlib"], results["stdlib_details"] = stdlib_designs(
         host, settings, mem
     )
@@ -728,6 +941,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     }
     results["targets"] = targets(cases, mem, hook_case)
+    results["targets"].update(
+        bench_like_for_like.targets(
+            results["like_for_like"],
+            lfl_results.get("memory", []),
+            results["thread_scaling"],
+        )
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(results, f, indent=2)

@@ -48,7 +48,7 @@ def quick_results(tmp_path_factory: pytest.TempPathFactory) -> Any:
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert proc.returncode == 0, f"run.py --quick failed:\n{proc.stderr}"
@@ -85,7 +85,7 @@ def test_reference_pays_nothing_without_consumers(
     rows = [
         r
         for r in quick_results["memory"]
-        if r["implementation"] == "reference" and r["consumers"] == 0
+        if r.get("implementation") == "reference" and r["consumers"] == 0
     ]
     assert [r["bytes_per_code"] for r in rows] == [0]
 
@@ -107,3 +107,53 @@ def test_committed_results_validate() -> None:
     if not LATEST.exists():
         pytest.skip("no committed results yet")
     jsonschema.validate(load(LATEST), load(SCHEMA))
+
+
+def test_like_for_like_runs_or_says_why(quick_results: Any) -> None:
+    """Each CPython 3.13.15 build is measured or skipped with a reason."""
+    details = quick_results["like_for_like_details"]
+    measured = set(details.get("builds", {}))
+    skipped = details["skipped"]
+    assert measured | set(skipped) == {
+        "baseline",
+        "baseline-ft",
+        "patched",
+        "patched-ft",
+    }
+    for variant, reason in skipped.items():
+        assert reason, variant
+        assert "\n" not in reason, variant
+    rows = quick_results["like_for_like"]
+    if not measured:
+        assert rows == []
+        return
+    for variant, build in details["builds"].items():
+        designs = {
+            r["design"]
+            for r in rows
+            if r["variant"] == variant and r["op"] == "get"
+        }
+        expected = (
+            {"pep", "pep-late"}
+            if build["patched"]
+            else {"stock", "watchers-table"}
+        )
+        assert designs == expected, variant
+    counted = [r for r in rows if r["op"] == "get"]
+    assert all(r["instructions"] > 0 for r in counted), counted
+
+
+def test_like_for_like_memory_counts_the_pointer(quick_results: Any) -> None:
+    """Stock pays at least its co_extra pointer unused; the table 0."""
+    rows = {
+        (r["build"], r["design"], r["consumers"]): r["bytes_per_code"]
+        for r in quick_results["memory"]
+        if "build" in r
+    }
+    if not rows:
+        pytest.skip("no CPython 3.13.15 build in the cache")
+    for (build, design, consumers), value in rows.items():
+        if design == "stock" and consumers == 0:
+            assert value >= 8, build
+        if design == "watchers-table" and consumers == 0:
+            assert value == 0, build

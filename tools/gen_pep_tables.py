@@ -5,7 +5,7 @@ Usage::
     python tools/gen_pep_tables.py            # rewrite the blocks
     python tools/gen_pep_tables.py --check    # exit 1 if they are stale
 
-Two ``.. BEGIN GENERATED: <name>`` blocks of ``pep/pep-8523.rst`` are
+The ``.. BEGIN GENERATED: <name>`` blocks of ``pep/pep-8523.rst`` are
 derived, never written by hand:
 
 ``cpython-deviations``
@@ -18,6 +18,12 @@ derived, never written by hand:
     Rationale: the costs of each design, from
     ``benchmarks/results/latest.json`` and the patched interpreter's
     ``implementations/cpython-3.11/results.json``.
+``like-for-like``
+    Rationale: every design through the functions it exports, on
+    CPython 3.13.15 patched and unpatched (default and free-threaded),
+    from the ``like_for_like``, ``memory``, ``stdlib_census``,
+    ``thread_scaling`` and ``pyperformance`` lists of
+    ``benchmarks/results/latest.json`` (``tox -e bench-cpython``).
 
 Standard library only; ``tox -e regen`` runs it, ``tox -e lint`` checks it.
 ``tox -e bench`` previews the blocks with its fresh figures in
@@ -263,10 +269,19 @@ def benchmark_block(bench_path: Path, patched_path: Path) -> list[str]:
     ]
     rows = [
         ("raw_load", "raw array load (the floor)"),
-        ("reference_get_inline", "proposal, inline storage"),
-        ("cpython_get", "stock API (always-present pointer)"),
+        (
+            "reference_get_inline",
+            "reference model, static inline reader, inline storage "
+            "(not proposed as API)",
+        ),
+        ("reference_get_call", "reference model, exported Get, inline"),
+        ("cpython_get", "stock CPython API (always-present pointer)"),
         ("c_hash_get", "side hash table in C"),
-        ("reference_get_fallback", "proposal, out-of-line fallback"),
+        (
+            "reference_get_fallback",
+            "reference model, static inline reader, out-of-line "
+            "(not proposed as API)",
+        ),
         ("py_dict_get", "Python ``dict`` keyed by code"),
         ("py_weakkeydict_get", "Python ``WeakKeyDictionary``"),
     ]
@@ -288,8 +303,13 @@ def benchmark_block(bench_path: Path, patched_path: Path) -> list[str]:
     vs_hash = _case(bench, "c_hash_get")["ns_min"] / inline
     lines += [
         "",
-        f"The inline read takes {vs_stock:.2f} times as long as the stock "
-        f"API's read and is {vs_hash:.1f} times "
+        f"These cases run the reference model (``reference_impl/``, not "
+        f"CPython) on the host CPython {machine['python']}; the "
+        f"like-for-like figures measure every design through what it "
+        f"exports in one CPython.  The static inline reader "
+        f"(``coextra_get_extra_fast``) is not part of the proposed API: "
+        f"it takes {vs_stock:.2f} times as long as the stock API's "
+        f"exported read and is {vs_hash:.1f} times "
         f"faster than the C hash table; when each read depends on the "
         f"previous one (a pointer chase, as in a JIT's dispatch) it is "
         f"{inline_chain / raw_chain:.2f} times the raw load.  A "
@@ -310,6 +330,7 @@ def _memory_lines(bench: Json) -> list[str]:
     memory = {
         (entry["implementation"], entry["consumers"]): entry["bytes_per_code"]
         for entry in bench["memory"]
+        if "implementation" in entry
     }
     stock = sorted(
         {impl for impl, _ in memory if impl.startswith("cpython-")},
@@ -406,11 +427,184 @@ def _patched_lines(patched: Json) -> list[str]:
     return lines
 
 
+#: Designs of the like-for-like lists, in table order, with their labels.
+LFL_DESIGNS = {
+    "stock": "stock (``co_extra`` pointer)",
+    "pep": "PEP, inline slot",
+    "pep-late": "PEP, late consumer (out-of-line)",
+    "watchers-table": "consumer's hash table + code watcher",
+}
+LFL_OPS = {"get": "get", "set": "set", "set-free": "set over a value"}
+LFL_BUILDS = {"3.13.15": "default build", "3.13.15t": "free-threaded"}
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "--" if value is None else f"{value:.{digits}f}"
+
+
+def like_for_like_block(bench_path: Path) -> list[str]:
+    """Return the lines of the ``like-for-like`` block."""
+    bench = _load(bench_path) if bench_path.is_file() else {}
+    rows = bench.get("like_for_like") or []
+    if not rows:
+        return [
+            "*Not measured yet: run* ``tox -e bench-cpython`` *(it builds "
+            "CPython 3.13.15 with and without the patch series).*"
+        ]
+    machine = bench["machine"]
+    date = bench.get("like_for_like_details", {}).get("date", machine["date"])
+    builds = [b for b in LFL_BUILDS if any(r["build"] == b for r in rows)]
+    by = {(r["build"], r["design"], r["op"]): r for r in rows}
+    lines = [
+        f"Measured by ``tox -e bench-cpython`` on {machine['cpu']} "
+        f"({machine['cores']} cores), {date[:10]}: CPython "
+        f"3.13.15 built from one source with and without the patch "
+        f"series, with the GIL and free-threaded.  One C harness "
+        f"(``benchmarks/cpython313/``), compiled against each build, "
+        f"calls what each design exports through the PLT, as an "
+        f"extension module does: ``PyUnstable_Code_GetExtra`` / "
+        f"``SetExtra`` of the unpatched build (*stock*) and of the "
+        f"patched build, on a code object created after the consumer's "
+        f"index (*PEP*) or before it (*late consumer*); and, on the "
+        f"unpatched build, a consumer that keeps its values in its own "
+        f"open-addressing hash table keyed by the code object and drops "
+        f"them from a code watcher's ``PY_CODE_EVENT_DESTROY`` (no "
+        f"``co_extra`` at all).  *set* stores into an empty slot; *set "
+        f"over a value* replaces one, and the free function runs.  "
+        f"Instructions per operation come from callgrind, less the empty "
+        f"loop's; ns is the least time per operation over interleaved "
+        f"samples, loop included.",
+        "",
+        ".. list-table:: Cost per operation, instructions (ns)",
+        "   :header-rows: 1",
+        "",
+        "   * - Design",
+        "     - Operation",
+    ]
+    lines += [f"     - {b} ({LFL_BUILDS[b]})" for b in builds]
+    for design, label in LFL_DESIGNS.items():
+        for op, op_label in LFL_OPS.items():
+            cells = [by.get((b, design, op)) for b in builds]
+            if not any(cells):
+                continue
+            lines += [f"   * - {label}", f"     - {op_label}"]
+            for cell in cells:
+                if cell is None:
+                    lines.append("     - --")
+                    continue
+                lines.append(
+                    f"     - {_fmt(cell['instructions'], 0)} "
+                    f"({cell['ns']:.2f} ns)"
+                )
+    lines.append("")
+    lines += _lfl_memory_lines(bench, builds)
+    lines += _lfl_other_lines(bench, builds)
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _lfl_memory_lines(bench: Json, builds: list[str]) -> list[str]:
+    memory = {
+        (m["build"], m["design"], m["consumers"]): m["bytes_per_code"]
+        for m in bench.get("memory", [])
+        if "build" in m
+    }
+    if not memory:
+        return []
+    lines = [
+        ".. list-table:: Extra bytes per code object, by consumers "
+        "(over the patched build's code object with no consumer)",
+        "   :header-rows: 1",
+        "",
+        "   * - Design",
+        "     - Build",
+        "     - 0",
+        "     - 1",
+        "     - 4",
+    ]
+    for design in ("stock", "pep", "watchers-table"):
+        for b in builds:
+            values = [memory.get((b, design, k)) for k in (0, 1, 4)]
+            if all(v is None for v in values):
+                continue
+            lines += [f"   * - {LFL_DESIGNS[design]}", f"     - {b}"]
+            lines += [f"     - {'--' if v is None else v}" for v in values]
+    lines.append("")
+    census = {
+        (c["build"], c["design"], c["consumers"]): c
+        for c in bench.get("stdlib_census", [])
+    }
+    if census:
+        lines += [
+            ".. list-table:: Compiling the standard library of 3.13.15: "
+            "extra bytes over all its code objects",
+            "   :header-rows: 1",
+            "",
+            "   * - Design",
+            "     - Build",
+            "     - Code objects",
+            "     - No consumer",
+            "     - One consumer",
+        ]
+        for design in ("stock", "pep", "watchers-table"):
+            for b in builds:
+                none = census.get((b, design, 0))
+                one = census.get((b, design, 1))
+                if none is None or one is None:
+                    continue
+                lines += [
+                    f"   * - {LFL_DESIGNS[design]}",
+                    f"     - {b}",
+                    f"     - {none['code_objects']:,}",
+                    f"     - {none['extra_bytes']:,}",
+                    f"     - {one['extra_bytes']:,}",
+                ]
+        lines.append("")
+    return lines
+
+
+def _lfl_other_lines(bench: Json, builds: list[str]) -> list[str]:
+    lines = []
+    threads = bench.get("thread_scaling") or []
+    if threads:
+        parts = [
+            f"{LFL_DESIGNS[t['design']]} {t['ratio']:.2f}" for t in threads
+        ]
+        lines += [
+            "Reads of one code object on the free-threaded build, two "
+            "threads over one (reads per second, 2.0 is perfect "
+            "scaling): " + "; ".join(parts) + ".",
+            "",
+        ]
+    perf = bench.get("pyperformance") or []
+    if perf:
+        details = bench.get("pyperformance_details", {})
+        parts = []
+        for row in perf:
+            lo, hi = row["spread"]
+            consumer = "one consumer" if row["consumer"] else "no consumer"
+            parts.append(
+                f"{row['build']}, {consumer}: {row['geomean']:.3f} "
+                f"[{lo:.3f}, {hi:.3f}] (A/A {row['aa_geomean']:.3f})"
+            )
+        count = len(details.get("benchmarks", [])) or perf[0]["benchmarks"]
+        lines += [
+            f"pyperformance, {count} benchmarks, patched over unpatched, "
+            f"geometric mean with its 95 % interval; the A/A figure "
+            f"runs the unpatched build against itself and shows the "
+            f"noise of this shared machine: " + "; ".join(parts) + ".",
+            "",
+        ]
+    return lines
+
+
 def blocks(bench: Path = BENCH) -> dict[str, Callable[[], list[str]]]:
     """Return the builder of each generated block, by block name."""
     return {
         "cpython-deviations": lambda: deviations_block(RESULTS),
         "benchmark-figures": lambda: benchmark_block(bench, PATCHED),
+        "like-for-like": lambda: like_for_like_block(bench),
     }
 
 

@@ -32,7 +32,11 @@ logger = logging.getLogger(__name__)
 IMAGE_DIR = "_images"
 
 #: The plots, in page order; each has a ``draw_<name>`` function below.
-PLOTS = ("cases", "memory", "stdlib")
+PLOTS = ("like_for_like", "cases", "memory", "stdlib")
+
+#: Order and labels of the like-for-like designs and operations.
+LFL_DESIGNS = ("stock", "pep", "pep-late", "watchers-table")
+LFL_OPS = ("get", "set", "set-free")
 
 
 class BenchmarkFileError(ValueError):
@@ -186,10 +190,53 @@ def _grouped_bars(
     _save(figure, target)
 
 
+def draw_like_for_like(data: dict[str, Any], target: Path) -> None:
+    """Instructions per operation of each design, CPython 3.13.15."""
+    rows = [
+        r
+        for r in data.get("like_for_like", [])
+        if r.get("instructions") is not None
+    ]
+    groups = [
+        (design, build)
+        for build in sorted({r["build"] for r in rows})
+        for design in LFL_DESIGNS
+        if any(r["build"] == build and r["design"] == design for r in rows)
+    ]
+    figure, axes = _figure(len(groups) * len(LFL_OPS) // 2 + 2)
+    height = 0.8 / len(LFL_OPS)
+    for offset, op in enumerate(LFL_OPS):
+        values = []
+        for design, build in groups:
+            match = [
+                r["instructions"]
+                for r in rows
+                if (r["design"], r["build"], r["op"]) == (design, build, op)
+            ]
+            values.append(match[0] if match else 0)
+        axes.barh(
+            [i + offset * height for i in range(len(groups))],
+            values,
+            height=height,
+            label=op,
+        )
+    axes.set_yticks(
+        [i + height * (len(LFL_OPS) - 1) / 2 for i in range(len(groups))],
+        labels=[f"{design} ({build})" for design, build in groups],
+    )
+    axes.invert_yaxis()
+    axes.set_xlabel("instructions per operation (callgrind, less the loop)")
+    axes.grid(axis="x", color="#dddddd")
+    axes.set_axisbelow(True)
+    if groups:
+        axes.legend(loc="best")
+    _save(figure, target)
+
+
 def draw_memory(data: dict[str, Any], target: Path) -> None:
     """Extra-storage bytes per code object, by implementation."""
     _grouped_bars(
-        data["memory"],
+        [r for r in data["memory"] if "implementation" in r],
         "implementation",
         "bytes_per_code",
         "extra-storage bytes per code object",
@@ -209,6 +256,7 @@ def draw_stdlib(data: dict[str, Any], target: Path) -> None:
 
 
 DRAW: dict[str, Callable[[dict[str, Any], Path], None]] = {
+    "like_for_like": draw_like_for_like,
     "cases": draw_cases,
     "memory": draw_memory,
     "stdlib": draw_stdlib,
@@ -371,7 +419,7 @@ def build_results(
         (("name", "Case"), ("count", "Instructions per operation")),
     )
     memory = _rows_table(
-        data["memory"],
+        [r for r in data["memory"] if "implementation" in r],
         (
             ("implementation", "Implementation"),
             ("consumers", "Consumers"),
@@ -392,6 +440,7 @@ def build_results(
     )
     return [
         _section("Targets", targets),
+        *_like_for_like_sections(data, plot),
         _section(
             "Micro cases",
             *plot("cases", "bar chart: ns per operation of each case"),
@@ -410,6 +459,132 @@ def build_results(
         ),
         _section("Machine", run),
     ]
+
+
+def _like_for_like_sections(
+    data: dict[str, Any], plot: Callable[[str, str], list[nodes.Node]]
+) -> list[nodes.Node]:
+    """Return the CPython 3.13.15 sections, or a note why they are absent."""
+    rows = data.get("like_for_like") or []
+    if not rows:
+        skipped = data.get("like_for_like_details", {}).get("skipped", {})
+        text = "Not measured in this run"
+        if skipped:
+            text += ": " + "; ".join(
+                f"{variant}: {reason}" for variant, reason in skipped.items()
+            )
+        text += "."
+        return [
+            _section(
+                "Like-for-like on CPython 3.13.15",
+                nodes.paragraph(text, text, classes=["coextra-none"]),
+            )
+        ]
+    order = {d: i for i, d in enumerate(LFL_DESIGNS)}
+    ops = {o: i for i, o in enumerate(LFL_OPS)}
+    rows = sorted(
+        rows,
+        key=lambda r: (r["build"], order.get(r["design"], 9), ops[r["op"]]),
+    )
+    sections: list[nodes.Node] = [
+        _section(
+            "Like-for-like on CPython 3.13.15",
+            *plot(
+                "like_for_like",
+                "bar chart: instructions per operation of each design",
+            ),
+            _rows_table(
+                rows,
+                (
+                    ("build", "Build"),
+                    ("design", "Design"),
+                    ("op", "Operation"),
+                    ("instructions", "Instructions"),
+                    ("ns", "ns (min)"),
+                    ("ns_median", "ns (median)"),
+                    ("ns_empty_loop", "ns, empty loop"),
+                ),
+            ),
+        )
+    ]
+    memory = [r for r in data.get("memory", []) if "build" in r]
+    if memory:
+        sections.append(
+            _section(
+                "Bytes per code object on CPython 3.13.15",
+                _rows_table(
+                    memory,
+                    (
+                        ("build", "Build"),
+                        ("design", "Design"),
+                        ("consumers", "Consumers"),
+                        ("bytes_per_code", "Extra bytes per code object"),
+                        ("sizeof_code", "sizeof"),
+                        ("note", "Note"),
+                    ),
+                ),
+            )
+        )
+    census = data.get("stdlib_census") or []
+    if census:
+        sections.append(
+            _section(
+                "Standard library census on CPython 3.13.15",
+                _rows_table(
+                    census,
+                    (
+                        ("build", "Build"),
+                        ("design", "Design"),
+                        ("consumers", "Consumers"),
+                        ("code_objects", "Code objects"),
+                        ("extra_bytes", "Extra bytes"),
+                        ("files", "Files"),
+                    ),
+                ),
+            )
+        )
+    threads = data.get("thread_scaling") or []
+    if threads:
+        sections.append(
+            _section(
+                "Read scaling on the free-threaded build",
+                _rows_table(
+                    threads,
+                    (
+                        ("build", "Build"),
+                        ("design", "Design"),
+                        ("reads_per_s_1", "Reads/s, 1 thread"),
+                        ("reads_per_s_2", "Reads/s, 2 threads"),
+                        ("ratio", "2 threads / 1"),
+                    ),
+                ),
+            )
+        )
+    perf = data.get("pyperformance") or []
+    if perf:
+        sections.append(
+            _section(
+                "pyperformance, patched over unpatched",
+                _rows_table(
+                    [
+                        {**r, "consumer": "one" if r["consumer"] else "none"}
+                        for r in perf
+                    ],
+                    (
+                        ("build", "Build"),
+                        ("consumer", "Consumer"),
+                        ("geomean", "Geometric mean"),
+                        ("spread", "95 % interval"),
+                        ("min", "Least"),
+                        ("max", "Greatest"),
+                        ("aa_geomean", "A/A geometric mean"),
+                        ("aa_spread", "A/A interval"),
+                        ("benchmarks", "Benchmarks"),
+                    ),
+                ),
+            )
+        )
+    return sections
 
 
 class BenchmarkTables(SphinxPostTransform):
