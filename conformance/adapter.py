@@ -64,6 +64,9 @@ class Capability(str, enum.Enum):
     ALLOC_FAILURE = "alloc-failure"
     #: ``copy_code`` copies code objects (replace(), unmarshal).
     COPY = "copy"
+    #: The session is an :class:`OwnGilSession`: it can create interpreters
+    #: with their own GIL (PEP 684), besides those of ``new_interpreter``.
+    OWN_GIL = "own-gil"
 
 
 class ApiError(Exception):
@@ -281,6 +284,17 @@ class Session(Protocol):
 
     def close(self) -> None:
         """Drop every handle and finalize the session's interpreters."""
+
+
+class OwnGilSession(Session, Protocol):
+    """A session of an implementation declaring ``Capability.OWN_GIL``."""
+
+    def new_own_gil_interpreter(self) -> Handle:
+        """Create an interpreter with its own GIL (PEP 684).
+
+        Same contract as ``new_interpreter``; on CPython 3.12+ this is
+        ``Py_NewInterpreterFromConfig`` with ``PyInterpreterConfig_OWN_GIL``.
+        """
 
 
 @runtime_checkable

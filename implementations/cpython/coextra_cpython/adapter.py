@@ -1,4 +1,4 @@
-"""The suite's view of a stock CPython 3.6-3.13 (or a PEP 8523 build).
+"""The suite's view of a stock CPython 3.6-3.15 (or a PEP 8523 build).
 
 pytest runs on the host Python; the interpreter under test runs
 ``worker.py`` in a separate process and calls the real co_extra API
@@ -89,6 +89,12 @@ class CPythonSession:
     def new_interpreter(self) -> Handle:
         """Create a sub-interpreter with Py_NewInterpreter()."""
         return Ref("interpreter", self._call("new_interpreter"))
+
+    def new_own_gil_interpreter(self) -> Handle:
+        """Create an interpreter with its own GIL (3.12+, PEP 684)."""
+        return Ref(
+            "interpreter", self._call("new_interpreter", own_gil=True)
+        )
 
     def end_interpreter(self, interp: Handle) -> None:
         """Finalize a sub-interpreter with Py_EndInterpreter()."""
@@ -305,11 +311,11 @@ class CPythonImplementation:
         """Probe ``interpreter``, build the extension, start a worker.
 
         Raises AdapterLoadError with a one-line message when the
-        interpreter is missing, not CPython, outside 3.6-3.13 without the
+        interpreter is missing, not CPython, outside 3.6-3.15 without the
         PEP 8523 API, or when no C compiler can build the extension.
         """
         self.interpreter = interpreter or os.environ.get(ENV_VAR) or "python3"
-        self.target = _build.probe(self.interpreter)
+        self.target = _build.probe(self.interpreter, _build.target_root())
         try:
             build_dir = _build.build(self.target)
         except _build.AdapterLoadError:
@@ -318,15 +324,7 @@ class CPythonImplementation:
                     _build.out_of_range(self.target)
                 ) from None
             raise
-        self._argv = [
-            self.target.executable,
-            "-I",  # ignore PYTHON* variables and the user's site-packages
-            "-S",  # no site: faster start-up, nothing from site-packages
-            "-X",
-            "faulthandler",  # a crash leaves a traceback on stderr
-            str(_build.worker_file("worker.py")),
-            str(build_dir),
-        ]
+        self._argv = _build.worker_command(self.target, build_dir)
         self._retired: list[Worker] = []
         self._spare: Worker | None = self._spawn()
         hello = self._spare.handshake()
@@ -357,6 +355,9 @@ class CPythonImplementation:
         }
         if self.watchers or self.pep8523:
             caps.add(Capability.HOOKS)
+        if hello.get("own_gil"):
+            # Py_NewInterpreterFromConfig with PyInterpreterConfig_OWN_GIL.
+            caps.add(Capability.OWN_GIL)
         if self.pep8523:
             caps |= {Capability.RELEASE, Capability.INLINE_FLAG}
         self.capabilities = frozenset(caps)
