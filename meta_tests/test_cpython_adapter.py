@@ -118,7 +118,7 @@ def test_non_cpython_is_refused(tmp_path: Path) -> None:
     message = str(info.value)
     assert "pypy" in message
     assert "not CPython" in message
-    assert "3.6-3.13" in message
+    assert "3.6-3.15" in message
 
 
 def test_program_that_is_not_python_is_refused(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_program_that_is_not_python_is_refused(tmp_path: Path) -> None:
         CPythonImplementation(str(fake))
     message = str(info.value)
     assert "did not answer like a Python interpreter" in message
-    assert "3.6-3.13" in message
+    assert "3.6-3.15" in message
 
 
 def test_too_old_version_is_refused(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_too_old_version_is_refused(tmp_path: Path) -> None:
         CPythonImplementation(fake)
     message = str(info.value)
     assert "CPython 3.5.10" in message
-    assert "3.6-3.13" in message
+    assert "3.6-3.15" in message
 
 
 def test_missing_compiler_is_one_line(
@@ -189,6 +189,10 @@ def test_capabilities_match_the_version(impl: CPythonImplementation) -> None:
     assert Capability.ALLOC_FAILURE in caps
     # Each calling thread gets a worker thread (see the test below).
     assert Capability.THREADS in caps
+    assert Capability.NATIVE_THREADS in caps
+    # Py_NewInterpreterFromConfig with an own GIL exists from 3.12 on.
+    own_gil = impl.target.version[:2] >= (3, 12)
+    assert (Capability.OWN_GIL in caps) == own_gil
     assert impl.in_process is False
 
 

@@ -38,7 +38,8 @@ DEFAULT_PEP = REPO / "pep" / "pep-8523.rst"
 RESULTS = REPO / "results"
 BENCH = REPO / "benchmarks" / "results" / "latest.json"
 PATCHED = REPO / "implementations" / "cpython-3.11" / "results.json"
-VERSIONS = [f"3.{minor}" for minor in range(6, 14)]
+#: Columns in order: stock releases, then the free-threaded build (3.13t).
+VERSIONS = [f"3.{minor}" for minor in range(6, 16)] + ["3.13t"]
 REGEN_COMMAND = "tox -e regen"
 
 #: How an outcome reads in a cell of the deviations table.
@@ -99,7 +100,7 @@ def deviations_block(results: Path) -> list[str]:
     if not reports:
         return [
             "*No CPython results are committed yet: run* ``tox -e py36`` "
-            "*...* ``tox -e py313``."
+            "*...* ``tox -e py315``, ``tox -e py313t``."
         ]
     patched_path = results / "cpython-3.11-pep.json"
     patched = _by_id(_load(patched_path)) if patched_path.is_file() else {}
@@ -114,8 +115,10 @@ def deviations_block(results: Path) -> list[str]:
     total = len(order)
     lines = [
         f"Measured by the conformance suite against stock CPython "
-        f"{_version_ranges(versions)} (``results/cpython-3.X.json``) and "
-        f"against the patched 3.11.2 of `Reference Implementation`_ "
+        f"{_version_ranges(versions)} (``results/cpython-3.X.json``; "
+        f"3.14 and 3.15 are Debian's builds, 3.13t the free-threaded build "
+        f"of 3.13.15) and against the patched 3.11.2 of "
+        f"`Reference Implementation`_ "
         f"(column *PEP*).  Of {total} requirements, the {len(rows)} below "
         f"fail on at least one version; every other one passes wherever "
         f"the adapter can exercise it.  *n/a* marks a capability that the "

@@ -9,7 +9,14 @@ to get it:
 * ``rust`` needs cargo;
 * ``patched`` builds CPython 3.11.2 from source (about 6 minutes cold),
   so it runs when an up-to-date build is cached, or when
-  ``COEXTRA_PATCHED=1`` asks for it (``make test COEXTRA_PATCHED=1``).
+  ``COEXTRA_PATCHED=1`` asks for it (``make test COEXTRA_PATCHED=1``);
+* ``py314`` and ``py315`` run Debian's CPython 3.14 and 3.15 inside a
+  Debian ``sid`` root (built as root with mmdebstrap, about a minute), so
+  they run when the root is cached, or when ``COEXTRA_SID=1`` asks;
+* ``py313t`` needs the free-threaded CPython 3.13.15 build (about 5
+  minutes cold): it runs when that build is cached, or when
+  ``COEXTRA_FT=1`` asks; ``py313t-tsan`` likewise with its
+  ThreadSanitizer build, or when ``COEXTRA_FT_TSAN=1`` asks.
 """
 
 from __future__ import annotations
@@ -27,15 +34,30 @@ ALWAYS = ("reference", "meta", "lint", "docs", "asan", "memcheck", "bench")
 CPYTHON_MINORS = range(6, 14)
 
 
-def patched_build_is_cached() -> bool:
-    """Ask build.py whether the patched interpreter is built already."""
-    script = REPO / "implementations" / "cpython-3.11" / "build.py"
+def _check(script: Path, *args: str) -> bool:
+    """Run a build script's ``--check``: is its result cached already?"""
     result = subprocess.run(
-        [sys.executable, str(script), "--check"],
+        [sys.executable, str(script), "--check", *args],
         capture_output=True,
         check=False,
     )
     return result.returncode == 0
+
+
+def patched_build_is_cached() -> bool:
+    """Ask build.py whether the patched interpreter is built already."""
+    return _check(REPO / "implementations" / "cpython-3.11" / "build.py")
+
+
+def sid_root_is_cached() -> bool:
+    """Ask sid_root.py whether the Debian sid root is built already."""
+    return _check(REPO / "implementations" / "cpython" / "sid_root.py")
+
+
+def cpython313_is_cached(variant: str) -> bool:
+    """Ask the 3.13 build script whether ``variant`` is built already."""
+    script = REPO / "implementations" / "cpython-3.13" / "build.py"
+    return _check(script, "--variant", variant)
 
 
 def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -55,6 +77,31 @@ def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
         chosen.append("rust")
     else:
         skipped.append("rust: cargo not on PATH (apt-get install cargo)")
+    if env.get("COEXTRA_SID") == "1" or sid_root_is_cached():
+        chosen += ["py314", "py315"]
+    else:
+        skipped.append(
+            "py314, py315: the Debian sid root holding CPython 3.14 and "
+            "3.15 is not built yet (as root, about a minute); run `make "
+            "test COEXTRA_SID=1` or `tox -e py314`"
+        )
+    if env.get("COEXTRA_FT") == "1" or cpython313_is_cached("baseline-ft"):
+        chosen.append("py313t")
+    else:
+        skipped.append(
+            "py313t: free-threaded CPython 3.13.15 is not built yet (about "
+            "5 min); run `make test COEXTRA_FT=1` or `tox -e py313t`"
+        )
+    if env.get("COEXTRA_FT_TSAN") == "1" or cpython313_is_cached(
+        "baseline-ft-tsan"
+    ):
+        chosen.append("py313t-tsan")
+    else:
+        skipped.append(
+            "py313t-tsan: the ThreadSanitizer build of free-threaded "
+            "CPython 3.13.15 is not built yet (slow); run `make test "
+            "COEXTRA_FT_TSAN=1` or `tox -e py313t-tsan`"
+        )
     if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached():
         chosen.append("patched")
     else:

@@ -45,6 +45,7 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.ALLOC_FAILURE: ("fail_allocations",),
     Capability.COPY: ("copy_code",),
     Capability.OWN_GIL: ("new_own_gil_interpreter",),
+    Capability.NATIVE_THREADS: ("hammer_extra",),
 }
 
 

@@ -36,7 +36,8 @@ OUTCOMES = (
 #: folder is shown after these, labelled by its file name.
 KNOWN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("reference", "Ref."),
-    *((f"cpython-3.{minor}", f"3.{minor}") for minor in range(6, 14)),
+    *((f"cpython-3.{minor}", f"3.{minor}") for minor in range(6, 16)),
+    ("cpython-3.13t", "3.13t"),
     ("rust", "Rust"),
     ("cpython-3.11-pep", "3.11 +PEP"),
 )

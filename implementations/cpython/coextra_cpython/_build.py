@@ -156,7 +156,7 @@ def _install_hint(name: str) -> str:
             f"install it, e.g. `pyenv install {version}`, and put it on "
             f"PATH (pyenv: `pyenv global` or PYENV_VERSION)"
         )
-    return "install a CPython 3.6-3.13, e.g. `pyenv install 3.6.15`"
+    return "install a CPython 3.6-3.15, e.g. `pyenv install 3.6.15`"
 
 
 def pyenv_interpreter(name: str) -> str | None:

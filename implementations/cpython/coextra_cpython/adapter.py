@@ -24,6 +24,8 @@ from coextra_conformance.adapter import (
     Capability,
     FreeCall,
     FreeFunc,
+    HammerReport,
+    HammerThread,
     Handle,
     Hook,
     HookCall,
@@ -232,6 +234,42 @@ class CPythonSession:
         """PyUnstable_Code_HasInlineExtra (PEP 8523 builds only)."""
         return bool(self._call("has_inline_extra", code=self._number(code)))
 
+    def hammer_extra(
+        self,
+        codes: list[Handle],
+        index: int,
+        *,
+        threads: int,
+        rounds: int,
+        shared: bool,
+    ) -> HammerReport:
+        """Run the Set/Get loops in C on native threads of the worker.
+
+        Sanitizer reports the worker wrote to stderr meanwhile (a
+        ThreadSanitizer build) come back with the counts.
+        """
+        self._worker.sanitizer_reports()  # only this run's reports count
+        rows = self._call(
+            "hammer",
+            codes=[self._number(c) for c in codes],
+            index=index,
+            threads=threads,
+            rounds=rounds,
+            shared=shared,
+        )
+        return HammerReport(
+            threads=tuple(
+                HammerThread(
+                    set_errors=set_errors,
+                    get_errors=get_errors,
+                    wrong_reads=wrong,
+                    first_wrong=(got, expected) if wrong else None,
+                )
+                for set_errors, get_errors, wrong, got, expected in rows
+            ),
+            sanitizer_reports=tuple(self._worker.sanitizer_reports()),
+        )
+
     # -- observation -----------------------------------------------------
 
     def co_flags(self, code: Handle) -> int:
@@ -352,6 +390,8 @@ class CPythonImplementation:
             # its own (main interpreter only), so they interleave as the
             # GIL lets them.
             Capability.THREADS,
+            # hammer(): Set/Get loops in C on native threads.
+            Capability.NATIVE_THREADS,
         }
         if self.watchers or self.pep8523:
             caps.add(Capability.HOOKS)

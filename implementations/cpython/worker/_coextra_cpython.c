@@ -3,7 +3,7 @@
  * adapter of the PEP 8523 conformance suite.
  *
  * worker.py compiles this file against the interpreter under test
- * (CPython 3.6 ... 3.13, or a build carrying the PEP 8523 API) and calls
+ * (CPython 3.6 ... 3.15, or a build carrying the PEP 8523 API) and calls
  * the real co_extra API through it.  Everything the suite observes from
  * inside the interpreter is recorded here in C:
  *

@@ -280,6 +280,13 @@ class Worker(object):
 
     # -- the API ---------------------------------------------------------
 
+    def op_hammer(self, codes, index, threads, rounds, shared):
+        # type: (List[int], int, int, int, bool) -> List[List[int]]
+        # Set/Get loops in C on native threads (free-threading stress).
+        objects = [self.obj(c) for c in codes]
+        return [list(t) for t in self.cx.hammer(
+            objects, index, threads, rounds, bool(shared))]
+
     def op_request_index(self, interp, free=None):
         # type: (int, Optional[Dict[str, Any]]) -> int
         tag = -1
