@@ -69,7 +69,9 @@ def _same_index(session: Session, a: object, b: object) -> int:
 
 
 @kinds("R-INTERP-1")
-def test_index_allocation_is_per_interpreter(session: Session, kind: str) -> None:
+def test_index_allocation_is_per_interpreter(
+    session: Session, kind: str
+) -> None:
     """Index allocation is per interpreter.
 
     R-INTERP-1: "Index allocation is per interpreter: allocating or exhausting
@@ -86,7 +88,9 @@ def test_index_allocation_is_per_interpreter(session: Session, kind: str) -> Non
 
 
 @kinds("R-INTERP-1")
-def test_fresh_interpreter_starts_at_index_zero(session: Session, kind: str) -> None:
+def test_fresh_interpreter_starts_at_index_zero(
+    session: Session, kind: str
+) -> None:
     """Fresh interpreter starts at index zero.
 
     R-INTERP-1 with R-INDEX-6: a new interpreter's indices do not continue
@@ -133,7 +137,9 @@ def test_values_are_per_interpreter(session: Session, kind: str) -> None:
 
 @kinds("R-INTERP-3")
 @pytest.mark.isolated
-def test_value_freed_by_owner_free_function(session: Session, kind: str) -> None:
+def test_value_freed_by_owner_free_function(
+    session: Session, kind: str
+) -> None:
     """Value freed by owner free function.
 
     R-INTERP-3: "A value is freed with the free function of the interpreter
@@ -156,7 +162,9 @@ def test_value_freed_by_owner_free_function(session: Session, kind: str) -> None
 
 
 @kinds("R-INTERP-4")
-def test_foreign_code_uses_out_of_line_storage(session: Session, kind: str) -> None:
+def test_foreign_code_uses_out_of_line_storage(
+    session: Session, kind: str
+) -> None:
     """Foreign code objects use out-of-line storage.
 
     R-INTERP-4: "Set and Get work on a code object constructed by another
@@ -180,7 +188,9 @@ def test_foreign_code_uses_out_of_line_storage(session: Session, kind: str) -> N
 @kinds("R-INTERP-5")
 @pytest.mark.requires(Capability.FINALIZE)
 @pytest.mark.isolated
-def test_finalization_frees_only_own_values(session: Session, kind: str) -> None:
+def test_finalization_frees_only_own_values(
+    session: Session, kind: str
+) -> None:
     """Finalization frees only own values.
 
     R-INTERP-5: "Finalizing an interpreter frees its own values in shared code

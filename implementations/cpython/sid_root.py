@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build, once, a Debian ``sid`` root file system holding CPython 3.14 and 3.15.
+"""Build, once, a Debian ``sid`` root file system with CPython 3.14 and 3.15.
 
 Usage::
 

@@ -369,6 +369,8 @@ class CPythonImplementation:
         self.pep8523 = bool(hello["pep8523"])
         self.watchers = bool(hello["watchers"])
         self.functions: tuple[str, ...] = tuple(hello["functions"])
+        #: False when the interpreter runs free-threaded, without a GIL.
+        self.gil = bool(hello.get("gil", True))
         if not self.pep8523 and not (
             _build.SUPPORTED[0]
             <= self.target.version[:2]
@@ -436,9 +438,13 @@ class CPythonImplementation:
     def describe(self) -> str:
         """One line for the report header."""
         api = "PEP 8523 API" if self.pep8523 else ", ".join(self.functions)
+        where = self.target.executable
+        if self.target.root is not None:
+            where += f" in the root {self.target.root}"
+        threading = "" if self.gil else "; free-threaded, GIL disabled"
         return (
-            f"CPython {self.version} at {self.target.executable} "
-            f"({ENV_VAR}={self.interpreter}); {api}"
+            f"CPython {self.version} at {where} "
+            f"({ENV_VAR}={self.interpreter}); {api}{threading}"
         )
 
 

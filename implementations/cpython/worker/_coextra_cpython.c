@@ -558,6 +558,9 @@ cx_hook_common(cx_hook_slot *slot, PyObject *code)
     cx_hook_slot *other;
     int rc = 0;
 
+    /* Free-threaded builds construct code objects on several threads
+       at once: the log shares the free log's lock. */
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
     if (cx_hook_len == cx_hook_cap) {
         Py_ssize_t cap = cx_hook_cap ? 2 * cx_hook_cap : 1024;
         cx_hook_call *log = realloc(cx_hook_log, cap * sizeof(*log));
@@ -574,6 +577,7 @@ cx_hook_common(cx_hook_slot *slot, PyObject *code)
         cx_hook_log[cx_hook_len].code = (uintptr_t)code;
         cx_hook_len++;
     }
+    PyThread_release_lock(cx_free_lock);
     switch (slot->action) {
     case CX_HOOK_FAIL:
         PyErr_SetString(PyExc_RuntimeError, "coextra hook fails on purpose");
@@ -1179,25 +1183,36 @@ static PyObject *
 cx_take_hook_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
 {
     PyObject *list = PyList_New(0), *item;
-    Py_ssize_t i;
+    Py_ssize_t i, len, lost;
+    cx_hook_call *taken;
 
     if (list == NULL) {
         return NULL;
     }
-    for (i = 0; i < cx_hook_len; i++) {
-        item = Py_BuildValue("(iK)", cx_hook_log[i].tag,
-                             (unsigned long long)cx_hook_log[i].code);
+    /* Take the records out under the lock; build the answer without it
+       (building objects may construct nothing, but never hold a lock a
+       hook on this thread could want). */
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    taken = cx_hook_log;
+    len = cx_hook_len;
+    lost = cx_hook_lost;
+    cx_hook_log = NULL;
+    cx_hook_len = cx_hook_cap = cx_hook_lost = 0;
+    PyThread_release_lock(cx_free_lock);
+    for (i = 0; i < len; i++) {
+        item = Py_BuildValue("(iK)", taken[i].tag,
+                             (unsigned long long)taken[i].code);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
+            free(taken);
             Py_DECREF(list);
             return NULL;
         }
         Py_DECREF(item);
     }
-    cx_hook_len = 0;
-    item = Py_BuildValue("(On)", list, cx_hook_lost);
+    free(taken);
+    item = Py_BuildValue("(On)", list, lost);
     Py_DECREF(list);
-    cx_hook_lost = 0;
     return item;
 }
 #endif
@@ -1498,6 +1513,14 @@ PyInit__coextra_cpython(void)
         Py_DECREF(m);
         return PyErr_NoMemory();
     }
+#ifdef Py_GIL_DISABLED
+    /* Without this, importing the module would turn the GIL back on and
+       the free-threaded build would not be free-threaded under test. */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     cx_install_allocators();
     if (PyModule_AddIntConstant(m, "PEP8523", CX_PEP8523) < 0 ||
         PyModule_AddIntConstant(m, "WATCHERS", CX_WATCHERS) < 0 ||

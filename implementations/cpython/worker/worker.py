@@ -436,6 +436,8 @@ def main():
         "pep8523": bool(cx.PEP8523),
         "watchers": bool(cx.WATCHERS),
         "own_gil": bool(cx.OWN_GIL),
+        # False on a free-threaded build running without the GIL.
+        "gil": bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         "functions": [cx.REQUEST_NAME, cx.GET_NAME, cx.SET_NAME],
     }})
     serve(worker, send)
