@@ -21,9 +21,7 @@ SCRIPT = (
 
 
 @pytest.fixture
-def sid_root(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> ModuleType:
+def sid_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """Import the script with its cache in a temporary directory."""
     spec = importlib.util.spec_from_file_location("coextra_sid_root", SCRIPT)
     assert spec is not None
@@ -77,7 +75,7 @@ def test_missing_mmdebstrap_is_one_line(
     ],
 )
 def test_refused_package_is_named(sid_root: ModuleType, output: str) -> None:
-    """apt's refusal of a package becomes a line naming the package."""
+    """A package the archive refuses is named in the one-line error."""
     line = sid_root.explain_failure(output)
     assert "python3.15-dev" in line
     assert "refused package" in line

@@ -35,7 +35,7 @@ CPYTHON_MINORS = range(6, 14)
 
 
 def _check(script: Path, *args: str) -> bool:
-    """Run a build script's ``--check``: is its result cached already?"""
+    """Tell whether a build script's ``--check`` finds its result cached."""
     result = subprocess.run(
         [sys.executable, str(script), "--check", *args],
         capture_output=True,

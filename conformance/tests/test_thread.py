@@ -195,7 +195,7 @@ def test_concurrent_construction_sees_every_hook_once(
 
 NATIVE_THREADS = 4
 #: Rounds per code object and thread; enough for races to show.
-NATIVE_ROUNDS = 1500
+NATIVE_ROUNDS = 3000
 #: Fresh code objects raced on in the shared test: the first Set of each
 #: allocates its slot block, the most fragile moment.
 SHARED_CODES = 12

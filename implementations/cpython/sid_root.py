@@ -135,8 +135,11 @@ def explain_failure(output: str) -> str:
                 f"still ships it (apt-cache policy on a {SUITE} system) or "
                 f"edit PACKAGES in {Path(__file__).name}"
             )
-    if re.search(r"Temporary failure resolving|Could not resolve|"
-                 r"Failed to fetch|Connection failed", output):
+    if re.search(
+        r"Temporary failure resolving|Could not resolve|"
+        r"Failed to fetch|Connection failed",
+        output,
+    ):
         return (
             f"mmdebstrap could not download from {ARCHIVE}; check network "
             "access to Debian's archive"
@@ -169,9 +172,16 @@ def python_versions(root: Path) -> dict[str, str]:
     versions = {}
     for python in PYTHONS:
         result = subprocess.run(
-            ["chroot", str(root), python, "-c",
-             "import platform; print(platform.python_version())"],
-            capture_output=True, text=True, check=False,
+            [
+                "chroot",
+                str(root),
+                python,
+                "-c",
+                "import platform; print(platform.python_version())",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines() or ["no output"]
@@ -202,7 +212,7 @@ def build(force: bool) -> Path:
             "--mode=root",
             "--variant=apt",
             # The archive's sid Release file can be past its Valid-Until.
-            "--aptopt=Acquire::Check-Valid-Until \"false\"",
+            '--aptopt=Acquire::Check-Valid-Until "false"',
             f"--include={','.join(PACKAGES)}",
             SUITE,
             str(partial),
@@ -237,12 +247,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="only tell whether an up-to-date root is cached: print its "
         "directory and exit 0, or exit 1 (nothing is built)",
     )
     parser.add_argument(
-        "--force", action="store_true",
+        "--force",
+        action="store_true",
         help="rebuild even when the cached root is up to date",
     )
     args = parser.parse_args(argv)

@@ -94,9 +94,7 @@ class CPythonSession:
 
     def new_own_gil_interpreter(self) -> Handle:
         """Create an interpreter with its own GIL (3.12+, PEP 684)."""
-        return Ref(
-            "interpreter", self._call("new_interpreter", own_gil=True)
-        )
+        return Ref("interpreter", self._call("new_interpreter", own_gil=True))
 
     def end_interpreter(self, interp: Handle) -> None:
         """Finalize a sub-interpreter with Py_EndInterpreter()."""
@@ -378,8 +376,12 @@ class CPythonImplementation:
         ):
             self._spare.kill()
             raise _build.AdapterLoadError(_build.out_of_range(self.target))
-        self.version = self.target.version_text + (
-            "+pep8523" if self.pep8523 else ""
+        # "t" as in python3.13t: a free-threaded build, running without
+        # the GIL (the worker runs with -I, so PYTHON_GIL cannot force it).
+        self.version = (
+            self.target.version_text
+            + ("t" if not self.gil else "")
+            + ("+pep8523" if self.pep8523 else "")
         )
         caps = {
             Capability.STORAGE_SIZE,

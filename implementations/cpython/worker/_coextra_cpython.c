@@ -207,8 +207,7 @@ cx_enter(int interp, PyThreadState **prev)
         /* Two GILs: give up the current one, then take the target's. */
         *prev = PyEval_SaveThread();
         PyEval_RestoreThread(cx_tstates[interp]);
-    }
-    else {
+    } else {
         *prev = PyThreadState_Swap(cx_tstates[interp]);
     }
     return 0;
@@ -227,8 +226,7 @@ cx_leave(PyThreadState *prev)
         cx_own_gil[cx_current_interp(prev)]) {
         PyEval_SaveThread();
         PyEval_RestoreThread(prev);
-    }
-    else {
+    } else {
         PyThreadState_Swap(prev);
     }
 }
@@ -1058,8 +1056,7 @@ cx_new_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
                         "interpreters with their own GIL need 3.12+");
         return NULL;
 #endif
-    }
-    else {
+    } else {
         sub = Py_NewInterpreter();
         /* Py_NewInterpreter leaves the new interpreter current (or none
            on failure); the worker keeps running in the main one. */
@@ -1096,9 +1093,10 @@ cx_end_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
         /* Nothing is current now and the ended interpreter's GIL is
            gone: take the main one back. */
         PyEval_RestoreThread(prev != NULL ? prev : cx_tstates[0]);
-    }
-    else {
-        cx_leave(prev);
+    } else if (prev != NULL) {
+        /* Not cx_leave(): the ended interpreter's thread state is gone,
+           and whether one is still current differs between versions. */
+        PyThreadState_Swap(prev);
     }
     Py_RETURN_NONE;
 }
@@ -1315,14 +1313,12 @@ cx_hammer_thread(void *arg)
             if (CX_GET(job->codes[k], job->index, &out) < 0) {
                 job->get_errors++;
                 PyErr_Clear();
-            }
-            else if (job->shared ? !cx_hammer_plausible(job, k,
-                                                        (uintptr_t)out)
-                                 : (uintptr_t)out != value) {
+            } else if (job->shared
+                           ? !cx_hammer_plausible(job, k, (uintptr_t)out)
+                           : (uintptr_t)out != value) {
                 cx_hammer_wrong(job, (uintptr_t)out, value);
             }
-            Py_BEGIN_ALLOW_THREADS
-            Py_END_ALLOW_THREADS
+            Py_BEGIN_ALLOW_THREADS Py_END_ALLOW_THREADS
         }
     }
     PyGILState_Release(gil);
@@ -1344,8 +1340,7 @@ cx_hammer(PyObject *Py_UNUSED(self), PyObject *args)
     }
     ncodes = PyList_GET_SIZE(codes_list);
     if (nthreads < 1 || nthreads > 64 || rounds < 1 || rounds >= 0x80000 ||
-        ncodes < 1 || ncodes >= 0x100000 ||
-        (!shared && ncodes < nthreads)) {
+        ncodes < 1 || ncodes >= 0x100000 || (!shared && ncodes < nthreads)) {
         PyErr_SetString(PyExc_ValueError, "hammer: arguments out of range");
         return NULL;
     }
@@ -1390,12 +1385,12 @@ cx_hammer(PyObject *Py_UNUSED(self), PyObject *args)
             /* Let the started threads pass the start line, then fail. */
             __atomic_fetch_add(&ready, nthreads - started, __ATOMIC_SEQ_CST);
         }
-        Py_BEGIN_ALLOW_THREADS
-        for (i = 0; i < started; i++) {
+        Py_BEGIN_ALLOW_THREADS for (i = 0; i < started; i++)
+        {
             PyThread_acquire_lock(jobs[i].done, WAIT_LOCK);
         }
-        Py_END_ALLOW_THREADS
-        if (started < nthreads) {
+        Py_END_ALLOW_THREADS if (started < nthreads)
+        {
             PyErr_SetString(PyExc_RuntimeError,
                             "hammer: cannot start a thread");
         }
