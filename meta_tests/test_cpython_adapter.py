@@ -537,7 +537,7 @@ def _sid_root() -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-@pytest.mark.parametrize("minor", (14, 15), ids=lambda m: f"3.{m}")
+@pytest.mark.parametrize("minor", [14, 15], ids=lambda m: f"3.{m}")
 def test_worker_runs_in_the_sid_root(
     minor: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
