@@ -1344,6 +1344,11 @@ cx_hammer(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "hammer: arguments out of range");
         return NULL;
     }
+#if PY_VERSION_HEX < 0x03070000
+    /* Before 3.7 the GIL exists only once threads were initialised; the
+       native threads below must find it. */
+    PyEval_InitThreads();
+#endif
     codes = PyMem_RawCalloc((size_t)ncodes, sizeof(*codes));
     jobs = PyMem_RawCalloc((size_t)nthreads, sizeof(*jobs));
     if (codes == NULL || jobs == NULL) {
