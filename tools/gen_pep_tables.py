@@ -79,7 +79,9 @@ def _version_ranges(versions: Sequence[str]) -> str:
     positions = [VERSIONS.index(v) for v in versions]
     runs: list[list[int]] = []
     for pos in positions:
-        if runs and pos == runs[-1][-1] + 1:
+        # A build variant such as 3.13t never extends a run of releases.
+        variant = VERSIONS[pos].endswith("t")
+        if runs and pos == runs[-1][-1] + 1 and not variant:
             runs[-1].append(pos)
         else:
             runs.append([pos])
@@ -105,8 +107,14 @@ def deviations_block(results: Path) -> list[str]:
     patched_path = results / "cpython-3.11-pep.json"
     patched = _by_id(_load(patched_path)) if patched_path.is_file() else {}
     versions = list(reports)
-    # A report lists the requirements in PEP order; _by_id keeps it.
-    order = list(reports[versions[0]])
+    # A report lists the requirements in PEP order; _by_id keeps it.  The
+    # longest report decides the order: a report made before a requirement
+    # existed shows it as untested.
+    order = list(max(reports.values(), key=len))
+    untested: Json = {"outcome": "untested"}
+    for v in versions:
+        for req_id in order:
+            reports[v].setdefault(req_id, untested)
     rows = [
         req_id
         for req_id in order
@@ -135,7 +143,11 @@ def deviations_block(results: Path) -> list[str]:
     lines += [f"     - {v}" for v in versions]
     lines.append("     - PEP")
     for req_id in rows:
-        level = reports[versions[0]][req_id]["level"]
+        level = next(
+            reports[v][req_id]["level"]
+            for v in versions
+            if "level" in reports[v][req_id]
+        )
         lines.append(f"   * - {_ref(req_id)} ({level})")
         for v in versions:
             lines.append(f"     - {_cell(reports[v][req_id])}")
