@@ -94,7 +94,7 @@ def _version_ranges(versions: Sequence[str]) -> str:
 
 def deviations_block(results: Path) -> list[str]:
     """Return the lines of the ``cpython-deviations`` block."""
-    reports = {}
+    reports: dict[str, dict[str, Json]] = {}
     for version in VERSIONS:
         path = results / f"cpython-{version}.json"
         if path.is_file():
@@ -110,7 +110,8 @@ def deviations_block(results: Path) -> list[str]:
     # A report lists the requirements in PEP order; _by_id keeps it.  The
     # longest report decides the order: a report made before a requirement
     # existed shows it as untested.
-    order = list(max(reports.values(), key=len))
+    longest: dict[str, Json] = max(reports.values(), key=len)
+    order = list(longest)
     untested: Json = {"outcome": "untested"}
     for v in versions:
         for req_id in order:
