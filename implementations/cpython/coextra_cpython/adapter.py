@@ -408,7 +408,10 @@ class CPythonImplementation:
         atexit.register(self.shutdown)
 
     def _spawn(self) -> Worker:
-        label = f"{self.interpreter} ({self.target.version_text})"
+        # The command's name only: crash messages end up in committed
+        # reports, which must not carry this machine's paths.
+        name = os.path.basename(self.interpreter)
+        label = f"{name} ({self.target.version_text})"
         return Worker(label, self._argv)
 
     def open_session(self) -> CPythonSession:
