@@ -9,7 +9,7 @@ TOX := $(VENV)/bin/tox
 # tools/which_envs.py lists every environment that can run here: it drops
 # those whose interpreter or toolchain is missing (printing how to get it)
 # and adds `patched` when its build is cached or COEXTRA_PATCHED=1 asks.
-export COEXTRA_PATCHED
+export COEXTRA_PATCHED COEXTRA_SID COEXTRA_FT COEXTRA_FT_TSAN
 
 .PHONY: conformance test clean
 

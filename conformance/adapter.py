@@ -74,10 +74,6 @@ class Capability(str, enum.Enum):
     #: ``python_view`` and ``python_equal`` show code objects as Python
     #: code sees them (co_flags, ==, hash(), marshal.dumps()).
     PYTHON_CODE = "python-code"
-    #: Interpreters run in parallel, each with its own GIL (PEP 684): the
-    #: session may be called from several threads on different
-    #: interpreters at once.
-    OWN_GIL = "own-gil"
     #: The implementation object has the optional method
     #: ``live_blocks() -> int`` (see :func:`live_blocks`): the suite
     #: counts the heap blocks it holds before and after every test.
@@ -90,6 +86,13 @@ class Capability(str, enum.Enum):
     #: same ``--coextra-impl``); others provide ``run_to_exit()`` with
     #: the result of :func:`.exit_run.run_program`.
     EXIT_FINALIZATION = "exit-finalization"
+    #: The session is an :class:`OwnGilSession`: it can create interpreters
+    #: with their own GIL (PEP 684), besides those of ``new_interpreter``.
+    OWN_GIL = "own-gil"
+    #: The session is a :class:`NativeThreadsSession`: it can run a Set/Get
+    #: loop on several native threads inside the implementation, so that
+    #: on a free-threaded build calls really run in parallel.
+    NATIVE_THREADS = "native-threads"
 
 
 def live_blocks(implementation: object) -> int:
@@ -383,6 +386,75 @@ class Session(Protocol):
 
     def close(self) -> None:
         """Drop every handle and finalize the session's interpreters."""
+
+
+class OwnGilSession(Session, Protocol):
+    """A session of an implementation declaring ``Capability.OWN_GIL``."""
+
+    def new_own_gil_interpreter(self) -> Handle:
+        """Create an interpreter with its own GIL (PEP 684).
+
+        Same contract as ``new_interpreter``; on CPython 3.12+ this is
+        ``Py_NewInterpreterFromConfig`` with ``PyInterpreterConfig_OWN_GIL``.
+        """
+
+
+def hammer_value(thread: int, code: int, round_: int) -> int:
+    """Return the value ``hammer_extra`` stores in thread ``thread``.
+
+    ``code`` is the position of the code object in the list given to
+    ``hammer_extra`` and ``round_`` the round; the value is odd and unique,
+    so every read and every free call traces back to one Set.
+    """
+    return (thread + 1) << 40 | code << 20 | round_ << 1 | 1
+
+
+@dataclass(frozen=True)
+class HammerThread:
+    """What one native thread of ``hammer_extra`` saw."""
+
+    set_errors: int
+    get_errors: int
+    #: Reads that no Set of this run could explain (see hammer_extra).
+    wrong_reads: int
+    #: The first wrong read and what was expected, if any.
+    first_wrong: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class HammerReport:
+    """The result of ``hammer_extra``."""
+
+    threads: tuple[HammerThread, ...]
+    #: Data-race reports of a sanitizer (ThreadSanitizer) the run produced,
+    #: one string per report; empty when none ran or none fired.
+    sanitizer_reports: tuple[str, ...]
+
+
+class NativeThreadsSession(Session, Protocol):
+    """A session of an implementation declaring ``NATIVE_THREADS``."""
+
+    def hammer_extra(
+        self,
+        codes: list[Handle],
+        index: int,
+        *,
+        threads: int,
+        rounds: int,
+        shared: bool,
+    ) -> HammerReport:
+        """Run Set/Get loops on ``threads`` native threads at once.
+
+        Thread ``t`` does, for each code object ``codes[k]`` it visits and
+        ``r`` in ``range(rounds)``: SetExtra(codes[k], index,
+        hammer_value(t, k, r)), then GetExtra(codes[k], index).  With
+        ``shared`` every thread visits every code object (in order), so
+        the threads race on each; a read is wrong unless it is a value
+        some thread stores on that code object.  Without ``shared``
+        thread ``t`` visits ``codes[t::threads]`` alone; a read is wrong
+        unless it is the value the thread just stored.  The threads start
+        together and run in the main interpreter.
+        """
 
 
 @runtime_checkable

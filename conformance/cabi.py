@@ -442,6 +442,15 @@ class TableSession:
         self._need(Capability.INTERPRETERS)
         return self._make_interp()
 
+    def new_own_gil_interpreter(self) -> Handle:
+        """Create another interpreter with a lock of its own.
+
+        A table that declares COEXTRA_CAP_OWN_GIL runs every interpreter
+        in parallel with the others, so any new interpreter is one.
+        """
+        self._need(Capability.OWN_GIL)
+        return self._make_interp()
+
     def end_interpreter(self, interp: Handle) -> None:
         """Finalize an interpreter."""
         self._need(Capability.FINALIZE)

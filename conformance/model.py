@@ -438,6 +438,10 @@ class ModelSession:
             self._interps.append(interp)
         return interp
 
+    def new_own_gil_interpreter(self) -> Handle:
+        """Create another interpreter; each model interpreter is its own."""
+        return self.new_interpreter()
+
     def end_interpreter(self, interp: Handle) -> None:
         """Finalize an interpreter: free its values, forget its state."""
         state = self._as_interp(interp)
@@ -865,7 +869,11 @@ class ModelImplementation:
 
     name: str = "model"
     version: str = __version__
-    capabilities: frozenset[Capability] = frozenset(Capability)
+    # Every capability but native threads: the model has no C loop to
+    # run on threads of its own.
+    capabilities: frozenset[Capability] = frozenset(Capability) - {
+        Capability.NATIVE_THREADS
+    }
     in_process: bool = True
     session_class: type[ModelSession] = ModelSession
 

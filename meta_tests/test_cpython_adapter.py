@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -118,7 +119,7 @@ def test_non_cpython_is_refused(tmp_path: Path) -> None:
     message = str(info.value)
     assert "pypy" in message
     assert "not CPython" in message
-    assert "3.6-3.13" in message
+    assert "3.6-3.15" in message
 
 
 def test_program_that_is_not_python_is_refused(tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_program_that_is_not_python_is_refused(tmp_path: Path) -> None:
         CPythonImplementation(str(fake))
     message = str(info.value)
     assert "did not answer like a Python interpreter" in message
-    assert "3.6-3.13" in message
+    assert "3.6-3.15" in message
 
 
 def test_too_old_version_is_refused(tmp_path: Path) -> None:
@@ -145,7 +146,7 @@ def test_too_old_version_is_refused(tmp_path: Path) -> None:
         CPythonImplementation(fake)
     message = str(info.value)
     assert "CPython 3.5.10" in message
-    assert "3.6-3.13" in message
+    assert "3.6-3.15" in message
 
 
 def test_missing_compiler_is_one_line(
@@ -189,6 +190,10 @@ def test_capabilities_match_the_version(impl: CPythonImplementation) -> None:
     assert Capability.ALLOC_FAILURE in caps
     # Each calling thread gets a worker thread (see the test below).
     assert Capability.THREADS in caps
+    assert Capability.NATIVE_THREADS in caps
+    # Py_NewInterpreterFromConfig with an own GIL exists from 3.12 on.
+    own_gil = impl.target.version[:2] >= (3, 12)
+    assert (Capability.OWN_GIL in caps) == own_gil
     assert impl.in_process is False
 
 
@@ -485,6 +490,71 @@ def test_worker_runs_on_every_version(minor: int) -> None:
         assert session.get_extra(main, code, index) == 0x1234
         session.drop(code)
         assert [c.value for c in session.take_free_calls()] == [0x1234]
+        session.close()
+    finally:
+        implementation.shutdown()
+
+
+# -- interpreters in another root file system (CPython 3.14, 3.15) -------
+
+
+def test_bad_root_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """COEXTRA_ROOT naming no root file system gets one line."""
+    monkeypatch.setenv(_build.ROOT_VAR, str(tmp_path))
+    with pytest.raises(AdapterLoadError) as info:
+        CPythonImplementation("python3.14")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "not a root file system" in message
+    assert "sid_root.py" in message
+
+
+def test_paths_inside_a_root(tmp_path: Path) -> None:
+    """Host paths under the root are handed to the target from its /."""
+    inner = tmp_path / "var" / "cache" / "x.py"
+    assert _build.inside(str(tmp_path), inner) == "/var/cache/x.py"
+    assert _build.inside(None, inner) == str(inner)
+    assert _build.launcher(str(tmp_path)) == ["chroot", str(tmp_path)]
+    assert _build.launcher(None) == []
+
+
+def _sid_root() -> str | None:
+    """Return the cached sid root, if sid_root.py built one."""
+    script = (
+        Path(__file__).resolve().parent.parent
+        / "implementations"
+        / "cpython"
+        / "sid_root.py"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@pytest.mark.parametrize("minor", [14, 15], ids=lambda m: f"3.{m}")
+def test_worker_runs_in_the_sid_root(
+    minor: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3.14 and 3.15 run inside the sid root; the extension is built there."""
+    root = _sid_root()
+    if root is None or os.geteuid() != 0:
+        pytest.skip("no cached sid root (or not root): sid_root.py builds it")
+    monkeypatch.setenv(_build.ROOT_VAR, root)
+    implementation = CPythonImplementation(f"python3.{minor}")
+    try:
+        assert implementation.target.version[:2] == (3, minor)
+        assert implementation.target.root == root
+        session = implementation.open_session()
+        code = session.new_code(session.main)
+        index = session.request_index(session.main, FreeFunc(0))
+        session.set_extra(session.main, code, index, 0x1234)
+        assert session.get_extra(session.main, code, index) == 0x1234
         session.close()
     finally:
         implementation.shutdown()

@@ -86,6 +86,29 @@ def test_patched_runs_when_its_build_is_cached(
     assert any(line.startswith("patched: ") for line in skipped)
 
 
+def test_newer_cpythons_run_when_cached_or_asked(
+    which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """py314/py315/py313t[-tsan]: left out with a reason unless asked."""
+    monkeypatch.setattr(which_envs, "sid_root_is_cached", lambda: False)
+    monkeypatch.setattr(which_envs, "cpython313_is_cached", lambda v: False)
+    chosen, skipped = which_envs.select({})
+    assert not {"py314", "py315", "py313t", "py313t-tsan"} & set(chosen)
+    reasons = "\n".join(skipped)
+    for variable in ("COEXTRA_SID=1", "COEXTRA_FT=1", "COEXTRA_FT_TSAN=1"):
+        assert variable in reasons
+    asked = {"COEXTRA_SID": "1", "COEXTRA_FT": "1", "COEXTRA_FT_TSAN": "1"}
+    chosen, _ = which_envs.select(asked)
+    assert {"py314", "py315", "py313t", "py313t-tsan"} <= set(chosen)
+    monkeypatch.setattr(which_envs, "sid_root_is_cached", lambda: True)
+    monkeypatch.setattr(
+        which_envs, "cpython313_is_cached", lambda v: v == "baseline-ft"
+    )
+    chosen, _ = which_envs.select({})
+    assert {"py314", "py315", "py313t"} <= set(chosen)
+    assert "py313t-tsan" not in chosen
+
+
 def test_committed_pep_tables_are_current(gen_pep_tables: ModuleType) -> None:
     """The PEP's generated blocks match the committed results."""
     pep = REPO / "pep" / "pep-8523.rst"

@@ -47,7 +47,8 @@ DEFAULT_PEP = REPO / "pep" / "pep-8523.rst"
 RESULTS = REPO / "results"
 BENCH = REPO / "benchmarks" / "results" / "latest.json"
 PATCHED = REPO / "implementations" / "cpython-3.11" / "results.json"
-VERSIONS = [f"3.{minor}" for minor in range(6, 14)]
+#: Columns in order: stock releases, then the free-threaded build (3.13t).
+VERSIONS = [f"3.{minor}" for minor in range(6, 16)] + ["3.13t"]
 REGEN_COMMAND = "tox -e regen"
 
 #: How an outcome reads in a cell of the deviations table.
@@ -87,7 +88,9 @@ def _version_ranges(versions: Sequence[str]) -> str:
     positions = [VERSIONS.index(v) for v in versions]
     runs: list[list[int]] = []
     for pos in positions:
-        if runs and pos == runs[-1][-1] + 1:
+        # A build variant such as 3.13t never extends a run of releases.
+        variant = VERSIONS[pos].endswith("t")
+        if runs and pos == runs[-1][-1] + 1 and not variant:
             runs[-1].append(pos)
         else:
             runs.append([pos])
@@ -100,7 +103,7 @@ def _version_ranges(versions: Sequence[str]) -> str:
 
 def deviations_block(results: Path) -> list[str]:
     """Return the lines of the ``cpython-deviations`` block."""
-    reports = {}
+    reports: dict[str, dict[str, Json]] = {}
     for version in VERSIONS:
         path = results / f"cpython-{version}.json"
         if path.is_file():
@@ -108,13 +111,20 @@ def deviations_block(results: Path) -> list[str]:
     if not reports:
         return [
             "*No CPython results are committed yet: run* ``tox -e py36`` "
-            "*...* ``tox -e py313``."
+            "*...* ``tox -e py315``, ``tox -e py313t``."
         ]
     patched_path = results / "cpython-3.11-pep.json"
     patched = _by_id(_load(patched_path)) if patched_path.is_file() else {}
     versions = list(reports)
-    # A report lists the requirements in PEP order; _by_id keeps it.
-    order = list(reports[versions[0]])
+    # A report lists the requirements in PEP order; _by_id keeps it.  The
+    # longest report decides the order: a report made before a requirement
+    # existed shows it as untested.
+    longest: dict[str, Json] = max(reports.values(), key=len)
+    order = list(longest)
+    untested: Json = {"outcome": "untested"}
+    for v in versions:
+        for req_id in order:
+            reports[v].setdefault(req_id, untested)
     rows = [
         req_id
         for req_id in order
@@ -123,8 +133,10 @@ def deviations_block(results: Path) -> list[str]:
     total = len(order)
     lines = [
         f"Measured by the conformance suite against stock CPython "
-        f"{_version_ranges(versions)} (``results/cpython-3.X.json``) and "
-        f"against the patched 3.11.2 of `Reference Implementation`_ "
+        f"{_version_ranges(versions)} (``results/cpython-3.X.json``; "
+        f"3.14 and 3.15 are Debian's builds, 3.13t the free-threaded build "
+        f"of 3.13.15) and against the patched 3.11.2 of "
+        f"`Reference Implementation`_ "
         f"(column *PEP*).  Of {total} requirements, the {len(rows)} below "
         f"fail on at least one version; every other one passes wherever "
         f"the adapter can exercise it.  *n/a* marks a capability that the "
@@ -141,7 +153,11 @@ def deviations_block(results: Path) -> list[str]:
     lines += [f"     - {v}" for v in versions]
     lines.append("     - PEP")
     for req_id in rows:
-        level = reports[versions[0]][req_id]["level"]
+        level = next(
+            reports[v][req_id]["level"]
+            for v in versions
+            if "level" in reports[v][req_id]
+        )
         lines.append(f"   * - {_ref(req_id)} ({level})")
         for v in versions:
             lines.append(f"     - {_cell(reports[v][req_id])}")

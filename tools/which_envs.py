@@ -13,6 +13,13 @@ to get it:
   ``COEXTRA_PATCHED=1`` asks for it (``make test COEXTRA_PATCHED=1``).
   ``patched-cpython-tests`` and ``patched-consumers`` are never part of
   ``make test``: run them with ``tox -e``.
+* ``py314`` and ``py315`` run Debian's CPython 3.14 and 3.15 inside a
+  Debian ``sid`` root (built as root with mmdebstrap, about a minute), so
+  they run when the root is cached, or when ``COEXTRA_SID=1`` asks;
+* ``py313t`` needs the free-threaded CPython 3.13.15 build (about 5
+  minutes cold): it runs when that build is cached, or when
+  ``COEXTRA_FT=1`` asks; ``py313t-tsan`` likewise with its
+  ThreadSanitizer build, or when ``COEXTRA_FT_TSAN=1`` asks.
 """
 
 from __future__ import annotations
@@ -34,15 +41,30 @@ CPYTHON_MINORS = range(6, 14)
 PATCHED_ENVS = {"patched": "patched", "patched-ft": "patched-ft"}
 
 
-def patched_build_is_cached(variant: str) -> bool:
-    """Ask build.py whether a patched interpreter is built already."""
-    script = REPO / "implementations" / "cpython-3.13" / "build.py"
+def _check(script: Path, *args: str) -> bool:
+    """Tell whether a build script's ``--check`` finds its result cached."""
     result = subprocess.run(
-        [sys.executable, str(script), "--variant", variant, "--check"],
+        [sys.executable, str(script), "--check", *args],
         capture_output=True,
         check=False,
     )
     return result.returncode == 0
+
+
+def sid_root_is_cached() -> bool:
+    """Ask sid_root.py whether the Debian sid root is built already."""
+    return _check(REPO / "implementations" / "cpython" / "sid_root.py")
+
+
+def cpython313_is_cached(variant: str) -> bool:
+    """Ask the 3.13 build script whether ``variant`` is built already."""
+    script = REPO / "implementations" / "cpython-3.13" / "build.py"
+    return _check(script, "--variant", variant)
+
+
+def patched_build_is_cached(variant: str) -> bool:
+    """Ask build.py whether a patched 3.13.15 variant is built already."""
+    return cpython313_is_cached(variant)
 
 
 def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
@@ -62,10 +84,33 @@ def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
         chosen.append("rust")
     else:
         skipped.append("rust: cargo not on PATH (apt-get install cargo)")
+    if env.get("COEXTRA_SID") == "1" or sid_root_is_cached():
+        chosen += ["py314", "py315"]
+    else:
+        skipped.append(
+            "py314, py315: the Debian sid root holding CPython 3.14 and "
+            "3.15 is not built yet (as root, about a minute); run `make "
+            "test COEXTRA_SID=1` or `tox -e py314`"
+        )
+    if env.get("COEXTRA_FT") == "1" or cpython313_is_cached("baseline-ft"):
+        chosen.append("py313t")
+    else:
+        skipped.append(
+            "py313t: free-threaded CPython 3.13.15 is not built yet (about "
+            "5 min); run `make test COEXTRA_FT=1` or `tox -e py313t`"
+        )
+    if env.get("COEXTRA_FT_TSAN") == "1" or cpython313_is_cached(
+        "baseline-ft-tsan"
+    ):
+        chosen.append("py313t-tsan")
+    else:
+        skipped.append(
+            "py313t-tsan: the ThreadSanitizer build of free-threaded "
+            "CPython 3.13.15 is not built yet (slow); run `make test "
+            "COEXTRA_FT_TSAN=1` or `tox -e py313t-tsan`"
+        )
     for name, variant in PATCHED_ENVS.items():
-        if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached(
-            variant
-        ):
+        if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached(variant):
             chosen.append(name)
         else:
             skipped.append(

@@ -47,11 +47,12 @@ CAPABILITY_METHODS: dict[Capability, tuple[str, ...]] = {
     Capability.COMPARE_EXCHANGE: ("compare_exchange_extra",),
     Capability.PENDING_ERROR: ("drop_with_error",),
     Capability.PYTHON_CODE: ("python_view", "python_equal"),
-    Capability.OWN_GIL: ("new_interpreter",),
     # The implementation, not the session, has live_blocks().
     Capability.LIVE_BLOCKS: (),
     # Run by the suite in a child process (exit_run.py).
     Capability.EXIT_FINALIZATION: (),
+    Capability.OWN_GIL: ("new_own_gil_interpreter",),
+    Capability.NATIVE_THREADS: ("hammer_extra",),
 }
 
 

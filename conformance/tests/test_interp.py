@@ -3,13 +3,58 @@
 from __future__ import annotations
 
 import threading
+from typing import cast
 
 import pytest
 
-from ..adapter import Capability, FreeFunc, Hook, Session
+from ..adapter import (
+    CO_INLINE_EXTRA,
+    Capability,
+    FreeFunc,
+    Handle,
+    Hook,
+    OwnGilSession,
+    Session,
+)
 from . import helpers as h
 
 pytestmark = pytest.mark.requires(Capability.INTERPRETERS)
+
+#: The kinds of second interpreter every test runs with: one sharing the
+#: main interpreter's GIL (Py_NewInterpreter), and one with its own GIL
+#: (PEP 684), whose results are R-INTERP-7's.
+LEGACY = "legacy"
+OWN_GIL = "own-gil"
+
+
+def kinds(req: str) -> pytest.MarkDecorator:
+    """Parametrise a test over interpreter kinds.
+
+    The legacy run checks ``req``; the own-GIL run checks R-INTERP-7
+    ("R-INTERP-1..6 hold for an interpreter with its own GIL") and needs
+    Capability.OWN_GIL.
+    """
+    return pytest.mark.parametrize(
+        "kind",
+        [
+            pytest.param(LEGACY, marks=pytest.mark.req(req), id=LEGACY),
+            pytest.param(
+                OWN_GIL,
+                marks=[
+                    pytest.mark.req("R-INTERP-7"),
+                    pytest.mark.requires(Capability.OWN_GIL),
+                ],
+                id=OWN_GIL,
+            ),
+        ],
+    )
+
+
+def new_interpreter(session: Session, kind: str) -> Handle:
+    """Create a second interpreter of the given kind."""
+    if kind == OWN_GIL:
+        return cast(OwnGilSession, session).new_own_gil_interpreter()
+    return session.new_interpreter()
 
 
 def _same_index(session: Session, a: object, b: object) -> int:
@@ -24,14 +69,16 @@ def _same_index(session: Session, a: object, b: object) -> int:
     return first
 
 
-@pytest.mark.req("R-INTERP-1")
-def test_index_allocation_is_per_interpreter(session: Session) -> None:
+@kinds("R-INTERP-1")
+def test_index_allocation_is_per_interpreter(
+    session: Session, kind: str
+) -> None:
     """Index allocation is per interpreter.
 
     R-INTERP-1: "Index allocation is per interpreter: allocating or exhausting
     indices in one interpreter does not affect another."
     """
-    other = session.new_interpreter()
+    other = new_interpreter(session, kind)
     before = session.request_index(other, None)
     h.exhaust_indices(session, session.main)
     after = [session.request_index(other, None) for _ in range(100)]
@@ -41,8 +88,10 @@ def test_index_allocation_is_per_interpreter(session: Session) -> None:
     )
 
 
-@pytest.mark.req("R-INTERP-1")
-def test_fresh_interpreter_starts_at_index_zero(session: Session) -> None:
+@kinds("R-INTERP-1")
+def test_fresh_interpreter_starts_at_index_zero(
+    session: Session, kind: str
+) -> None:
     """Fresh interpreter starts at index zero.
 
     R-INTERP-1 with R-INDEX-6: a new interpreter's indices do not continue
@@ -50,7 +99,7 @@ def test_fresh_interpreter_starts_at_index_zero(session: Session) -> None:
     """
     for _ in range(7):
         session.request_index(session.main, None)
-    other = session.new_interpreter()
+    other = new_interpreter(session, kind)
     got = session.request_index(other, None)
     assert got == 0, (
         f"{h.REQUEST} in a fresh interpreter returned {got}, not 0: "
@@ -58,14 +107,14 @@ def test_fresh_interpreter_starts_at_index_zero(session: Session) -> None:
     )
 
 
-@pytest.mark.req("R-INTERP-2")
-def test_values_are_per_interpreter(session: Session) -> None:
+@kinds("R-INTERP-2")
+def test_values_are_per_interpreter(session: Session, kind: str) -> None:
     """Values are per interpreter.
 
     R-INTERP-2: "A code object used from two interpreters holds independent
     values under the same index number in each."
     """
-    other = session.new_interpreter()
+    other = new_interpreter(session, kind)
     mains = session.new_code(session.main)
     others = session.new_code(other)
     index = _same_index(session, session.main, other)
@@ -87,15 +136,17 @@ def test_values_are_per_interpreter(session: Session) -> None:
     h.assert_no_frees(h.SET, "R-INTERP-2", session)
 
 
-@pytest.mark.req("R-INTERP-3")
+@kinds("R-INTERP-3")
 @pytest.mark.isolated
-def test_value_freed_by_owner_free_function(session: Session) -> None:
+def test_value_freed_by_owner_free_function(
+    session: Session, kind: str
+) -> None:
     """Value freed by owner free function.
 
     R-INTERP-3: "A value is freed with the free function of the interpreter
     that stored it, whichever interpreter destroys the code object."
     """
-    other = session.new_interpreter()
+    other = new_interpreter(session, kind)
     index = _same_index(session, session.main, other)
     codes = [session.new_code(session.main), session.new_code(other)]
     for n, code in enumerate(codes):
@@ -119,14 +170,16 @@ def test_value_freed_by_owner_free_function(session: Session) -> None:
     )
 
 
-@pytest.mark.req("R-INTERP-4")
-def test_foreign_code_uses_out_of_line_storage(session: Session) -> None:
+@kinds("R-INTERP-4")
+def test_foreign_code_uses_out_of_line_storage(
+    session: Session, kind: str
+) -> None:
     """Foreign code objects use out-of-line storage.
 
     R-INTERP-4: "Set and Get work on a code object constructed by another
     interpreter (out-of-line storage); its flag is left unchanged."
     """
-    other = session.new_interpreter()
+    other = new_interpreter(session, kind)
     session.request_index(other, FreeFunc(2))
     # Constructed while the other interpreter has a consumer: inline
     # storage there if the implementation has any, none for this one.
@@ -144,16 +197,18 @@ def test_foreign_code_uses_out_of_line_storage(session: Session) -> None:
     )
 
 
-@pytest.mark.req("R-INTERP-5")
+@kinds("R-INTERP-5")
 @pytest.mark.requires(Capability.FINALIZE)
 @pytest.mark.isolated
-def test_finalization_frees_only_own_values(session: Session) -> None:
+def test_finalization_frees_only_own_values(
+    session: Session, kind: str
+) -> None:
     """Finalization frees only own values.
 
     R-INTERP-5: "Finalizing an interpreter frees its own values in shared code
     objects and leaves other interpreters' values intact."
     """
-    other = session.new_interpreter()
+    other = new_interpreter(session, kind)
     index = _same_index(session, session.main, other)
     codes = [session.new_code(session.main), session.new_code(other)]
     for n, code in enumerate(codes):
@@ -185,15 +240,15 @@ def test_finalization_frees_only_own_values(session: Session) -> None:
     )
 
 
-@pytest.mark.req("R-INTERP-6")
+@kinds("R-INTERP-6")
 @pytest.mark.requires(Capability.HOOKS)
-def test_hooks_are_per_interpreter(session: Session) -> None:
+def test_hooks_are_per_interpreter(session: Session, kind: str) -> None:
     """Hooks are per interpreter.
 
     R-INTERP-6: "Hooks of one interpreter are not called for code objects
     constructed in another."
     """
-    other = session.new_interpreter()
+    other = new_interpreter(session, kind)
     session.add_hook(session.main, Hook(1))
     session.add_hook(other, Hook(2))
     mine = session.new_code(session.main)
@@ -221,7 +276,7 @@ def test_own_gil_interpreters_keep_the_rules_in_parallel(
     their own GIL, including while they call this API at the same time as
     the main interpreter."
     """
-    other = session.new_interpreter()
+    other = cast(OwnGilSession, session).new_own_gil_interpreter()
     interps = [session.main, other]
     shared = [session.new_code(session.main) for _ in range(8)]
     for k, interp in enumerate(interps):

@@ -5,10 +5,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 
-from ..adapter import Capability, FreeFunc, Hook, Session
+from ..adapter import (
+    Capability,
+    FreeFunc,
+    HammerReport,
+    Hook,
+    NativeThreadsSession,
+    Session,
+    hammer_value,
+)
 from . import helpers as h
 
 pytestmark = pytest.mark.requires(Capability.THREADS)
@@ -337,4 +346,150 @@ def test_concurrent_hook_changes_keep_ids_unique(session: Session) -> None:
     session.drop(session.new_code(session.main))
     assert session.take_hook_calls() == [], (
         "hooks removed from several threads are still called (R-THREAD-7)"
+# -- native threads ------------------------------------------------------
+#
+# The tests above send one request at a time from each suite thread, so the
+# implementation's calls overlap only as much as the round trips let them.
+# With Capability.NATIVE_THREADS the implementation runs the Set/Get loop
+# itself on several native threads, many rounds, which on a free-threaded
+# build means real parallel calls with no GIL; a ThreadSanitizer build
+# then reports the races it sees, and the tests fail with those reports.
+
+NATIVE_THREADS = 4
+#: Rounds per code object and thread; enough for races to show.
+NATIVE_ROUNDS = 3000
+#: Fresh code objects raced on in the shared test: the first Set of each
+#: allocates its slot block, the most fragile moment.
+SHARED_CODES = 12
+
+
+def _hammer(
+    session: Session, codes: list[object], index: int, *, shared: bool
+) -> HammerReport:
+    return cast(NativeThreadsSession, session).hammer_extra(
+        codes,
+        index,
+        threads=NATIVE_THREADS,
+        rounds=NATIVE_ROUNDS,
+        shared=shared,
+    )
+
+
+#: Frames that place a sanitizer report in the API under test; a race
+#: elsewhere in the interpreter (thread-state creation, say) is not this
+#: requirement's finding.
+API_FRAMES = (
+    "Code_GetExtra",
+    "Code_SetExtra",
+    "RequestCodeExtraIndex",
+    "codeobject.c",
+)
+
+
+def _assert_clean(report: HammerReport, req: str) -> None:
+    """Fail with the evidence if a sanitizer or a thread saw a problem."""
+    races = [
+        r
+        for r in report.sanitizer_reports
+        if any(frame in r for frame in API_FRAMES)
+    ]
+    if races:
+        others = len(report.sanitizer_reports) - len(races)
+        pytest.fail(
+            f"ThreadSanitizer reported {len(races)} data race(s) in the "
+            f"extra-storage API during concurrent {h.SET}/{h.GET} ({req}) "
+            f"(and {others} elsewhere in the interpreter); the first:\n"
+            f"{races[0][:4000]}",
+            pytrace=False,
+        )
+    errors = [
+        (n, t.set_errors, t.get_errors)
+        for n, t in enumerate(report.threads)
+        if t.set_errors or t.get_errors
+    ]
+    assert not errors, (
+        f"concurrent {h.SET}/{h.GET} failed ({req}): (thread, Set errors, "
+        f"Get errors) {errors}"
+    )
+    wrong = [
+        (n, t.wrong_reads, t.first_wrong)
+        for n, t in enumerate(report.threads)
+        if t.wrong_reads
+    ]
+    assert not wrong, (
+        f"concurrent {h.GET} read values no Set explains ({req}): (thread, "
+        f"count, (first read, expected)) {wrong}"
+    )
+
+
+@pytest.mark.req("R-THREAD-1")
+@pytest.mark.requires(Capability.NATIVE_THREADS)
+@pytest.mark.isolated
+def test_native_threads_on_distinct_code(session: Session) -> None:
+    """Native threads Set and Get on their own code objects.
+
+    R-THREAD-1 under real parallelism: each thread reads back what it
+    stored, and every overwritten value is freed exactly once.
+    """
+    early = [session.new_code(session.main) for _ in range(NATIVE_THREADS)]
+    index = session.request_index(session.main, FreeFunc(1))
+    late = [session.new_code(session.main) for _ in range(NATIVE_THREADS)]
+    codes: list[object] = [*early, *late]
+    report = _hammer(session, codes, index, shared=False)
+    _assert_clean(report, "R-THREAD-1")
+    expected = Counter(
+        (1, hammer_value(k % NATIVE_THREADS, k, r))
+        for k in range(len(codes))
+        for r in range(NATIVE_ROUNDS - 1)
+    )
+    got = Counter(h.frees(session))
+    assert got == expected, (
+        f"{h.SET} on native threads lost or repeated free calls "
+        f"(R-THREAD-1): {sum((got - expected).values())} extra, "
+        f"{sum((expected - got).values())} missing"
+    )
+
+
+@pytest.mark.req("R-THREAD-2")
+@pytest.mark.requires(Capability.NATIVE_THREADS)
+@pytest.mark.isolated
+def test_native_threads_on_one_slot(session: Session) -> None:
+    """Native threads race Set and Get on one slot of fresh code objects.
+
+    R-THREAD-2 under real parallelism: every overwritten value is freed
+    exactly once, each slot ends holding a value stored into it, and no
+    read sees a value never stored there.
+    """
+    index = session.request_index(session.main, FreeFunc(2))
+    codes: list[object] = [
+        session.new_code(session.main) for _ in range(SHARED_CODES)
+    ]
+    report = _hammer(session, codes, index, shared=True)
+    _assert_clean(report, "R-THREAD-2")
+    frees = Counter(h.frees(session))
+    finals = [session.get_extra(session.main, code, index) for code in codes]
+    stored = [
+        {
+            hammer_value(t, k, r)
+            for t in range(NATIVE_THREADS)
+            for r in range(NATIVE_ROUNDS)
+        }
+        for k in range(len(codes))
+    ]
+    strays = [
+        (k, final) for k, final in enumerate(finals) if final not in stored[k]
+    ]
+    assert not strays, (
+        f"after {h.SET} on native threads a slot holds a value never "
+        f"stored there (R-THREAD-2): (code, value) {strays[:3]}"
+    )
+    expected = Counter(
+        (2, v) for k in range(len(codes)) for v in stored[k] - {finals[k]}
+    )
+    repeated = sum((frees - expected).values())
+    missing = sum((expected - frees).values())
+    assert frees == expected, (
+        f"concurrent {h.SET} on one slot must free each overwritten value "
+        f"once (R-THREAD-2): {repeated} extra or repeated, {missing} "
+        f"missing (lost with a slot block, or never freed)"
     )

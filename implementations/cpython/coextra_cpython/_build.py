@@ -4,6 +4,15 @@ The extension is compiled with the system C compiler against the headers
 of the interpreter under test and cached per interpreter and source hash,
 so only the first run against a given interpreter pays for the compiler
 (about half a second).
+
+An interpreter may also live in another root file system (``COEXTRA_ROOT``,
+such as the Debian ``sid`` root that ``sid_root.py`` builds for CPython 3.14
+and 3.15, whose binaries need a newer C library than the host's).  Then
+every command for the target runs under ``chroot ROOT``: the probe, the
+root's own ``gcc`` against the root's headers, and the worker.  The files
+the worker needs (``worker.py`` and the compiled extension) are installed
+into the root, under ``/var/cache/coextra-cpython``, since a chrooted
+process sees nothing else of the host.
 """
 
 from __future__ import annotations
@@ -22,8 +31,13 @@ from pathlib import Path
 from typing import Any
 
 #: The interpreters this adapter supports without the PEP 8523 API.
-SUPPORTED = ((3, 6), (3, 13))
-SUPPORTED_TEXT = "CPython 3.6-3.13"
+SUPPORTED = ((3, 6), (3, 15))
+SUPPORTED_TEXT = "CPython 3.6-3.15"
+
+#: The environment variable naming a root file system to chroot into.
+ROOT_VAR = "COEXTRA_ROOT"
+#: Where, inside such a root, the worker's files are installed.
+ROOT_CACHE = "var/cache/coextra-cpython"
 
 #: Run by the target interpreter: what it is and where its headers are.
 #: Plain enough for CPython 2.7, so that a wrong interpreter gets a clear
@@ -67,11 +81,60 @@ class Target:
     executable: str
     includes: tuple[str, ...]
     ext_suffix: str
+    #: The root file system the interpreter runs in (host path), or None
+    #: for an interpreter of the host.
+    root: str | None = None
 
     @property
     def version_text(self) -> str:
         """Return the version as ``3.6.15``."""
         return ".".join(map(str, self.version))
+
+    def launcher(self) -> list[str]:
+        """Return the command prefix that runs a program of the target."""
+        return launcher(self.root)
+
+    def inside(self, path: Path) -> str:
+        """Return ``path`` (a host path) as the target's processes see it."""
+        return inside(self.root, path)
+
+
+def launcher(root: str | None) -> list[str]:
+    """Return ``chroot ROOT`` for a target in a root, else nothing."""
+    return [] if root is None else ["chroot", root]
+
+
+def inside(root: str | None, path: Path) -> str:
+    """Return a host path under ``root`` as seen from inside it."""
+    if root is None:
+        return str(path)
+    return "/" + str(path.resolve().relative_to(Path(root).resolve()))
+
+
+def target_root() -> str | None:
+    """Return the root named by COEXTRA_ROOT, checked; None if unset.
+
+    Raises AdapterLoadError when it is not a usable root file system.
+    """
+    root = os.environ.get(ROOT_VAR)
+    if not root:
+        return None
+    if not (Path(root) / "usr" / "bin").is_dir():
+        raise AdapterLoadError(
+            f"{ROOT_VAR}={root} is not a root file system (no usr/bin); "
+            f"build the Debian sid root with "
+            f"`python3 implementations/cpython/sid_root.py` (as root)"
+        )
+    if shutil.which("chroot") is None:
+        raise AdapterLoadError(
+            f"{ROOT_VAR} is set but chroot is not on PATH; install coreutils"
+        )
+    if os.geteuid() != 0:
+        raise AdapterLoadError(
+            f"{ROOT_VAR}={root}: running an interpreter inside a root file "
+            f"system needs root privileges (chroot); run the suite as root"
+        )
+    return str(Path(root).resolve())
 
 
 def worker_file(name: str) -> Path:
@@ -93,7 +156,7 @@ def _install_hint(name: str) -> str:
             f"install it, e.g. `pyenv install {version}`, and put it on "
             f"PATH (pyenv: `pyenv global` or PYENV_VERSION)"
         )
-    return "install a CPython 3.6-3.13, e.g. `pyenv install 3.6.15`"
+    return "install a CPython 3.6-3.15, e.g. `pyenv install 3.6.15`"
 
 
 def pyenv_interpreter(name: str) -> str | None:
@@ -115,16 +178,26 @@ def pyenv_interpreter(name: str) -> str | None:
     return max(found)[1] if found else None
 
 
-def _run_probe(name: str) -> subprocess.CompletedProcess[str] | str:
+def _run_probe(
+    name: str, root: str | None = None
+) -> subprocess.CompletedProcess[str] | str:
     """Run the probe; return the process, or why it could not run."""
-    if os.sep in name:
+    if root is not None:
+        found = [
+            Path(root) / d / name
+            for d in ("usr/local/bin", "usr/bin", "bin")
+            if os.sep not in name
+        ] or [Path(root) / name.lstrip("/")]
+        if not any(os.access(f, os.X_OK) for f in found):
+            return f"not found in the root file system {root}"
+    elif os.sep in name:
         if not os.access(name, os.X_OK):
             return "no such executable"
     elif shutil.which(name) is None:
         return "interpreter not found on PATH"
     try:
         proc = subprocess.run(
-            [name, "-c", _PROBE],
+            [*launcher(root), name, "-c", _PROBE],
             capture_output=True,
             text=True,
             timeout=60,
@@ -158,9 +231,14 @@ def _probe_answer(stdout: str) -> dict[str, Any] | None:
     return info
 
 
-def probe(name: str) -> Target:
-    """Run the interpreter ``name`` once and describe it."""
-    proc = _run_probe(name)
+def probe(name: str, root: str | None = None) -> Target:
+    """Run the interpreter ``name`` (inside ``root``) once; describe it."""
+    proc = _run_probe(name, root)
+    if isinstance(proc, str) and root is not None:
+        raise AdapterLoadError(
+            f"COEXTRA_PYTHON={name} ({ROOT_VAR}={root}): {proc}; build the "
+            f"root with `python3 implementations/cpython/sid_root.py`"
+        )
     if isinstance(proc, str):
         fallback = pyenv_interpreter(name)
         if fallback is not None:
@@ -181,6 +259,7 @@ def probe(name: str) -> Target:
         executable=info["executable"],
         includes=tuple(info["includes"]),
         ext_suffix=info["ext_suffix"],
+        root=root,
     )
     if target.implementation != "cpython":
         raise AdapterLoadError(
@@ -227,24 +306,46 @@ def _compiler() -> list[str]:
     )
 
 
+def _root_compiler(root: str) -> list[str]:
+    """Return the command running the root's own gcc."""
+    if not os.access(Path(root) / "usr" / "bin" / "gcc", os.X_OK):
+        raise AdapterLoadError(
+            f"{ROOT_VAR}={root} has no gcc: the cpython adapter compiles its "
+            f"extension with the root's compiler; rebuild the root with "
+            f"`python3 implementations/cpython/sid_root.py --force`"
+        )
+    return [*launcher(root), "gcc"]
+
+
 def build(target: Target) -> Path:
-    """Return a directory holding the extension built for ``target``."""
+    """Return a directory holding the extension built for ``target``.
+
+    For a target inside a root file system the directory is inside that
+    root and also holds a copy of ``worker.py``.
+    """
     source = worker_file("_coextra_cpython.c").read_bytes()
-    compiler = _compiler()
+    in_root = target.root is not None
+    if target.root is not None:
+        compiler = _root_compiler(target.root)
+        worker_source = worker_file("worker.py").read_bytes()
+        base = Path(target.root) / ROOT_CACHE
+    else:
+        compiler = _compiler()
+        worker_source = b""
+        base = cache_dir()
     key = hashlib.sha256()
     for part in (
         source,
+        worker_source,
         repr(target).encode(),
         repr(compiler).encode(),
         repr(_CFLAGS).encode(),
     ):
         key.update(part)
         key.update(b"\0")
-    out_dir = cache_dir() / (
-        f"cpython-{target.version_text}-{key.hexdigest()[:16]}"
-    )
+    out_dir = base / f"cpython-{target.version_text}-{key.hexdigest()[:16]}"
     out = out_dir / f"_coextra_cpython{target.ext_suffix}"
-    if out.is_file():
+    if out.is_file() and (not in_root or (out_dir / "worker.py").is_file()):
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -255,9 +356,9 @@ def build(target: Target) -> Path:
             *compiler,
             *_CFLAGS,
             *(f"-I{inc}" for inc in target.includes),
-            str(c_file),
+            target.inside(c_file),
             "-o",
-            str(tmp_out),
+            target.inside(tmp_out),
         ]
         try:
             proc = subprocess.run(
@@ -279,6 +380,29 @@ def build(target: Target) -> Path:
                 f"{target.name} ({target.version_text}) failed: "
                 f"{errors[0].strip()}"
             )
+        if in_root:
+            tmp_worker = Path(tmp) / "worker.py"
+            tmp_worker.write_bytes(worker_source)
+            os.replace(tmp_worker, out_dir / "worker.py")
         # Atomic: a concurrent run (pytest-xdist) sees all or nothing.
         os.replace(tmp_out, out)
     return out_dir
+
+
+def worker_command(target: Target, build_dir: Path) -> list[str]:
+    """Return the command line that starts a worker for ``target``."""
+    script = (
+        build_dir / "worker.py"
+        if target.root is not None
+        else worker_file("worker.py")
+    )
+    return [
+        *target.launcher(),
+        target.executable,
+        "-I",  # ignore PYTHON* variables and the user's site-packages
+        "-S",  # no site: faster start-up, nothing from site-packages
+        "-X",
+        "faulthandler",  # a crash leaves a traceback on stderr
+        target.inside(script),
+        target.inside(build_dir),
+    ]

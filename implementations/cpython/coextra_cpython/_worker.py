@@ -66,6 +66,7 @@ class Worker:
         self._state = threading.Lock()
         self._answers: dict[int, dict[str, Any]] = {}
         self._crash: ImplementationCrashed | None = None
+        self._reports_seen = 0
 
     # -- transport -------------------------------------------------------
 
@@ -122,6 +123,23 @@ class Worker:
             if line.startswith("Fatal Python error"):
                 return line
         return lines[-1] if lines else ""
+
+    def sanitizer_reports(self) -> list[str]:
+        """Return the ThreadSanitizer reports written to stderr so far.
+
+        Each report runs from its ``WARNING: ThreadSanitizer:`` line to
+        the separator line that ends it.  Reports already returned once
+        are not returned again.
+        """
+        self._stderr.seek(0)
+        text = self._stderr.read().decode(errors="replace")
+        reports: list[str] = []
+        for chunk in text.split("WARNING: ThreadSanitizer:")[1:]:
+            body, _, _ = chunk.partition("\n==================")
+            reports.append("WARNING: ThreadSanitizer:" + body)
+        new = reports[self._reports_seen :]
+        self._reports_seen = len(reports)
+        return new
 
     def handshake(self) -> dict[str, Any]:
         """Read (once) and return the worker's hello message."""

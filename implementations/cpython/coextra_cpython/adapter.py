@@ -1,4 +1,4 @@
-"""The suite's view of a stock CPython 3.6-3.13 (or a PEP 8523 build).
+"""The suite's view of a stock CPython 3.6-3.15 (or a PEP 8523 build).
 
 pytest runs on the host Python; the interpreter under test runs
 ``worker.py`` in a separate process and calls the real co_extra API
@@ -24,6 +24,8 @@ from coextra_conformance.adapter import (
     Capability,
     FreeCall,
     FreeFunc,
+    HammerReport,
+    HammerThread,
     Handle,
     Hook,
     HookCall,
@@ -89,6 +91,10 @@ class CPythonSession:
     def new_interpreter(self) -> Handle:
         """Create a sub-interpreter with Py_NewInterpreter()."""
         return Ref("interpreter", self._call("new_interpreter"))
+
+    def new_own_gil_interpreter(self) -> Handle:
+        """Create an interpreter with its own GIL (3.12+, PEP 684)."""
+        return Ref("interpreter", self._call("new_interpreter", own_gil=True))
 
     def end_interpreter(self, interp: Handle) -> None:
         """Finalize a sub-interpreter with Py_EndInterpreter()."""
@@ -249,6 +255,42 @@ class CPythonSession:
         """PyUnstable_Code_HasInlineExtra (PEP 8523 builds only)."""
         return bool(self._call("has_inline_extra", code=self._number(code)))
 
+    def hammer_extra(
+        self,
+        codes: list[Handle],
+        index: int,
+        *,
+        threads: int,
+        rounds: int,
+        shared: bool,
+    ) -> HammerReport:
+        """Run the Set/Get loops in C on native threads of the worker.
+
+        Sanitizer reports the worker wrote to stderr meanwhile (a
+        ThreadSanitizer build) come back with the counts.
+        """
+        self._worker.sanitizer_reports()  # only this run's reports count
+        rows = self._call(
+            "hammer",
+            codes=[self._number(c) for c in codes],
+            index=index,
+            threads=threads,
+            rounds=rounds,
+            shared=shared,
+        )
+        return HammerReport(
+            threads=tuple(
+                HammerThread(
+                    set_errors=set_errors,
+                    get_errors=get_errors,
+                    wrong_reads=wrong,
+                    first_wrong=(got, expected) if wrong else None,
+                )
+                for set_errors, get_errors, wrong, got, expected in rows
+            ),
+            sanitizer_reports=tuple(self._worker.sanitizer_reports()),
+        )
+
     # -- observation -----------------------------------------------------
 
     def co_flags(self, code: Handle) -> int:
@@ -336,11 +378,11 @@ class CPythonImplementation:
         """Probe ``interpreter``, build the extension, start a worker.
 
         Raises AdapterLoadError with a one-line message when the
-        interpreter is missing, not CPython, outside 3.6-3.13 without the
+        interpreter is missing, not CPython, outside 3.6-3.15 without the
         PEP 8523 API, or when no C compiler can build the extension.
         """
         self.interpreter = interpreter or os.environ.get(ENV_VAR) or "python3"
-        self.target = _build.probe(self.interpreter)
+        self.target = _build.probe(self.interpreter, _build.target_root())
         try:
             build_dir = _build.build(self.target)
         except _build.AdapterLoadError:
@@ -349,21 +391,15 @@ class CPythonImplementation:
                     _build.out_of_range(self.target)
                 ) from None
             raise
-        self._argv = [
-            self.target.executable,
-            "-I",  # ignore PYTHON* variables and the user's site-packages
-            "-S",  # no site: faster start-up, nothing from site-packages
-            "-X",
-            "faulthandler",  # a crash leaves a traceback on stderr
-            str(_build.worker_file("worker.py")),
-            str(build_dir),
-        ]
+        self._argv = _build.worker_command(self.target, build_dir)
         self._retired: list[Worker] = []
         self._spare: Worker | None = self._spawn()
         hello = self._spare.handshake()
         self.pep8523 = bool(hello["pep8523"])
         self.watchers = bool(hello["watchers"])
         self.functions: tuple[str, ...] = tuple(hello["functions"])
+        #: False when the interpreter runs free-threaded, without a GIL.
+        self.gil = bool(hello.get("gil", True))
         if not self.pep8523 and not (
             _build.SUPPORTED[0]
             <= self.target.version[:2]
@@ -371,8 +407,12 @@ class CPythonImplementation:
         ):
             self._spare.kill()
             raise _build.AdapterLoadError(_build.out_of_range(self.target))
-        self.version = self.target.version_text + (
-            "+pep8523" if self.pep8523 else ""
+        # "t" as in python3.13t: a free-threaded build, running without
+        # the GIL (the worker runs with -I, so PYTHON_GIL cannot force it).
+        self.version = (
+            self.target.version_text
+            + ("t" if not self.gil else "")
+            + ("+pep8523" if self.pep8523 else "")
         )
         caps = {
             Capability.STORAGE_SIZE,
@@ -385,9 +425,14 @@ class CPythonImplementation:
             # its own (main interpreter only), so they interleave as the
             # GIL lets them.
             Capability.THREADS,
+            # hammer(): Set/Get loops in C on native threads.
+            Capability.NATIVE_THREADS,
         }
         if self.watchers or self.pep8523:
             caps.add(Capability.HOOKS)
+        if hello.get("own_gil"):
+            # Py_NewInterpreterFromConfig with PyInterpreterConfig_OWN_GIL.
+            caps.add(Capability.OWN_GIL)
         if self.pep8523:
             caps |= {Capability.RELEASE, Capability.INLINE_FLAG}
         # CompareExchange (patched 3.13): declared only when the suite
@@ -399,7 +444,10 @@ class CPythonImplementation:
         atexit.register(self.shutdown)
 
     def _spawn(self) -> Worker:
-        label = f"{self.interpreter} ({self.target.version_text})"
+        # The command's name only: crash messages end up in committed
+        # reports, which must not carry this machine's paths.
+        name = os.path.basename(self.interpreter)
+        label = f"{name} ({self.target.version_text})"
         return Worker(label, self._argv)
 
     def open_session(self) -> CPythonSession:
@@ -431,9 +479,13 @@ class CPythonImplementation:
     def describe(self) -> str:
         """One line for the report header."""
         api = "PEP 8523 API" if self.pep8523 else ", ".join(self.functions)
+        where = self.target.executable
+        if self.target.root is not None:
+            where += f" in the root {self.target.root}"
+        threading = "" if self.gil else "; free-threaded, GIL disabled"
         return (
-            f"CPython {self.version} at {self.target.executable} "
-            f"({ENV_VAR}={self.interpreter}); {api}"
+            f"CPython {self.version} at {where} "
+            f"({ENV_VAR}={self.interpreter}); {api}{threading}"
         )
 
 

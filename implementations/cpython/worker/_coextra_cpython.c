@@ -3,7 +3,7 @@
  * adapter of the PEP 8523 conformance suite.
  *
  * worker.py compiles this file against the interpreter under test
- * (CPython 3.6 ... 3.13, or a build carrying the PEP 8523 API) and calls
+ * (CPython 3.6 ... 3.15, or a build carrying the PEP 8523 API) and calls
  * the real co_extra API through it.  Everything the suite observes from
  * inside the interpreter is recorded here in C:
  *
@@ -140,15 +140,43 @@ cx_result(long long rc, const char *name)
 /* -- interpreters ------------------------------------------------------- */
 
 /* Thread states of the interpreters the worker drives; [0] is the main
-   interpreter.  Sub-interpreters come from Py_NewInterpreter(), which
-   shares the GIL and the object allocator with the main interpreter on
-   every version, so objects may be handed from one to the other. */
+   interpreter.  Legacy sub-interpreters come from Py_NewInterpreter(),
+   which shares the GIL and the object allocator with the main interpreter
+   on every version.  On 3.12+ an interpreter may instead get a GIL and an
+   object allocator of its own (PEP 684: Py_NewInterpreterFromConfig with
+   PyInterpreterConfig_OWN_GIL); cx_own_gil[] marks those.  Switching to
+   or from one of them must release one GIL and take the other, so it goes
+   through PyEval_SaveThread()/PyEval_RestoreThread() instead of a plain
+   PyThreadState_Swap(). */
 #define CX_MAX_INTERPS 32
 static PyThreadState *cx_tstates[CX_MAX_INTERPS];
+static int cx_own_gil[CX_MAX_INTERPS];
 static int cx_ninterps;
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define CX_HAVE_OWN_GIL 1
+#else
+#define CX_HAVE_OWN_GIL 0
+#endif
 
 /* The worker's main thread, which owns every thread state above. */
 static unsigned long cx_main_thread;
+
+/* Return the worker's number of the interpreter of thread state `ts`
+   (0, the main interpreter, for a thread state the worker does not
+   know, such as a worker thread's). */
+static int
+cx_current_interp(PyThreadState *ts)
+{
+    int i;
+
+    for (i = 1; i < cx_ninterps; i++) {
+        if (cx_tstates[i] != NULL && cx_tstates[i]->interp == ts->interp) {
+            return i;
+        }
+    }
+    return 0;
+}
 
 /* Make interpreter `interp` current; *prev receives the thread state to
    restore with cx_leave(), or NULL when nothing had to change.  Worker
@@ -175,14 +203,30 @@ cx_enter(int interp, PyThreadState **prev)
                         "main thread only");
         return -1;
     }
-    *prev = PyThreadState_Swap(cx_tstates[interp]);
+    if (cx_own_gil[interp] || cx_own_gil[cx_current_interp(current)]) {
+        /* Two GILs: give up the current one, then take the target's. */
+        *prev = PyEval_SaveThread();
+        PyEval_RestoreThread(cx_tstates[interp]);
+    } else {
+        *prev = PyThreadState_Swap(cx_tstates[interp]);
+    }
     return 0;
 }
 
 static void
 cx_leave(PyThreadState *prev)
 {
-    if (prev != NULL) {
+    PyThreadState *current;
+
+    if (prev == NULL) {
+        return;
+    }
+    current = PyThreadState_Get();
+    if (cx_own_gil[cx_current_interp(current)] ||
+        cx_own_gil[cx_current_interp(prev)]) {
+        PyEval_SaveThread();
+        PyEval_RestoreThread(prev);
+    } else {
         PyThreadState_Swap(prev);
     }
 }
@@ -344,44 +388,56 @@ static Py_ssize_t cx_free_len, cx_free_cap;
 /* Calls that could not be recorded for lack of memory; reported so that
    a lost record is never mistaken for a call that did not happen. */
 static Py_ssize_t cx_free_lost;
+/* Guards the free log: on a free-threaded build free functions run on
+   several threads at once with nothing else serialising them. */
+static PyThread_type_lock cx_free_lock;
 
-static cx_free_call *
-cx_free_append(void)
+/* Append a record of the free call (tag, value); return its position in
+   the log, or -1 if it could not be recorded.  The position, not a
+   pointer, identifies it: another thread may move the log. */
+static Py_ssize_t
+cx_free_append(int tag, void *value)
 {
+    Py_ssize_t at = -1;
+
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
     if (cx_free_len == cx_free_cap) {
         Py_ssize_t cap = cx_free_cap ? 2 * cx_free_cap : 256;
         cx_free_call *log = realloc(cx_free_log, cap * sizeof(*log));
 
         if (log == NULL) {
             cx_free_lost++;
-            return NULL;
+            PyThread_release_lock(cx_free_lock);
+            return -1;
         }
         cx_free_log = log;
         cx_free_cap = cap;
     }
-    return &cx_free_log[cx_free_len++];
+    at = cx_free_len++;
+    cx_free_log[at].tag = tag;
+    cx_free_log[at].value = (uintptr_t)value;
+    cx_free_log[at].has_result = 0;
+    cx_free_log[at].result = 0;
+    cx_free_log[at].error[0] = '\0';
+    PyThread_release_lock(cx_free_lock);
+    return at;
 }
 
 static void
 cx_free_common(int tag, void *value)
 {
     cx_free_conf *conf = &cx_free_confs[tag];
-    cx_free_call *call = cx_free_append();
+    Py_ssize_t at = cx_free_append(tag, value);
+    cx_free_call local, *call = &local;
     PyObject *type, *exc, *tb, *target;
     void *out;
     int rc = 0;
 
-    if (call == NULL) {
+    if (at < 0 || conf->action == CX_RECORD) {
         return;
     }
-    call->tag = tag;
-    call->value = (uintptr_t)value;
-    call->has_result = 0;
-    call->result = 0;
-    call->error[0] = '\0';
-    if (conf->action == CX_RECORD) {
-        return;
-    }
+    local.error[0] = '\0';
+    local.result = 0;
     /* Free functions run inside deallocation, possibly while an
        exception is being handled: keep whatever is pending intact. */
     PyErr_Fetch(&type, &exc, &tb);
@@ -414,6 +470,11 @@ cx_free_common(int tag, void *value)
         break;
     }
     PyErr_Restore(type, exc, tb);
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    cx_free_log[at].has_result = 1;
+    cx_free_log[at].result = local.result;
+    memcpy(cx_free_log[at].error, local.error, sizeof(local.error));
+    PyThread_release_lock(cx_free_lock);
 }
 
 /* Sixteen distinct C functions, one per tag. */
@@ -495,6 +556,9 @@ cx_hook_common(cx_hook_slot *slot, PyObject *code)
     cx_hook_slot *other;
     int rc = 0;
 
+    /* Free-threaded builds construct code objects on several threads
+       at once: the log shares the free log's lock. */
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
     if (cx_hook_len == cx_hook_cap) {
         Py_ssize_t cap = cx_hook_cap ? 2 * cx_hook_cap : 1024;
         cx_hook_call *log = realloc(cx_hook_log, cap * sizeof(*log));
@@ -511,6 +575,7 @@ cx_hook_common(cx_hook_slot *slot, PyObject *code)
         cx_hook_log[cx_hook_len].code = (uintptr_t)code;
         cx_hook_len++;
     }
+    PyThread_release_lock(cx_free_lock);
     switch (slot->action) {
     case CX_HOOK_FAIL:
         PyErr_SetString(PyExc_RuntimeError, "coextra hook fails on purpose");
@@ -979,25 +1044,83 @@ cx_fail_allocations(PyObject *Py_UNUSED(self), PyObject *args)
     Py_RETURN_NONE;
 }
 
+#if CX_HAVE_OWN_GIL
+/* Create an interpreter with its own GIL and object allocator, the
+   isolated configuration of PEP 684.  Py_NewInterpreterFromConfig
+   releases the caller's GIL and returns holding the new one; on failure
+   nothing is current. */
+static PyThreadState *
+cx_new_own_gil_interpreter(PyThreadState *prev, PyObject **error)
+{
+    PyThreadState *sub = NULL;
+    PyStatus status;
+    PyInterpreterConfig config;
+
+    memset(&config, 0, sizeof(config));
+    config.use_main_obmalloc = 0;
+    config.allow_fork = 0;
+    config.allow_exec = 0;
+    config.allow_threads = 1;
+    config.allow_daemon_threads = 0;
+    config.check_multi_interp_extensions = 1;
+    config.gil = PyInterpreterConfig_OWN_GIL;
+    status = Py_NewInterpreterFromConfig(&sub, &config);
+    if (PyStatus_Exception(status)) {
+        PyEval_RestoreThread(prev);
+        *error = PyUnicode_FromFormat(
+            "Py_NewInterpreterFromConfig(OWN_GIL) failed: %s",
+            status.err_msg ? status.err_msg : "no message");
+        return NULL;
+    }
+    PyEval_SaveThread();
+    PyEval_RestoreThread(prev);
+    return sub;
+}
+#endif
+
 static PyObject *
-cx_new_interpreter(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
+cx_new_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
 {
     PyThreadState *prev, *sub;
+    int own_gil = 0;
 
+    if (!PyArg_ParseTuple(args, "|p", &own_gil)) {
+        return NULL;
+    }
     if (cx_ninterps == CX_MAX_INTERPS) {
         PyErr_SetString(PyExc_OverflowError, "too many interpreters");
         return NULL;
     }
     prev = PyThreadState_Get();
-    sub = Py_NewInterpreter();
-    /* Py_NewInterpreter leaves the new interpreter current (or none on
-       failure); the worker keeps running in the main one. */
-    PyThreadState_Swap(prev);
-    if (sub == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Py_NewInterpreter failed");
+    if (own_gil) {
+#if CX_HAVE_OWN_GIL
+        PyObject *error = NULL;
+
+        sub = cx_new_own_gil_interpreter(prev, &error);
+        if (sub == NULL) {
+            if (error != NULL) {
+                PyErr_SetObject(PyExc_RuntimeError, error);
+                Py_DECREF(error);
+            }
+            return NULL;
+        }
+#else
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "interpreters with their own GIL need 3.12+");
         return NULL;
+#endif
+    } else {
+        sub = Py_NewInterpreter();
+        /* Py_NewInterpreter leaves the new interpreter current (or none
+           on failure); the worker keeps running in the main one. */
+        PyThreadState_Swap(prev);
+        if (sub == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "Py_NewInterpreter failed");
+            return NULL;
+        }
     }
     cx_tstates[cx_ninterps] = sub;
+    cx_own_gil[cx_ninterps] = own_gil;
     return PyLong_FromLong(cx_ninterps++);
 }
 
@@ -1019,7 +1142,15 @@ cx_end_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
     }
     Py_EndInterpreter(cx_tstates[interp]);
     cx_tstates[interp] = NULL;
-    cx_leave(prev);
+    if (cx_own_gil[interp]) {
+        /* Nothing is current now and the ended interpreter's GIL is
+           gone: take the main one back. */
+        PyEval_RestoreThread(prev != NULL ? prev : cx_tstates[0]);
+    } else if (prev != NULL) {
+        /* Not cx_leave(): the ended interpreter's thread state is gone,
+           and whether one is still current differs between versions. */
+        PyThreadState_Swap(prev);
+    }
     Py_RETURN_NONE;
 }
 
@@ -1052,19 +1183,29 @@ static PyObject *
 cx_take_free_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
 {
     PyObject *list = PyList_New(0), *item;
-    Py_ssize_t i;
+    Py_ssize_t i, len, lost;
+    cx_free_call *taken;
 
     if (list == NULL) {
         return NULL;
     }
-    for (i = 0; i < cx_free_len; i++) {
-        cx_free_call *c = &cx_free_log[i];
+    /* Take the records out under the lock; build the answer without it. */
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    taken = cx_free_log;
+    len = cx_free_len;
+    lost = cx_free_lost;
+    cx_free_log = NULL;
+    cx_free_len = cx_free_cap = cx_free_lost = 0;
+    PyThread_release_lock(cx_free_lock);
+    for (i = 0; i < len; i++) {
+        cx_free_call *c = &taken[i];
 
         PyObject *result = Py_None;
 
         if (c->has_result) {
             result = PyLong_FromLongLong(c->result);
             if (result == NULL) {
+                free(taken);
                 Py_DECREF(list);
                 return NULL;
             }
@@ -1076,15 +1217,15 @@ cx_take_free_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
                              result, c->error[0] ? c->error : NULL);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
+            free(taken);
             Py_DECREF(list);
             return NULL;
         }
         Py_DECREF(item);
     }
-    cx_free_len = 0;
-    item = Py_BuildValue("(On)", list, cx_free_lost);
+    free(taken);
+    item = Py_BuildValue("(On)", list, lost);
     Py_DECREF(list);
-    cx_free_lost = 0;
     return item;
 }
 
@@ -1093,25 +1234,36 @@ static PyObject *
 cx_take_hook_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
 {
     PyObject *list = PyList_New(0), *item;
-    Py_ssize_t i;
+    Py_ssize_t i, len, lost;
+    cx_hook_call *taken;
 
     if (list == NULL) {
         return NULL;
     }
-    for (i = 0; i < cx_hook_len; i++) {
-        item = Py_BuildValue("(iK)", cx_hook_log[i].tag,
-                             (unsigned long long)cx_hook_log[i].code);
+    /* Take the records out under the lock; build the answer without it
+       (building objects may construct nothing, but never hold a lock a
+       hook on this thread could want). */
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    taken = cx_hook_log;
+    len = cx_hook_len;
+    lost = cx_hook_lost;
+    cx_hook_log = NULL;
+    cx_hook_len = cx_hook_cap = cx_hook_lost = 0;
+    PyThread_release_lock(cx_free_lock);
+    for (i = 0; i < len; i++) {
+        item = Py_BuildValue("(iK)", taken[i].tag,
+                             (unsigned long long)taken[i].code);
         if (item == NULL || PyList_Append(list, item) < 0) {
             Py_XDECREF(item);
+            free(taken);
             Py_DECREF(list);
             return NULL;
         }
         Py_DECREF(item);
     }
-    cx_hook_len = 0;
-    item = Py_BuildValue("(On)", list, cx_hook_lost);
+    free(taken);
+    item = Py_BuildValue("(On)", list, lost);
     Py_DECREF(list);
-    cx_hook_lost = 0;
     return item;
 }
 #endif
@@ -1131,6 +1283,208 @@ cx_take_pending(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
         return result;
     }
     Py_RETURN_NONE;
+}
+
+/* -- native threads hammering Get/Set ---------------------------------- */
+
+/* The suite's own threads call the API one request at a time over a pipe,
+   which leaves little room for real overlap.  hammer() runs the loop in C
+   on several native threads of the interpreter under test, so that on a
+   free-threaded build calls truly run in parallel, for as many rounds as
+   asked.  Each thread attaches a thread state of the main interpreter;
+   between rounds it detaches (Py_BEGIN_ALLOW_THREADS), so that on a build
+   with a GIL the threads interleave between calls. */
+
+/* Value stored by thread t in round r on code object k: odd (never a
+   valid pointer, never NULL) and unique, so that every free call and
+   every read can be traced to one Set. */
+#define CX_HAMMER_VALUE(t, k, r)                                              \
+    ((((uintptr_t)(t) + 1) << 40) | ((uintptr_t)(k) << 20) |                  \
+     ((uintptr_t)(r) << 1) | 1)
+
+typedef struct {
+    int thread;
+    int nthreads;
+    PyObject **codes;
+    Py_ssize_t ncodes;
+    int shared;
+    Py_ssize_t index;
+    long rounds;
+    int *ready;
+    PyThread_type_lock done;
+    /* Results. */
+    long set_errors, get_errors, wrong_reads;
+    uintptr_t first_wrong, first_wrong_expected;
+} cx_hammer_job;
+
+/* Does v look like a value some thread of this run stored on code k? */
+static int
+cx_hammer_plausible(const cx_hammer_job *job, Py_ssize_t k, uintptr_t v)
+{
+    uintptr_t t = (v >> 40) - 1, kk = (v >> 20) & 0xFFFFF,
+              r = (v >> 1) & 0x7FFFF;
+
+    return (v & 1) && t < (uintptr_t)job->nthreads && kk == (uintptr_t)k &&
+           r < (uintptr_t)job->rounds;
+}
+
+static void
+cx_hammer_wrong(cx_hammer_job *job, uintptr_t got, uintptr_t expected)
+{
+    if (job->wrong_reads++ == 0) {
+        job->first_wrong = got;
+        job->first_wrong_expected = expected;
+    }
+}
+
+static void
+cx_hammer_thread(void *arg)
+{
+    cx_hammer_job *job = (cx_hammer_job *)arg;
+    PyGILState_STATE gil;
+    Py_ssize_t k, first;
+    long r;
+
+    /* Start together: spin until every thread is up. */
+    __atomic_fetch_add(job->ready, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(job->ready, __ATOMIC_SEQ_CST) < job->nthreads) {
+    }
+    gil = PyGILState_Ensure();
+    /* Shared: every thread walks every code object, so all threads race
+       on each one (its first Set allocates the slot block).  Not shared:
+       thread t owns codes[t], codes[t + n], ... */
+    first = job->shared ? 0 : job->thread;
+    for (k = first; k < job->ncodes; k += job->shared ? 1 : job->nthreads) {
+        for (r = 0; r < job->rounds; r++) {
+            uintptr_t value = CX_HAMMER_VALUE(job->thread, k, r);
+            void *out = NULL;
+
+            if (CX_SET(job->codes[k], job->index, (void *)value) < 0) {
+                job->set_errors++;
+                PyErr_Clear();
+            }
+            if (CX_GET(job->codes[k], job->index, &out) < 0) {
+                job->get_errors++;
+                PyErr_Clear();
+            } else if (job->shared
+                           ? !cx_hammer_plausible(job, k, (uintptr_t)out)
+                           : (uintptr_t)out != value) {
+                cx_hammer_wrong(job, (uintptr_t)out, value);
+            }
+            Py_BEGIN_ALLOW_THREADS Py_END_ALLOW_THREADS
+        }
+    }
+    PyGILState_Release(gil);
+    PyThread_release_lock(job->done);
+}
+
+static PyObject *
+cx_hammer(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *codes_list, *result = NULL, **codes = NULL;
+    Py_ssize_t index, ncodes, i;
+    int nthreads, shared, ready = 0, started = 0;
+    long rounds;
+    cx_hammer_job *jobs = NULL;
+
+    if (!PyArg_ParseTuple(args, "O!nilp", &PyList_Type, &codes_list, &index,
+                          &nthreads, &rounds, &shared)) {
+        return NULL;
+    }
+    ncodes = PyList_GET_SIZE(codes_list);
+    if (nthreads < 1 || nthreads > 64 || rounds < 1 || rounds >= 0x80000 ||
+        ncodes < 1 || ncodes >= 0x100000 || (!shared && ncodes < nthreads)) {
+        PyErr_SetString(PyExc_ValueError, "hammer: arguments out of range");
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x03070000
+    /* Before 3.7 the GIL exists only once threads were initialised; the
+       native threads below must find it. */
+    PyEval_InitThreads();
+#endif
+    codes = PyMem_RawCalloc((size_t)ncodes, sizeof(*codes));
+    jobs = PyMem_RawCalloc((size_t)nthreads, sizeof(*jobs));
+    if (codes == NULL || jobs == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (i = 0; i < ncodes; i++) {
+        codes[i] = PyList_GET_ITEM(codes_list, i);
+        Py_INCREF(codes[i]);
+    }
+    for (i = 0; i < nthreads; i++) {
+        cx_hammer_job *job = &jobs[i];
+
+        job->thread = (int)i;
+        job->nthreads = nthreads;
+        job->codes = codes;
+        job->ncodes = ncodes;
+        job->shared = shared;
+        job->index = index;
+        job->rounds = rounds;
+        job->ready = &ready;
+        job->done = PyThread_allocate_lock();
+        if (job->done == NULL) {
+            PyErr_NoMemory();
+            break;
+        }
+        PyThread_acquire_lock(job->done, WAIT_LOCK);
+    }
+    if (!PyErr_Occurred()) {
+        for (i = 0; i < nthreads; i++) {
+            /* A long before 3.7, an unsigned long since; -1 on failure. */
+            if ((long)PyThread_start_new_thread(cx_hammer_thread, &jobs[i]) ==
+                -1L) {
+                break;
+            }
+            started++;
+        }
+        if (started < nthreads) {
+            /* Let the started threads pass the start line, then fail. */
+            __atomic_fetch_add(&ready, nthreads - started, __ATOMIC_SEQ_CST);
+        }
+        Py_BEGIN_ALLOW_THREADS for (i = 0; i < started; i++)
+        {
+            PyThread_acquire_lock(jobs[i].done, WAIT_LOCK);
+        }
+        Py_END_ALLOW_THREADS if (started < nthreads)
+        {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "hammer: cannot start a thread");
+        }
+    }
+    if (!PyErr_Occurred()) {
+        result = PyList_New(nthreads);
+        for (i = 0; result != NULL && i < nthreads; i++) {
+            cx_hammer_job *job = &jobs[i];
+            PyObject *item = Py_BuildValue(
+                "(lllKK)", job->set_errors, job->get_errors, job->wrong_reads,
+                (unsigned long long)job->first_wrong,
+                (unsigned long long)job->first_wrong_expected);
+
+            if (item == NULL) {
+                Py_CLEAR(result);
+                break;
+            }
+            PyList_SET_ITEM(result, i, item);
+        }
+    }
+done:
+    if (jobs != NULL) {
+        for (i = 0; i < nthreads; i++) {
+            if (jobs[i].done != NULL) {
+                PyThread_free_lock(jobs[i].done);
+            }
+        }
+    }
+    if (codes != NULL) {
+        for (i = 0; i < ncodes; i++) {
+            Py_XDECREF(codes[i]);
+        }
+    }
+    PyMem_RawFree(codes);
+    PyMem_RawFree(jobs);
+    return result;
 }
 
 static PyObject *
@@ -1179,12 +1533,15 @@ static PyMethodDef cx_methods[] = {
      "take_pending() -> exception class name left set, or None"},
     {"fail_allocations", cx_fail_allocations, METH_VARARGS,
      "fail_allocations(after, count): arm failures for API calls"},
-    {"new_interpreter", cx_new_interpreter, METH_NOARGS,
-     "new_interpreter() -> number of a new sub-interpreter"},
+    {"new_interpreter", cx_new_interpreter, METH_VARARGS,
+     "new_interpreter([own_gil]) -> number of a new sub-interpreter"},
     {"end_interpreter", cx_end_interpreter, METH_VARARGS,
      "end_interpreter(n): Py_EndInterpreter"},
     {"call_in", cx_call_in, METH_VARARGS,
      "call_in(interp, f, args[, kwargs]) -> f(*args, **kwargs) run there"},
+    {"hammer", cx_hammer, METH_VARARGS,
+     "hammer(codes, index, threads, rounds, shared) -> per-thread "
+     "(set errors, get errors, wrong reads, first wrong, expected)"},
     {"address", cx_code_address, METH_O,
      "address(obj) -> the address a hook records for obj"},
     {NULL, NULL, 0, NULL}};
@@ -1211,9 +1568,23 @@ PyInit__coextra_cpython(void)
     cx_tstates[0] = PyThreadState_Get();
     cx_main_thread = (unsigned long)PyThread_get_thread_ident();
     cx_ninterps = 1;
+    cx_free_lock = PyThread_allocate_lock();
+    if (cx_free_lock == NULL) {
+        Py_DECREF(m);
+        return PyErr_NoMemory();
+    }
+#ifdef Py_GIL_DISABLED
+    /* Without this, importing the module would turn the GIL back on and
+       the free-threaded build would not be free-threaded under test. */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_NOT_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     cx_install_allocators();
     if (PyModule_AddIntConstant(m, "PEP8523", CX_PEP8523) < 0 ||
         PyModule_AddIntConstant(m, "WATCHERS", CX_WATCHERS) < 0 ||
+        PyModule_AddIntConstant(m, "OWN_GIL", CX_HAVE_OWN_GIL) < 0 ||
         PyModule_AddIntConstant(m, "FREE_TAGS", CX_FREE_TAGS) < 0 ||
         PyModule_AddStringConstant(m, "REQUEST_NAME", CX_REQUEST_NAME) < 0 ||
         PyModule_AddStringConstant(m, "GET_NAME", CX_GET_NAME) < 0 ||

@@ -83,16 +83,24 @@ class Worker(object):
         self.unraisable = []  # type: List[str]
         # Live sub-interpreters, for collecting garbage in each (below).
         self.live_interps = set()  # type: Set[int]
+        # Interpreters with their own GIL and object allocator, and the one
+        # each object was made in: such an object must be destroyed by its
+        # own interpreter's allocator (see op_drop()).
+        self.own_gil = set()  # type: Set[int]
+        self.ended = set()  # type: Set[int]
+        self.owners = {}  # type: Dict[int, int]
         # A sub-interpreter that never gets hooks or indices; see
         # flagged_code().
         self.scratch = None
 
     # -- helpers -------------------------------------------------------
 
-    def keep(self, obj):
-        # type: (object) -> int
+    def keep(self, obj, interp=0):
+        # type: (object, int) -> int
         handle = next(self.handles)
         self.objects[handle] = obj
+        if interp in self.own_gil:
+            self.owners[handle] = interp
         return handle
 
     def obj(self, handle):
@@ -187,16 +195,19 @@ class Worker(object):
 
     # -- object model ----------------------------------------------------
 
-    def op_new_interpreter(self):
-        # type: () -> int
-        interp = int(self.cx.new_interpreter())
+    def op_new_interpreter(self, own_gil=False):
+        # type: (bool) -> int
+        interp = int(self.cx.new_interpreter(bool(own_gil)))
         self.live_interps.add(interp)
+        if own_gil:
+            self.own_gil.add(interp)
         return interp
 
     def op_end_interpreter(self, interp):
         # type: (int) -> None
         self.live_interps.discard(interp)
         self.cx.end_interpreter(interp)
+        self.ended.add(interp)
         return None
 
     def op_new_code(self, interp, nested=0, flags=0):
@@ -214,24 +225,26 @@ class Worker(object):
         filename = "<coextra-%d>" % n
         if flags:
             return self.keep(
-                self.flagged_code(interp, source, filename, flags))
+                self.flagged_code(interp, source, filename, flags), interp)
         # The interpreter that runs the compiler constructs the objects.
         code = self.construct(interp, compile, (source, filename, "exec"))
-        return self.keep(code)
+        return self.keep(code, interp)
 
     def op_nested(self, code):
         # type: (int) -> List[int]
-        return [self.keep(c) for c in self.obj(code).co_consts
+        interp = self.owners.get(code, 0)
+        return [self.keep(c, interp) for c in self.obj(code).co_consts
                 if isinstance(c, types.CodeType)]
 
     def op_copy_code(self, interp, code, how):
         # type: (int, int, str) -> int
         original = self.obj(code)
         if how == "replace":
-            return self.keep(self.copy(interp, original))
+            return self.keep(self.copy(interp, original), interp)
         if how == "marshal":
             data = marshal.dumps(original)
-            return self.keep(self.construct(interp, marshal.loads, (data,)))
+            return self.keep(
+                self.construct(interp, marshal.loads, (data,)), interp)
         raise ValueError("unknown copy method %r" % (how,))
 
     def op_new_non_code(self):
@@ -241,22 +254,33 @@ class Worker(object):
 
     def op_drop(self, obj):
         # type: (int) -> None
-        target = self.objects.pop(obj)
+        owner = self.owners.pop(obj, 0)
+        if owner in self.ended:
+            # Its interpreter is gone; only the main one is left to run
+            # the destruction.
+            owner = 0
+        holder = [self.objects.pop(obj)]
         try:
-            ref = weakref.ref(target)
+            ref = weakref.ref(holder[0])
         except TypeError:
             ref = None
-        del target
+        if owner:
+            # An interpreter with its own allocator: the last reference
+            # goes, and the object is destroyed, in that interpreter.
+            self.cx.call_in(owner, holder.clear, ())
+        else:
+            holder.clear()
         if ref is not None and ref() is not None:
             # Held by a reference cycle (or by another handle, in which
             # case collecting is harmless).
-            gc.collect()
+            if owner:
+                self.cx.call_in(owner, gc.collect, ())
+            else:
+                gc.collect()
         if ref is not None and ref() is not None and FREE_THREADED_BUILD:
             # Free-threaded builds free code objects (deferred reference
             # counts) only in a collection of the interpreter whose heap
-            # holds them, which may be a sub-interpreter.  (Tested on the
-            # build: sys._is_gil_enabled() reported True in this worker on
-            # the free-threaded 3.13.15, and the collection did not run.)
+            # holds them, which may be a sub-interpreter.
             for interp in sorted(self.live_interps):
                 self.cx.call_in(interp, gc.collect, ())
         return None
@@ -276,6 +300,13 @@ class Worker(object):
         return int(self.obj(code).co_flags)
 
     # -- the API ---------------------------------------------------------
+
+    def op_hammer(self, codes, index, threads, rounds, shared):
+        # type: (List[int], int, int, int, bool) -> List[List[int]]
+        # Set/Get loops in C on native threads (free-threading stress).
+        objects = [self.obj(c) for c in codes]
+        return [list(t) for t in self.cx.hammer(
+            objects, index, threads, rounds, bool(shared))]
 
     def op_request_index(self, interp, free=None):
         # type: (int, Optional[Dict[str, Any]]) -> int
@@ -434,6 +465,9 @@ def main():
         "pep8523": bool(cx.PEP8523),
         "watchers": bool(cx.WATCHERS),
         "compare_exchange": hasattr(cx, "compare_exchange_extra"),
+        "own_gil": bool(cx.OWN_GIL),
+        # False on a free-threaded build running without the GIL.
+        "gil": bool(getattr(sys, "_is_gil_enabled", lambda: True)()),
         "functions": [cx.REQUEST_NAME, cx.GET_NAME, cx.SET_NAME],
     }})
     serve(worker, send)
