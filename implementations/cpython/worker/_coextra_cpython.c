@@ -89,7 +89,8 @@ enum {
     CX_HOOK_SET_EXTRA = 2,
     CX_HOOK_NEW_CODE = 3,
     CX_HOOK_ADD_HOOK = 4,
-    CX_HOOK_REMOVE_HOOK = 5
+    CX_HOOK_REMOVE_HOOK = 5,
+    CX_HOOK_FAIL_WITHOUT_EXCEPTION = 6
 };
 
 /* -- helpers ------------------------------------------------------------ */
@@ -579,6 +580,9 @@ cx_hook_common(cx_hook_slot *slot, PyObject *code)
     switch (slot->action) {
     case CX_HOOK_FAIL:
         PyErr_SetString(PyExc_RuntimeError, "coextra hook fails on purpose");
+        return -1;
+    case CX_HOOK_FAIL_WITHOUT_EXCEPTION:
+        /* An error return with nothing set: R-HOOK-12. */
         return -1;
     case CX_HOOK_SET_EXTRA:
         return CX_SET(code, slot->index, (void *)slot->value);

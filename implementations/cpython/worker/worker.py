@@ -52,6 +52,7 @@ HOOK_ACTIONS = {
     "new-code": 3,
     "add-hook": 4,
     "remove-hook": 5,
+    "fail-without-exception": 6,
 }
 
 
