@@ -346,6 +346,9 @@ def test_concurrent_hook_changes_keep_ids_unique(session: Session) -> None:
     session.drop(session.new_code(session.main))
     assert session.take_hook_calls() == [], (
         "hooks removed from several threads are still called (R-THREAD-7)"
+    )
+
+
 # -- native threads ------------------------------------------------------
 #
 # The tests above send one request at a time from each suite thread, so the
