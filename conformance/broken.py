@@ -124,6 +124,8 @@ class _CompareExchangeKeepsOldValue(ModelSession):
                 return False, current
             self._write(state, checked, index, desired)
         return True, expected
+
+
 class _SegfaultsOnOddPattern(ModelSession):
     """Dereferences one odd bit pattern, as if it were a pointer.
 

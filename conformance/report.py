@@ -145,6 +145,8 @@ def stable_nodeid(nodeid: str) -> str:
     return _SUITE_TESTS.sub("conformance/tests/", path, count=1) + (
         separator + rest
     )
+
+
 # Test outcomes whose evidence the report leaves out.
 _NO_EVIDENCE = frozenset({"passed", "skipped", "not-applicable"})
 

@@ -766,7 +766,9 @@ def test_minimal_impl_exports_a_valid_table(minimal_impl: Path) -> None:
     # Compare-and-exchange and the live-block count.
     bits = 0
     for name in ("COMPARE_EXCHANGE", "LIVE_BLOCKS"):
-        found = re.search(rf"#define COEXTRA_CAP_{name} \(1u << (\d+)\)", header)
+        found = re.search(
+            rf"#define COEXTRA_CAP_{name} \(1u << (\d+)\)", header
+        )
         assert found is not None
         bits |= 1 << int(found.group(1))
     assert table.capabilities == bits

@@ -110,7 +110,9 @@ def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
             "COEXTRA_FT_TSAN=1` or `tox -e py313t-tsan`"
         )
     for name, variant in PATCHED_ENVS.items():
-        if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached(variant):
+        if env.get("COEXTRA_PATCHED") == "1" or patched_build_is_cached(
+            variant
+        ):
             chosen.append(name)
         else:
             skipped.append(

@@ -8,7 +8,6 @@ from typing import cast
 import pytest
 
 from ..adapter import (
-    CO_INLINE_EXTRA,
     Capability,
     FreeFunc,
     Handle,
