@@ -41,6 +41,8 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD = REPO / "build"
 RUN_RESULTS = BUILD / "results"
 RUN_BENCH = BUILD / "bench" / "latest.json"
+RUN_MUTATION = BUILD / "mutation" / "score.json"
+MUTATION = REPO / "tools" / "mutation" / "score.json"
 RESULTS = REPO / "results"
 BENCH = REPO / "benchmarks" / "results" / "latest.json"
 
@@ -111,10 +113,18 @@ def commit_benchmarks() -> None:
         _write_if_changed(BENCH, RUN_BENCH.read_text(encoding="utf-8"))
 
 
+def commit_mutation_score() -> None:
+    """Copy the score of the last ``tox -e mutation``."""
+    if RUN_MUTATION.is_file():
+        _read_json(RUN_MUTATION)  # refuse a truncated file
+        _write_if_changed(MUTATION, RUN_MUTATION.read_text(encoding="utf-8"))
+
+
 def main() -> int:
     """Regenerate every committed result and generated file."""
     commit_reports()
     commit_benchmarks()
+    commit_mutation_score()
     status = gen_pep_tables.main([])
     if status:
         return status

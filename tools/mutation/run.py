@@ -3,7 +3,7 @@
 Usage::
 
     python tools/mutation/run.py [--sample N] [--seed S] [--jobs J]
-        [--timeout SECONDS] [--output results/mutation.json]
+        [--timeout SECONDS] [--output build/mutation/score.json]
 
 universalmutator (PyPI) writes every mutant of
 ``reference_impl/src/coextra.c`` (about 6,700).  The mutants are shuffled
@@ -23,8 +23,9 @@ for each known survivor either why it is equivalent (kind
 the original) or why the suite cannot catch it (kind ``not-caught``, for
 example a data race only a thread sanitizer sees).  Equivalent mutants
 leave the denominator.  The score is killed / (sample - equivalent) with
-its 95 % Wilson interval, written to ``--output`` (results/mutation.json
-is committed and shown by the docs).
+its 95 % Wilson interval, written to ``--output``
+(build/mutation/score.json; ``tox -e regen`` commits it as
+tools/mutation/score.json, which the docs show).
 
 ``--recheck FILE`` runs the suite again on the mutants of an earlier
 results file that were not killed (after tests were added for them),

@@ -1,8 +1,8 @@
 """The mutation score of the suite on the running page.
 
-``.. coextra-mutation::`` shows ``results/mutation.json`` (under
-``coextra_results_dir``), which ``tox -e mutation``
-(``tools/mutation/run.py``) writes: how many mutants of the reference's C
+``.. coextra-mutation::`` shows ``tools/mutation/score.json``, which
+``tox -e mutation`` (``tools/mutation/run.py``) measures and ``tox -e
+regen`` commits: how many mutants of the reference's C
 were generated, sampled and killed, the score with its 95 % interval, and
 every mutant that was not killed with the reason.  A missing file is said
 on the page; a file that lacks an entry fails the build naming it.
@@ -90,10 +90,8 @@ class MutationDirective(SphinxDirective):
     """``.. coextra-mutation::``: the committed mutation score."""
 
     def run(self) -> list[nodes.Node]:
-        """Read results/mutation.json and return its summary."""
-        path = Path(
-            self.env.srcdir, self.config.coextra_results_dir, "mutation.json"
-        )
+        """Read tools/mutation/score.json and return its summary."""
+        path = Path(self.env.srcdir, "tools", "mutation", "score.json")
         self.env.note_dependency(str(path))
         if not path.is_file():
             text = "No mutation results are committed (tox -e mutation)."
