@@ -70,20 +70,23 @@ def test_patched_runs_when_asked(
         which_envs, "patched_build_is_cached", lambda variant: False
     )
     chosen, _ = which_envs.select({"COEXTRA_PATCHED": "1"})
-    assert chosen[-2:] == ["patched", "patched-ft"]
+    assert "patched" in chosen
+    assert "patched-ft" not in chosen
+    chosen, _ = which_envs.select({"COEXTRA_PATCHED": "1", "COEXTRA_FT": "1"})
+    assert {"patched", "patched-ft", "py313t"} <= set(chosen)
 
 
 def test_patched_runs_when_its_build_is_cached(
     which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each patched environment follows its own build's cache."""
+    """patched follows its build's cache; free-threaded runs when asked."""
     monkeypatch.setattr(
-        which_envs, "patched_build_is_cached", lambda v: v == "patched-ft"
+        which_envs, "patched_build_is_cached", lambda v: v == "patched"
     )
     chosen, skipped = which_envs.select({})
-    assert "patched-ft" in chosen
-    assert "patched" not in chosen
-    assert any(line.startswith("patched: ") for line in skipped)
+    assert "patched" in chosen
+    assert "patched-ft" not in chosen
+    assert any("COEXTRA_FT=1" in line for line in skipped)
 
 
 def test_newer_cpythons_run_when_cached_or_asked(
@@ -105,8 +108,9 @@ def test_newer_cpythons_run_when_cached_or_asked(
         which_envs, "cpython313_is_cached", lambda v: v == "baseline-ft"
     )
     chosen, _ = which_envs.select({})
-    assert {"py314", "py315", "py313t"} <= set(chosen)
-    assert "py313t-tsan" not in chosen
+    assert {"py314", "py315"} <= set(chosen)
+    # Free-threaded environments run only when asked, cached or not.
+    assert not {"py313t", "py313t-tsan", "patched-ft"} & set(chosen)
 
 
 def test_committed_pep_tables_are_current(gen_pep_tables: ModuleType) -> None:
