@@ -79,7 +79,7 @@ def test_patched_runs_when_asked(
 def test_patched_runs_when_its_build_is_cached(
     which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """patched follows its build's cache; free-threaded runs when asked."""
+    """The patched env follows its build's cache; free-threaded runs when asked."""
     monkeypatch.setattr(
         which_envs, "patched_build_is_cached", lambda v: v == "patched"
     )
