@@ -534,6 +534,13 @@ def _evidence(item: pytest.Item, exc: BaseException) -> dict[str, object]:
         # A plain assert: its message says what was seen.
         evidence["detail"] = str(exc).split("\n")[0][:500]
     evidence.update(found)
+    if evidence["kind"] == "assertion" and "requirement" not in evidence:
+        # A plain assert names its requirement in its message, "(R-X-n)":
+        # in a test of several requirements that one alone is charged.
+        own = set(requirement_ids(item))
+        cited = REQUIREMENT_ID.findall(str(exc).split("\n")[0])
+        if cited and set(cited) <= own:
+            evidence["requirement"] = " ".join(dict.fromkeys(cited))
     funcargs = getattr(item, "funcargs", {})
     recording = funcargs.get("session")
     if isinstance(recording, RecordingSession):
