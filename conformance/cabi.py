@@ -75,7 +75,13 @@ _MINOR_ENTRIES: dict[str, Capability] = {
 #: Capabilities that no ABI bit declares.  The loader gives every table
 #: PENDING_ERROR (set_error and take_error are mandatory entries), and no
 #: table PYTHON_CODE (the ABI has no Python-level code objects).
-NO_ABI_BIT = frozenset({Capability.PENDING_ERROR, Capability.PYTHON_CODE})
+NO_ABI_BIT = frozenset(
+    {
+        Capability.PENDING_ERROR,
+        Capability.PYTHON_CODE,
+        Capability.NATIVE_THREADS,
+    }
+)
 
 #: Free functions are told only the value, so each tag gets its own C
 #: function (FreeFunc docs); tags run from 0 to NUM_FREE_TAGS - 1.
@@ -896,8 +902,12 @@ def _check_table(table: Any, origin: str) -> None:
     mask = int(table.capabilities)
     bits = abi_constants()
     for name, cap in _OPTIONAL_ENTRIES.items():
-        present = size >= _entry_end(name) and getattr(table, name) != ffi.NULL
-        if mask & bits[f"COEXTRA_CAP_{cap.name}"] and not present:
+        # An entry past the table's size belongs to a newer minor version
+        # than the library's: the capability is dropped (_capabilities).
+        # An entry within it that is NULL while declared is an error.
+        within = size >= _entry_end(name)
+        present = within and getattr(table, name) != ffi.NULL
+        if mask & bits[f"COEXTRA_CAP_{cap.name}"] and within and not present:
             raise LoadError(
                 f"{origin}: declares capability {cap.value!r} but its "
                 f"table has no {name} entry; set the entry or clear "
