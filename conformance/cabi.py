@@ -902,12 +902,11 @@ def _check_table(table: Any, origin: str) -> None:
     mask = int(table.capabilities)
     bits = abi_constants()
     for name, cap in _OPTIONAL_ENTRIES.items():
-        # An entry past the table's size belongs to a newer minor version
-        # than the library's: the capability is dropped (_capabilities).
-        # An entry within it that is NULL while declared is an error.
-        within = size >= _entry_end(name)
-        present = within and getattr(table, name) != ffi.NULL
-        if mask & bits[f"COEXTRA_CAP_{cap.name}"] and within and not present:
+        # A library built against an older minor version has a shorter
+        # table and does not know the newer bits: declaring one whose
+        # entry it lacks (past its size, or NULL) is an error.
+        present = size >= _entry_end(name) and getattr(table, name) != ffi.NULL
+        if mask & bits[f"COEXTRA_CAP_{cap.name}"] and not present:
             raise LoadError(
                 f"{origin}: declares capability {cap.value!r} but its "
                 f"table has no {name} entry; set the entry or clear "

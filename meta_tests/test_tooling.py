@@ -79,7 +79,7 @@ def test_patched_runs_when_asked(
 def test_patched_runs_when_its_build_is_cached(
     which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The patched env follows its build's cache; free-threaded runs when asked."""
+    """Patched runs when cached; free-threaded ones only when asked."""
     monkeypatch.setattr(
         which_envs, "patched_build_is_cached", lambda v: v == "patched"
     )
