@@ -475,8 +475,13 @@ def _broken(
 # One behaviour may break several requirements that all name it: handing
 # out the count of allocated indices returns an allocated one (R-INDEX-1)
 # and not the lowest free one (R-INDEX-6).
+# Concurrent requests then also get one index twice (R-THREAD-7).
 reuses_allocated_index = _broken(
-    "reuses_allocated_index", _ReusesAllocatedIndex, "R-INDEX-1", "R-INDEX-6"
+    "reuses_allocated_index",
+    _ReusesAllocatedIndex,
+    "R-INDEX-1",
+    "R-INDEX-6",
+    "R-THREAD-7",
 )
 # Releases from several threads then free stale values.
 stale_after_index_reuse = _broken(
