@@ -475,13 +475,8 @@ def _broken(
 # One behaviour may break several requirements that all name it: handing
 # out the count of allocated indices returns an allocated one (R-INDEX-1)
 # and not the lowest free one (R-INDEX-6).
-# Concurrent requests then also get one index twice (R-THREAD-7).
 reuses_allocated_index = _broken(
-    "reuses_allocated_index",
-    _ReusesAllocatedIndex,
-    "R-INDEX-1",
-    "R-INDEX-6",
-    "R-THREAD-7",
+    "reuses_allocated_index", _ReusesAllocatedIndex, "R-INDEX-1", "R-INDEX-6"
 )
 # Releases from several threads then free stale values.
 stale_after_index_reuse = _broken(
@@ -590,15 +585,12 @@ leaks_constants_on_failed_construction = _broken(
 copies_values_on_replace = _broken(
     "copies_values_on_replace", _CopiesValuesOnReplace, "R-COPY-1"
 )
-# Own-GIL interpreters and concurrent requests run on the same unlocked state.
 threads_lose_updates = _broken(
     "threads_lose_updates",
     _ThreadsLoseUpdates,
     "R-THREAD-1",
     "R-THREAD-2",
     "R-THREAD-3",
-    "R-INTERP-7",
-    "R-THREAD-7",
 )
 compare_exchange_ignores_expected = _broken(
     "compare_exchange_ignores_expected",
@@ -634,12 +626,8 @@ flag_visible_to_python = _broken(
     _FlagVisibleToPython,
     "R-FLAG-10",
 )
-# Torn values are also values never stored into the slot.
 readers_see_torn_values = _broken(
-    "readers_see_torn_values",
-    _ReadersSeeTornValues,
-    "R-THREAD-6",
-    "R-THREAD-2",
+    "readers_see_torn_values", _ReadersSeeTornValues, "R-THREAD-6"
 )
 # Its unlocked registration never allocates, so R-ALLOC-5 fails too.
 hook_ids_race = _broken(

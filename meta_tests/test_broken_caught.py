@@ -153,6 +153,16 @@ def assert_untouched(
     )
 
 
+#: Requirements whose verdict against a broken implementation depends on
+#: how threads interleave: a thread test may or may not meet the fault,
+#: so neither "caught" nor "untouched" can be asserted for them.
+TIMING_DEPENDENT: dict[str, frozenset[str]] = {
+    "reuses_allocated_index": frozenset({"R-THREAD-7"}),
+    "threads_lose_updates": frozenset({"R-INTERP-7", "R-THREAD-7"}),
+    "readers_see_torn_values": frozenset({"R-THREAD-2"}),
+}
+
+
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_suite_catches_broken_implementation(
     name: str, tmp_path: Path, model_outcomes: dict[str, str]
@@ -165,7 +175,11 @@ def test_suite_catches_broken_implementation(
         f"coextra_conformance.broken:{name}", tmp_path
     )
     assert_untouched(
-        name, report, model_outcomes, BROKEN[name].EXPECTED_FAILURES
+        name,
+        report,
+        model_outcomes,
+        BROKEN[name].EXPECTED_FAILURES
+        | TIMING_DEPENDENT.get(name, frozenset()),
     )
     got = outcomes(report)
     missed = {
