@@ -70,8 +70,15 @@ def normalise_report(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dump(data: Any) -> str:
-    """Format JSON the way the suite writes its reports."""
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    """Format JSON the way the suite writes its reports.
+
+    Paths of the machine that ran the suite (tracebacks in evidence) are
+    made relative to the checkout, or to ``~``, so committed reports say
+    nothing about where they were made.
+    """
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    text = text.replace(str(REPO) + "/", "")
+    return text.replace(str(Path.home()) + "/", "~/")
 
 
 def _write_if_changed(path: Path, text: str) -> None:
