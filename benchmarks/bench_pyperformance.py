@@ -32,6 +32,17 @@ reason.  What it does:
    spread of the log ratios) and their range; the same for the A/A pair.
    The figures go into the ``pyperformance`` list of
    ``benchmarks/results/latest.json`` (other entries are kept).
+
+On a shared machine the timings of step 3 jitter by far more than the
+1 % the comparison is about (the A/A pair shows how much).  With
+``--metric instructions`` step 3 instead runs each benchmark once per
+configuration, one value of one loop in a single process
+(``--debug-single-value``), under callgrind with a fixed hash seed, and
+counts the instructions the whole process executes, start-up and imports
+included.  Those counts repeat run to run, so no A/A run is made (its
+ratio is reported as 1) and the patched/unpatched geometric mean is exact
+for what it measures: work done, not cache or branch behaviour.  Those
+rows go into the ``pyperformance_instructions`` list.
 """
 
 from __future__ import annotations
@@ -301,6 +312,45 @@ def run_one(
     return math.exp(statistics.fmean(math.log(m) for m in medians))
 
 
+def count_instructions(
+    target: Target, bench: Benchmark, consumer: bool
+) -> float:
+    """Count the instructions of one single-value run under callgrind."""
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        str(target.python),
+        "-u",
+        bench.runscript,
+        *bench.extra_opts,
+        "--debug-single-value",
+    ]
+    env = consumer_env(target.consumer_dir if consumer else None)
+    # A fixed seed makes dict and set iteration, and so the work done,
+    # the same from run to run.
+    env["PYTHONHASHSEED"] = "0"
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=3600,
+    )
+    collected = [
+        line.split("Collected :", 1)[1]
+        for line in proc.stderr.splitlines()
+        if "Collected :" in line
+    ]
+    if proc.returncode != 0 or not collected:
+        raise RuntimeError(
+            f"callgrind run of {bench.name} failed ({proc.returncode}):\n"
+            f"{proc.stdout[-1000:]}{proc.stderr[-2000:]}"
+        )
+    return float(collected[-1].strip())
+
+
 def geomean_row(ratios: Sequence[float]) -> dict[str, Any]:
     """Geometric mean, its 95 % interval and the range of the ratios."""
     logs = [math.log(r) for r in ratios]
@@ -326,7 +376,10 @@ def summarize(
     def ratios(num: str, den: str) -> list[float]:
         return [medians[n][num] / medians[n][den] for n in names]
 
-    aa = geomean_row(ratios("unpatched-again", "unpatched"))
+    if all("unpatched-again" in medians[n] for n in names):
+        aa = geomean_row(ratios("unpatched-again", "unpatched"))
+    else:
+        aa = geomean_row([1.0] * len(names))
     rows = []
     for consumer in (False, True):
         tail = "+consumer" if consumer else ""
@@ -342,7 +395,7 @@ def summarize(
                 "within_target": within,
             }
         )
-    details = {
+    details: dict[str, Any] = {
         "aa": aa,
         "consumer_cost_unpatched": geomean_row(
             ratios("unpatched+consumer", "unpatched")
@@ -350,7 +403,7 @@ def summarize(
         "consumer_cost_patched": geomean_row(
             ratios("patched+consumer", "patched")
         ),
-        "medians_s": medians,
+        "per_benchmark": medians,
     }
     return rows, details
 
@@ -375,6 +428,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=3,
         help="pyperf values per process. Default: %(default)r",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=("time", "instructions"),
+        default="time",
+        help="What to compare: pyperf timings, or instructions counted "
+        "by callgrind over one single-value run. Default: %(default)r",
     )
     parser.add_argument(
         "--builds",
@@ -429,6 +489,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     medians: dict[str, dict[str, dict[str, float]]] = {
         label: {} for label in pairs
     }
+    # Instruction counts repeat run to run, so the A/A configuration only
+    # costs time there; its ratio is reported as exactly 1.
+    counting = args.metric == "instructions"
     with tempfile.TemporaryDirectory(prefix="coextra-pyperf-") as tmp:
         turn = 0
         for bench in benchmarks:
@@ -439,21 +502,41 @@ def main(argv: Sequence[str] | None = None) -> int:
                 order = order[shift:] + order[:shift]
                 turn += 1
                 for config, patched, consumer in order:
+                    if config == "unpatched-again" and counting:
+                        continue
                     target = targets[(label, patched)]
                     log(f"{bench.name} on {label} {config}")
                     out = Path(tmp) / f"{bench.name}-{label}-{config}.json"
-                    median = run_one(target, bench, consumer, args, out)
-                    medians[label].setdefault(bench.name, {})[config] = median
+                    if args.metric == "instructions":
+                        value = count_instructions(target, bench, consumer)
+                    else:
+                        value = run_one(target, bench, consumer, args, out)
+                    medians[label].setdefault(bench.name, {})[config] = value
     rows: list[dict[str, Any]] = []
+    if args.metric == "instructions":
+        method: dict[str, Any] = {
+            "statistic": "instructions of one process running one value "
+            "of one loop (pyperf --debug-single-value) under callgrind "
+            "with PYTHONHASHSEED=0, start-up included; ratio patched "
+            "over unpatched per benchmark; geometric mean over the "
+            "benchmarks with a 95 % interval from the spread of the log "
+            "ratios",
+            "per_benchmark_unit": "instructions",
+        }
+    else:
+        method = {
+            "processes": args.processes,
+            "values": args.values,
+            "warmups": 1,
+            "statistic": "median of each configuration's values; ratio "
+            "patched over unpatched per benchmark; geometric mean over "
+            "the benchmarks with a 95 % interval from the spread of the "
+            "log ratios",
+            "per_benchmark_unit": "seconds",
+        }
     details: dict[str, Any] = {
         "benchmarks": names,
-        "processes": args.processes,
-        "values": args.values,
-        "warmups": 1,
-        "statistic": "median of each configuration's values; ratio "
-        "patched over unpatched per benchmark; geometric mean over the "
-        "benchmarks with a 95 % interval from the spread of the log "
-        "ratios",
+        **method,
         "aa": "unpatched-again over unpatched: two runs of the same "
         "build, the noise floor of this machine",
         "skipped": skipped,
@@ -469,18 +552,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += label_rows
         details[label] = label_details
     results = json.loads(args.output.read_text(encoding="utf-8"))
+    key = "pyperformance"
+    if args.metric == "instructions":
+        key = "pyperformance_instructions"
     # A run of some builds keeps the figures of the others.
-    kept = [
-        row
-        for row in results.get("pyperformance", [])
-        if row["build"] not in pairs
-    ]
-    old_details = results.get("pyperformance_details", {})
+    kept = [row for row in results.get(key, []) if row["build"] not in pairs]
+    old_details = results.get(f"{key}_details", {})
     for label in labels:
         if label not in pairs and label in old_details:
             details[label] = old_details[label]
-    results["pyperformance"] = kept + rows
-    results["pyperformance_details"] = details
+    results[key] = kept + rows
+    results[f"{key}_details"] = details
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     for row in rows:
         lo, hi = row["spread"]

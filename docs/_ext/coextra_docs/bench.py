@@ -584,6 +584,29 @@ def _like_for_like_sections(
                 ),
             )
         )
+    counted = data.get("pyperformance_instructions") or []
+    if counted:
+        sections.append(
+            _section(
+                "pyperformance instructions (callgrind), patched over "
+                "unpatched",
+                _rows_table(
+                    [
+                        {**r, "consumer": "one" if r["consumer"] else "none"}
+                        for r in counted
+                    ],
+                    (
+                        ("build", "Build"),
+                        ("consumer", "Consumer"),
+                        ("geomean", "Geometric mean"),
+                        ("spread", "95 % interval"),
+                        ("min", "Lowest"),
+                        ("max", "Highest"),
+                        ("benchmarks", "Benchmarks"),
+                    ),
+                ),
+            )
+        )
     return sections
 
 
