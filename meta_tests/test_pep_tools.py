@@ -8,8 +8,10 @@ is committed as ``conformance/requirements.json``.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GOOD = FIXTURES / "pep-9001.rst"
 BAD = FIXTURES / "pep-9002.rst"
-PEP = REPO / "pep" / "pep-8523.rst"
+PEP = REPO / "pep" / "pep-9999.rst"
 REGISTRY = REPO / "conformance" / "requirements.json"
 
 
@@ -335,7 +337,7 @@ def test_committed_registry_loads() -> None:
     """The suite's loader reads the committed registry."""
     data = json.loads(REGISTRY.read_text(encoding="utf-8"))
     registry = parse_registry(data)
-    assert registry.pep == 8523
+    assert registry.pep == 9999
     assert registry.spec_version == "2.0"
     assert registry.ids[0] == "R-INDEX-1"
     assert registry["R-FREE-3"].level == "MUST"
@@ -412,7 +414,7 @@ def test_id_rule_reports_with_file_and_line(
         n for n, line in enumerate(lines) if line.startswith("Indices are")
     )
     lines[target] = "Indices MUST be " + lines[target][len("Indices are ") :]
-    broken = tmp_path / "pep-8523.rst"
+    broken = tmp_path / "pep-9999.rst"
     broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
     status, out = _run_checker(check_pep, capsys, broken)
     assert status == 1
@@ -457,3 +459,135 @@ def test_compatibility_parts_list_every_requirement_once(
     assert not known - set(listed), (
         f"in no part: {sorted(known - set(listed))}"
     )
+
+
+def test_id_rule_reports_api_sentence_with_file_and_line(
+    check_pep: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """An API entry's error sentence that cites no ID fails, with its line."""
+    lines = check_pep.read_lines(PEP)
+    entry = lines.index(
+        ".. c:function:: int PyUnstable_Code_GetExtra(PyObject *code, "
+        "Py_ssize_t index, void **extra)"
+    )
+    start = next(
+        n for n in range(entry, len(lines)) if "On success" in lines[n]
+    )
+    end = next(n for n in range(start, len(lines)) if not lines[n].strip())
+    lines[start:end] = [
+        "   On success, return ``0``.  On error, set ``SystemError`` and",
+        "   return ``-1``.",
+    ]
+    broken = tmp_path / "pep-9999.rst"
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, out = _run_checker(check_pep, capsys, broken)
+    assert status == 1
+    assert out == [
+        f"{broken}:{start + 1}: API entry's error sentence must cite the "
+        "requirement that states it (:ref:`R-AREA-n <r-area-n>`)"
+    ]
+
+
+# -- one parser of the PEP source -------------------------------------------
+
+#: The one module that may define what the PEP source looks like.
+PARSER = REPO / "tools" / "pep_source.py"
+#: Folders never scanned: tests hold sample PEP text and expected messages,
+#: and build output is not source.
+NOT_SOURCE = {"meta_tests", "tests", "build", ".tox", ".venv", "target"}
+
+
+def _python_sources() -> list[Path]:
+    """Return the repository's Python modules but tests and the parser."""
+    found = []
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = sorted(d for d in dirs if d not in NOT_SOURCE)
+        found += [Path(folder, f) for f in sorted(files) if f.endswith(".py")]
+    return [path for path in found if path != PARSER]
+
+
+def pep_format_definitions(source: str) -> list[tuple[int, str]]:
+    """Return (line, what) for each PEP-format definition in ``source``.
+
+    Two things define the format: a requirement-term pattern (a string
+    holding both ``R-`` and the level alternation ``MUST|SHOULD|MAY``) and
+    a list of PEP headers (a tuple or list literal naming both ``Title``
+    and ``Spec-Version``).
+    """
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and "R-" in node.value
+            and "MUST|SHOULD|MAY" in node.value
+        ):
+            found.append((node.lineno, "requirement-term pattern"))
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            names = {
+                elt.value
+                for elt in node.elts
+                if isinstance(elt, ast.Constant) and isinstance(elt.value, str)
+            }
+            if {"Title", "Spec-Version"} <= names:
+                found.append((node.lineno, "PEP header list"))
+    return found
+
+
+def test_format_detector_finds_a_second_parser() -> None:
+    """The detector below catches the copies the docs extension once had."""
+    copy = (
+        "import re\n"
+        "TERM = re.compile(\n"
+        '    r"(?P<id>R-(?P<area>[A-Z]+)-[0-9]+)\\s+\\N{EM DASH}\\s+"\n'
+        '    r"(?P<title>.+?)\\s+\\((?P<level>MUST|SHOULD|MAY)\\)"\n'
+        ")\n"
+        'REQUIRED_HEADERS = ("PEP", "Title", "Author", "Spec-Version")\n'
+    )
+    assert pep_format_definitions(copy) == [
+        (4, "requirement-term pattern"),
+        (6, "PEP header list"),
+    ]
+
+
+def test_one_module_parses_the_pep() -> None:
+    """Only tools/pep_source.py defines the PEP's terms and headers.
+
+    The checker, the registry generator, the PEP tables generator and the
+    docs extension import it; a second definition would let them disagree
+    on what a requirement or a complete header is.
+    """
+    assert pep_format_definitions(PARSER.read_text(encoding="utf-8"))
+    copies = []
+    for path in _python_sources():
+        relative = path.relative_to(REPO)
+        source = path.read_text(encoding="utf-8")
+        copies += [
+            f"{relative}:{line}: {what}"
+            for line, what in pep_format_definitions(source)
+        ]
+    assert not copies, (
+        "the PEP source format is defined outside tools/pep_source.py; "
+        "import it from there instead: " + "; ".join(copies)
+    )
+
+
+def test_tools_and_docs_use_the_parser() -> None:
+    """Each reader of the PEP imports the shared parser."""
+    readers = [
+        REPO / "tools" / "check_pep.py",
+        REPO / "tools" / "gen_requirements.py",
+        REPO / "tools" / "gen_pep_tables.py",
+        REPO / "docs" / "_ext" / "coextra_docs" / "pep.py",
+        REPO / "docs" / "_ext" / "coextra_docs" / "reqs.py",
+    ]
+    for path in readers:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert "pep_source" in imported, f"{path.name} bypasses pep_source"
