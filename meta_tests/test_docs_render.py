@@ -244,6 +244,11 @@ def site() -> Iterator[Path]:
             "conformance/report.schema.json",
             "benchmarks/results.schema.json",
             "benchmarks/results/latest.json",
+            # The extension reads the PEP through the shared parser and
+            # builds the capability table from the adapter and the header.
+            "tools/pep_source.py",
+            "conformance/adapter.py",
+            "conformance/abi/coextra_abi.h",
         ):
             if (ROOT / path).is_file():
                 (source / path).parent.mkdir(parents=True, exist_ok=True)

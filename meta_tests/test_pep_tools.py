@@ -533,7 +533,7 @@ def pep_format_definitions(source: str) -> list[tuple[int, str]]:
             }
             if {"Title", "Spec-Version"} <= names:
                 found.append((node.lineno, "PEP header list"))
-    return found
+    return sorted(found)
 
 
 def test_format_detector_finds_a_second_parser() -> None:
@@ -547,7 +547,7 @@ def test_format_detector_finds_a_second_parser() -> None:
         'REQUIRED_HEADERS = ("PEP", "Title", "Author", "Spec-Version")\n'
     )
     assert pep_format_definitions(copy) == [
-        (4, "requirement-term pattern"),
+        (3, "requirement-term pattern"),
         (6, "PEP header list"),
     ]
 
