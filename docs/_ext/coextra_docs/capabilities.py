@@ -153,8 +153,7 @@ class CapabilitiesDirective(SphinxDirective):
                 texts.append(path.read_text(encoding="utf-8"))
             except OSError as exc:
                 raise ExtensionError(
-                    f"coextra-capabilities: cannot read {path}: "
-                    f"{exc.strerror}"
+                    f"coextra-capabilities: cannot read {path}: {exc.strerror}"
                 ) from exc
         rows = capability_rows(texts[0], texts[1])
         version = re.search(
