@@ -403,6 +403,36 @@ def test_id_rule_reports_keywords_and_api_sentences(
     ]
 
 
+@pytest.mark.parametrize(
+    ("sentence", "kind"),
+    [
+        ("Raises ``SystemError`` when *code* is not code.", "error"),
+        ("On failure, set an exception and return ``-1``.", "error"),
+        ("Returns ``-1`` and sets an exception on failure.", "error"),
+        ("Safe to call concurrently with Set.", "thread-safety"),
+        ("It is thread-safe.", "thread-safety"),
+        ("Callable from any thread.", "thread-safety"),
+    ],
+)
+def test_id_rule_reports_every_api_rule_wording(
+    check_pep: ModuleType, sentence: str, kind: str
+) -> None:
+    """An API rule is caught however it is worded, and an ID clears it."""
+    # The first paragraph is the header block, which the rule skips.
+    entry = ["Intro.", "", ".. c:function:: int Demo(void)", ""]
+    entry.append(f"   {sentence}")
+    problems = list(check_pep.validate_requirements(entry))
+    assert [
+        (line, message.split(" sentence")[0]) for line, message in problems
+    ] == [(5, f"API entry's {kind}")]
+    cited = [*entry[:4], f"   {sentence} (:ref:`R-DEMO-1 <r-demo-1>`)"]
+    assert [
+        message
+        for _, message in check_pep.validate_requirements(cited)
+        if message.startswith("API entry")
+    ] == []
+
+
 def test_id_rule_reports_with_file_and_line(
     check_pep: ModuleType,
     capsys: pytest.CaptureFixture[str],

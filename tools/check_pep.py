@@ -13,9 +13,11 @@ python/peps ``check-peps.py``.
 The ID rule: every normative statement is a requirement with an ID.  An
 RFC 2119 keyword in capitals outside a requirement entry is an error
 (mentions between double backquotes or in double quotes, generated
-blocks, comments and literal blocks excepted), and so is an API entry
-(``.. c:function::`` and friends) whose error (``On error ...``) or
-``Thread safety:`` paragraph cites no requirement.  What a header,
+blocks, comments and literal blocks excepted), and so is a paragraph of
+an API entry (``.. c:function::`` and friends) that states an error
+(``On error``, ``sets an exception``, ``raises``) or thread safety
+(``Thread safety:``, ``thread-safe``, ``from any thread``,
+``concurrently``) and cites no requirement.  What a header,
 a requirement entry and a generated block are is defined once, in
 ``tools/pep_source.py``, which the registry generator and the docs
 extension use too, so all three agree.  Standard library only.
@@ -372,7 +374,19 @@ API_DIRECTIVE_RE = re.compile(r"^\.\. c:(function|type|macro|member|var)::")
 #: Directives whose content is code, never prose.
 CODE_DIRECTIVE_RE = re.compile(r"^\.\. (code-block|code|literalinclude)::")
 #: Sentences of an API entry that state behaviour a caller relies on.
-API_RULE_RE = re.compile(r"\bOn error\b|^Thread safety\b")
+#: An error sentence: "On error, ...", "On failure", "sets an exception",
+#: "raises SystemError".  A thread-safety sentence: a "Thread safety:"
+#: paragraph, "thread-safe", "from any thread", "concurrently".
+API_ERROR_RE = re.compile(
+    r"\bOn (?:error|failure)\b|\bsets? (?:an exception|``\w+``)|"
+    r"\braises?\b",
+    re.IGNORECASE,
+)
+API_THREAD_RE = re.compile(
+    r"^Thread safety\b|\bthread-safe\b|\bfrom any thread\b|"
+    r"\bconcurrent(?:ly)?\b",
+    re.IGNORECASE,
+)
 
 
 def _prose_lines(
@@ -448,8 +462,11 @@ def _validate_normative_text(
         if not paragraph or not in_api:
             return
         text = " ".join(line.strip() for _, line in paragraph)
-        if API_RULE_RE.search(text) and not REF_RE.search(text):
-            kind = "thread-safety" if text.startswith("Thread") else "error"
+        if REF_RE.search(text):
+            return
+        thread = API_THREAD_RE.search(text)
+        if thread or API_ERROR_RE.search(text):
+            kind = "thread-safety" if thread else "error"
             yield (
                 paragraph[0][0] + 1,
                 (
