@@ -12,7 +12,6 @@ import ast
 import importlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -39,6 +38,13 @@ def tools() -> Iterator[tuple[ModuleType, ModuleType]]:
         check_pep = importlib.import_module("check_pep")
         gen_requirements = importlib.import_module("gen_requirements")
         yield check_pep, gen_requirements
+
+
+def _pep_source() -> ModuleType:
+    """Import the shared PEP parser (tools/ is not a package)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(REPO / "tools"))
+        return importlib.import_module("pep_source")
 
 
 @pytest.fixture
@@ -466,21 +472,7 @@ def test_compatibility_parts_list_every_requirement_once(
     text = PEP.read_text(encoding="utf-8")
     requirements, _ = check_pep.parse_requirements(text.splitlines())
     known = {req.id for req in requirements}
-    parts: dict[str, list[str]] = {}
-    for name, body in re.findall(
-        r"^\.\. BEGIN COMPATIBILITY: (\S+)\n(.*?)^\.\. END COMPATIBILITY",
-        text,
-        flags=re.S | re.M,
-    ):
-        ids: list[str] = []
-        body = " ".join(body.split())
-        for area, first, last in re.findall(
-            r"R-([A-Z]+)-(\d+) to R-\1-(\d+)", body
-        ):
-            ids += [f"R-{area}-{n}" for n in range(int(first), int(last) + 1)]
-        body = re.sub(r"R-([A-Z]+)-(\d+) to R-\1-(\d+)", "", body)
-        ids += re.findall(r"R-[A-Z]+-\d+", body)
-        parts[name] = ids
+    parts = _pep_source().compatibility_parts(text)
     assert sorted(parts) == ["behaviour-fixes", "layout-change"]
     listed = [i for ids in parts.values() for i in ids]
     twice = sorted({i for i in listed if listed.count(i) > 1})

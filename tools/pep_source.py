@@ -238,6 +238,36 @@ GENERATED_BEGIN_RE = re.compile(
 GENERATED_END = ".. END GENERATED"
 
 
+# -- compatibility parts ----------------------------------------------------
+
+#: The Compatibility section lists the requirements of each part between
+#: ``.. BEGIN COMPATIBILITY: <part>`` and ``.. END COMPATIBILITY``.
+COMPATIBILITY_RE = re.compile(
+    r"^\.\. BEGIN COMPATIBILITY: (?P<part>\S+)\n(?P<body>.*?)"
+    r"^\.\. END COMPATIBILITY",
+    flags=re.S | re.M,
+)
+#: ``R-STORE-1 to R-STORE-11``: a range of one area.
+ID_RANGE_RE = re.compile(r"R-([A-Z]+)-(\d+) to R-\1-(\d+)")
+
+
+def compatibility_parts(text: str) -> dict[str, list[str]]:
+    """Return the requirement IDs each Compatibility part lists, in order.
+
+    ``R-X-a to R-X-b`` names every ID of the range; an ID listed twice
+    appears twice, so that a caller can report it.
+    """
+    parts: dict[str, list[str]] = {}
+    for match in COMPATIBILITY_RE.finditer(text):
+        body = " ".join(match["body"].split())
+        ids: list[str] = []
+        for area, first, last in ID_RANGE_RE.findall(body):
+            ids += [f"R-{area}-{n}" for n in range(int(first), int(last) + 1)]
+        ids += re.findall(r"R-[A-Z]+-\d+", ID_RANGE_RE.sub("", body))
+        parts[match["part"]] = ids
+    return parts
+
+
 # -- files ------------------------------------------------------------------
 
 
