@@ -16,9 +16,9 @@ sys.path.insert(0, str(ROOT / "docs" / "_ext"))
 
 # -- Project information ---------------------------------------------------
 
-project = "PEP 8523: code-object extra storage"
-author = "the PEP 8523 authors"
-copyright = "2026, the PEP 8523 authors"
+project = "PEP 9999: code-object extra storage"
+author = "the PEP 9999 authors"
+copyright = "2026, the PEP 9999 authors"
 release = "1.0.0"  # the suite's version; the spec's is the PEP header's
 
 # -- General configuration -------------------------------------------------
@@ -73,7 +73,7 @@ coextra_patch_dirs = [
 # -- Options for HTML output -----------------------------------------------
 
 html_theme = "furo"
-html_title = "PEP 8523"
+html_title = "PEP 9999"
 html_static_path = ["docs/_static"]
 html_css_files = ["coextra.css"]
 html_theme_options = {

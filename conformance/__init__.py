@@ -1,4 +1,4 @@
-"""Conformance suite for PEP 8523, a pytest plugin.
+"""Conformance suite for PEP 9999, a pytest plugin.
 
 Run it with ``pytest --pyargs coextra_conformance --coextra-impl=NAME``.
 """

@@ -28,7 +28,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-#: The co_flags bit that marks inline extra storage (PEP 8523).
+#: The co_flags bit that marks inline extra storage (PEP 9999).
 CO_INLINE_EXTRA = 0x20000000
 
 #: Minimum number of indices an interpreter offers (R-INDEX-2).

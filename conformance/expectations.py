@@ -77,7 +77,7 @@ def parse_expectations(
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ExpectationError(
                 f"{where}: unknown requirement ID{hint}: use an ID of "
-                f"PEP 8523 or remove the entry"
+                f"PEP 9999 or remove the entry"
             )
         if not isinstance(entry, dict):
             raise ExpectationError(

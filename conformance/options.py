@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 ENV_IMPL = "COEXTRA_IMPL"
-DEFAULT_DOCS_URL = "docs/_build/html/pep/pep-8523.html"
+DEFAULT_DOCS_URL = "docs/_build/html/pep/pep-9999.html"
 PROFILES = ("ci", "explore")
 ISOLATION_MODES = ("every", "marked")
 
@@ -89,7 +89,7 @@ def parse_timeout(value: str) -> float:
 
 def add_options(parser: pytest.Parser) -> None:
     """Add the --coextra-* options and the suite-path ini setting."""
-    group = parser.getgroup("coextra", "PEP 8523 conformance suite")
+    group = parser.getgroup("coextra", "PEP 9999 conformance suite")
     group.addoption(
         "--coextra-impl",
         type=parse_impl,

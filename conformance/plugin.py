@@ -92,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register markers; load the implementation if one is selected."""
     config.addinivalue_line(
         "markers",
-        "req(*ids): the PEP 8523 requirement IDs a conformance test checks.",
+        "req(*ids): the PEP 9999 requirement IDs a conformance test checks.",
     )
     config.addinivalue_line(
         "markers",
@@ -241,7 +241,7 @@ def marker_problems(
         )
     problems.extend(
         f"{item.nodeid}: unknown requirement ID {i!r} in "
-        f"@pytest.mark.req: use an ID of PEP 8523"
+        f"@pytest.mark.req: use an ID of PEP 9999"
         for i in ids
         if i not in registry
     )
@@ -603,7 +603,8 @@ def pytest_terminal_summary(
         return
     impl = state.implementation
     terminalreporter.section(
-        f"PEP 8523 conformance: {impl.name} {impl.version}"
+        f"PEP {state.verdicts.registry.pep} conformance:"
+        f" {impl.name} {impl.version}"
     )
     lines = summary_lines(
         state.verdicts, state.docs_url, verbose=config.option.verbose > 0

@@ -156,9 +156,9 @@ def test_bench_preview_leaves_the_pep_alone(tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(REPO / "tools"))
         gen_pep_tables = importlib.import_module("gen_pep_tables")
-    pep = REPO / "pep" / "pep-8523.rst"
+    pep = REPO / "pep" / "pep-9999.rst"
     before = pep.read_bytes()
-    preview = tmp_path / "pep-8523.rst"
+    preview = tmp_path / "pep-9999.rst"
     bench = REPO / "benchmarks" / "results" / "latest.json"
     status = gen_pep_tables.main(
         ["--bench", str(bench), "--output", str(preview)]

@@ -44,6 +44,7 @@ Status: Draft
 Type: Standards Track
 Created: 01-Jan-2026
 Requires: 523
+Python-Version: 3.16
 Spec-Version: 1.0
 
 

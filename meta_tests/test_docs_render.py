@@ -31,7 +31,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH = 1280
-#: The budget of issue #9 for a full build.
+#: The most a full build of the site may take, in seconds, on this
+#: project's 2-core machine.
 BUILD_SECONDS = 60
 
 Image = pytest.importorskip("PIL.Image")
@@ -133,14 +134,14 @@ def sphinx_build(source: Path, out: Path) -> float:
 
 def test_repository_site_builds_in_under_a_minute(tmp_path: Path) -> None:
     """The tox -e docs build passes in time; pages are two clicks away."""
-    if not (ROOT / "pep" / "pep-8523.rst").is_file():
-        pytest.fail("pep/pep-8523.rst is missing")
+    if not (ROOT / "pep" / "pep-9999.rst").is_file():
+        pytest.fail("pep/pep-9999.rst is missing")
     elapsed = sphinx_build(ROOT, tmp_path / "html")
     assert elapsed < BUILD_SECONDS, f"the build took {elapsed:.1f} s"
     index = (tmp_path / "html" / "index.html").read_text(encoding="utf-8")
     # One click from the front page: the PEP, the index, matrix, benchmarks.
     for page in (
-        "pep/pep-8523.html",
+        "pep/pep-9999.html",
         "docs/requirements.html",
         "docs/matrix.html",
         "docs/benchmarks.html",
@@ -154,7 +155,7 @@ def test_repository_site_builds_in_under_a_minute(tmp_path: Path) -> None:
         encoding="utf-8"
     )
     for requirement in registry["requirements"]:
-        anchor = f'href="../pep/pep-8523.html#{requirement["anchor"]}"'
+        anchor = f'href="../pep/pep-9999.html#{requirement["anchor"]}"'
         assert anchor in index_page, requirement["id"]
 
 
@@ -243,6 +244,11 @@ def site() -> Iterator[Path]:
             "conformance/report.schema.json",
             "benchmarks/results.schema.json",
             "benchmarks/results/latest.json",
+            # The extension reads the PEP through the shared parser and
+            # builds the capability table from the adapter and the header.
+            "tools/pep_source.py",
+            "conformance/adapter.py",
+            "conformance/abi/coextra_abi.h",
         ):
             if (ROOT / path).is_file():
                 (source / path).parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +323,7 @@ def is_white(r: int, g: int, b: int) -> bool:
 
 def test_pep_page_renders_styled(site: Path, tmp_path: Path) -> None:
     """The PEP page is styled and shows red-bordered MUST boxes."""
-    page = site / "pep" / "pep-8523.html"
+    page = site / "pep" / "pep-9999.html"
     figures = probe(page, tmp_path / "profile")
     assert figures["sheets"] >= 2, "the theme's stylesheets loaded"
     assert "sans-serif" in figures["bodyFont"], "the theme's font stack"
@@ -326,16 +332,16 @@ def test_pep_page_renders_styled(site: Path, tmp_path: Path) -> None:
     assert figures["boxBorder"] == "rgb(179, 38, 30)", figures
     assert figures["pageWidth"] <= WIDTH, "no horizontal scrolling"
 
-    top = load(screenshot(page, 1200, tmp_path / "profile", "pep-8523"))
+    top = load(screenshot(page, 1200, tmp_path / "profile", "pep-9999"))
     assert top.size == (WIDTH, 1200)
     assert share(top, is_white) < 0.9, "the page is not mostly blank"
     # The window reaches down to the first requirement box; the part
     # from just above it is what a reader following a link sees.
     box_top = int(figures["boxTop"])
     height = min(box_top + 900, 16000)
-    whole = screenshot(page, height, tmp_path / "profile", "pep-8523-full")
+    whole = screenshot(page, height, tmp_path / "profile", "pep-9999-full")
     image = load(whole).crop((0, box_top - 100, WIDTH, height))
-    image.save(whole.with_name("pep-8523-requirements.png"))
+    image.save(whole.with_name("pep-9999-requirements.png"))
     # MUST boxes draw red left borders and badges.
     assert share(image, near((179, 38, 30), 30)) > 0.0005
     data = image.resize((320, 750)).tobytes()
@@ -419,7 +425,7 @@ function wrapped(selector) {
 
 def test_pep_outline_is_visible_at_1280_px(site: Path, tmp_path: Path) -> None:
     """The PEP shows its outline beside the text, inside the window."""
-    page = site / "pep" / "pep-8523.html"
+    page = site / "pep" / "pep-9999.html"
     figures = measure(
         page,
         tmp_path / "profile",
@@ -612,7 +618,7 @@ def test_typing_a_requirement_id_lands_on_it(
     targets = (site / "_static" / "coextra-requirements.js").read_text(
         encoding="utf-8"
     )
-    assert '"R-FREE-3": "pep/pep-8523.html#r-free-3"' in targets
+    assert '"R-FREE-3": "pep/pep-9999.html#r-free-3"' in targets
     url = (site / "search.html").as_uri() + "?q=r-free-3"
     dom = run_chromium(
         ["--virtual-time-budget=5000", "--dump-dom", url], tmp_path / "p"
@@ -620,7 +626,7 @@ def test_typing_a_requirement_id_lands_on_it(
     assert 'id="r-free-3"' in dom, "the browser is on the PEP page"
     assert "search-results" not in dom
     # Where the reader lands: the box of R-FREE-3 (its red MUST border).
-    pep = site / "pep" / "pep-8523.html"
+    pep = site / "pep" / "pep-9999.html"
     image = screenshot_at(pep, "r-free-3", tmp_path / "profile", "search-id")
     assert share(image, near((179, 38, 30), 30)) > 0.0005
 
@@ -659,7 +665,7 @@ def test_requirement_box_links_to_tests_and_c_lines(
     site: Path, tmp_path: Path
 ) -> None:
     """Each box: one click to its tests, one to its C lines."""
-    pep = (site / "pep" / "pep-8523.html").read_text(encoding="utf-8")
+    pep = (site / "pep" / "pep-9999.html").read_text(encoding="utf-8")
     assert 'href="../docs/tests.html#tests-r-free-3"' in pep
     assert 'href="../docs/reference_source.html#impl-r-free-3"' in pep
     tests = (site / "docs" / "tests.html").read_text(encoding="utf-8")
@@ -671,7 +677,7 @@ def test_requirement_box_links_to_tests_and_c_lines(
     line = re.search(r'href="#(coextra-c-L-\d+)"', impl)
     assert line is not None
     assert f'id="{line[1]}"' in text
-    pep_page = site / "pep" / "pep-8523.html"
+    pep_page = site / "pep" / "pep-9999.html"
     screenshot_at(pep_page, "r-free-3", tmp_path / "profile", "box-links")
     image = screenshot_at(source, line[1], tmp_path / "profile", "c-line")
     # Highlighted C code fills the window from the cited line on.

@@ -100,3 +100,41 @@ def test_block_says_how_to_measure_when_nothing_is(
     lines = gen_pep_tables.like_for_like_block(path)
     assert len(lines) == 1
     assert "tox -e bench-cpython" in lines[0]
+
+
+def test_rationale_costs_quote_each_design_through_its_exports(
+    gen_pep_tables: ModuleType, tmp_path: Path
+) -> None:
+    """The Rationale's sentence gives the counts, in the designs' order."""
+    data = results()
+    data["memory"] += [
+        {
+            "build": "3.13.15",
+            "design": "stock",
+            "consumers": consumers,
+            "bytes_per_code": size,
+        }
+        for consumers, size in ((0, 16), (1, 32), (4, 56))
+    ]
+    path = tmp_path / "latest.json"
+    path.write_text(json.dumps(data))
+    (text,) = gen_pep_tables.rationale_costs_block(path)
+    assert (
+        "Reading a slot: 15 (stock CPython), 45 (this PEP, inline slot), "
+        "73 (this PEP, out-of-line slot of a late consumer), 6 (a "
+        "consumer's own hash table and a code watcher)." in text
+    )
+    assert "Storing into an empty slot: not counted in this run." in text
+    assert "16/32/56 (stock CPython), --/40/-- (this PEP, inline slot)" in text
+
+
+def test_rationale_costs_say_how_to_measure_when_nothing_is(
+    gen_pep_tables: ModuleType, tmp_path: Path
+) -> None:
+    """Without like-for-like figures the Rationale names the command."""
+    data = results()
+    data["like_for_like"] = []
+    path = tmp_path / "latest.json"
+    path.write_text(json.dumps(data))
+    (text,) = gen_pep_tables.rationale_costs_block(path)
+    assert "tox -e bench-cpython" in text

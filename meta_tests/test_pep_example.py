@@ -1,6 +1,6 @@
 """The PEP's "How to Teach This" example compiles and runs.
 
-``pep/pep-8523/call_counter.c`` is the consumer the PEP shows (through
+``pep/pep-9999/call_counter.c`` is the consumer the PEP shows (through
 ``literalinclude``).  It is compiled unchanged against the reference
 implementation, with ``fixtures/pep_example/Python.h`` standing in for the
 few CPython functions it uses, and run by ``fixtures/pep_example/driver.c``
@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_DIR = REPO / "pep" / "pep-8523"
+EXAMPLE_DIR = REPO / "pep" / "pep-9999"
 EXAMPLE = EXAMPLE_DIR / "call_counter.c"
 MODULE = EXAMPLE_DIR / "call_counter_module.c"
 SHIM = Path(__file__).resolve().parent / "fixtures" / "pep_example"
 REFERENCE_SRC = REPO / "reference_impl" / "src"
-PEP = REPO / "pep" / "pep-8523.rst"
+PEP = REPO / "pep" / "pep-9999.rst"
 
 CC = shutil.which("cc") or shutil.which("gcc")
 needs_cc = pytest.mark.skipif(CC is None, reason="needs a C compiler")
@@ -110,7 +110,7 @@ def test_driver_catches_a_get_or_create_race(tmp_path: Path) -> None:
 def test_pep_includes_the_example() -> None:
     """The PEP shows the part between the example's markers."""
     text = PEP.read_text(encoding="utf-8")
-    assert ".. literalinclude:: pep-8523/call_counter.c" in text
+    assert ".. literalinclude:: pep-9999/call_counter.c" in text
     source = EXAMPLE.read_text(encoding="utf-8")
     start = source.index("/* BEGIN: consumer */")
     end = source.index("/* END: consumer */")

@@ -8,9 +8,10 @@ is committed as ``conformance/requirements.json``.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
-import re
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GOOD = FIXTURES / "pep-9001.rst"
 BAD = FIXTURES / "pep-9002.rst"
-PEP = REPO / "pep" / "pep-8523.rst"
+PEP = REPO / "pep" / "pep-9999.rst"
 REGISTRY = REPO / "conformance" / "requirements.json"
 
 
@@ -37,6 +38,13 @@ def tools() -> Iterator[tuple[ModuleType, ModuleType]]:
         check_pep = importlib.import_module("check_pep")
         gen_requirements = importlib.import_module("gen_requirements")
         yield check_pep, gen_requirements
+
+
+def _pep_source() -> ModuleType:
+    """Import the shared PEP parser (tools/ is not a package)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(REPO / "tools"))
+        return importlib.import_module("pep_source")
 
 
 @pytest.fixture
@@ -335,7 +343,7 @@ def test_committed_registry_loads() -> None:
     """The suite's loader reads the committed registry."""
     data = json.loads(REGISTRY.read_text(encoding="utf-8"))
     registry = parse_registry(data)
-    assert registry.pep == 8523
+    assert registry.pep == 9999
     assert registry.spec_version == "2.0"
     assert registry.ids[0] == "R-INDEX-1"
     assert registry["R-FREE-3"].level == "MUST"
@@ -401,6 +409,36 @@ def test_id_rule_reports_keywords_and_api_sentences(
     ]
 
 
+@pytest.mark.parametrize(
+    ("sentence", "kind"),
+    [
+        ("Raises ``SystemError`` when *code* is not code.", "error"),
+        ("On failure, set an exception and return ``-1``.", "error"),
+        ("Returns ``-1`` and sets an exception on failure.", "error"),
+        ("Safe to call concurrently with Set.", "thread-safety"),
+        ("It is thread-safe.", "thread-safety"),
+        ("Callable from any thread.", "thread-safety"),
+    ],
+)
+def test_id_rule_reports_every_api_rule_wording(
+    check_pep: ModuleType, sentence: str, kind: str
+) -> None:
+    """An API rule is caught however it is worded, and an ID clears it."""
+    # The first paragraph is the header block, which the rule skips.
+    entry = ["Intro.", "", ".. c:function:: int Demo(void)", ""]
+    entry.append(f"   {sentence}")
+    problems = list(check_pep.validate_requirements(entry))
+    assert [
+        (line, message.split(" sentence")[0]) for line, message in problems
+    ] == [(5, f"API entry's {kind}")]
+    cited = [*entry[:4], f"   {sentence} (:ref:`R-DEMO-1 <r-demo-1>`)"]
+    assert [
+        message
+        for _, message in check_pep.validate_requirements(cited)
+        if message.startswith("API entry")
+    ] == []
+
+
 def test_id_rule_reports_with_file_and_line(
     check_pep: ModuleType,
     capsys: pytest.CaptureFixture[str],
@@ -412,7 +450,7 @@ def test_id_rule_reports_with_file_and_line(
         n for n, line in enumerate(lines) if line.startswith("Indices are")
     )
     lines[target] = "Indices MUST be " + lines[target][len("Indices are ") :]
-    broken = tmp_path / "pep-8523.rst"
+    broken = tmp_path / "pep-9999.rst"
     broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
     status, out = _run_checker(check_pep, capsys, broken)
     assert status == 1
@@ -434,21 +472,7 @@ def test_compatibility_parts_list_every_requirement_once(
     text = PEP.read_text(encoding="utf-8")
     requirements, _ = check_pep.parse_requirements(text.splitlines())
     known = {req.id for req in requirements}
-    parts: dict[str, list[str]] = {}
-    for name, body in re.findall(
-        r"^\.\. BEGIN COMPATIBILITY: (\S+)\n(.*?)^\.\. END COMPATIBILITY",
-        text,
-        flags=re.S | re.M,
-    ):
-        ids: list[str] = []
-        body = " ".join(body.split())
-        for area, first, last in re.findall(
-            r"R-([A-Z]+)-(\d+) to R-\1-(\d+)", body
-        ):
-            ids += [f"R-{area}-{n}" for n in range(int(first), int(last) + 1)]
-        body = re.sub(r"R-([A-Z]+)-(\d+) to R-\1-(\d+)", "", body)
-        ids += re.findall(r"R-[A-Z]+-\d+", body)
-        parts[name] = ids
+    parts = _pep_source().compatibility_parts(text)
     assert sorted(parts) == ["behaviour-fixes", "layout-change"]
     listed = [i for ids in parts.values() for i in ids]
     twice = sorted({i for i in listed if listed.count(i) > 1})
@@ -457,3 +481,135 @@ def test_compatibility_parts_list_every_requirement_once(
     assert not known - set(listed), (
         f"in no part: {sorted(known - set(listed))}"
     )
+
+
+def test_id_rule_reports_api_sentence_with_file_and_line(
+    check_pep: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """An API entry's error sentence that cites no ID fails, with its line."""
+    lines = check_pep.read_lines(PEP)
+    entry = lines.index(
+        ".. c:function:: int PyUnstable_Code_GetExtra(PyObject *code, "
+        "Py_ssize_t index, void **extra)"
+    )
+    start = next(
+        n for n in range(entry, len(lines)) if "On success" in lines[n]
+    )
+    end = next(n for n in range(start, len(lines)) if not lines[n].strip())
+    lines[start:end] = [
+        "   On success, return ``0``.  On error, set ``SystemError`` and",
+        "   return ``-1``.",
+    ]
+    broken = tmp_path / "pep-9999.rst"
+    broken.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, out = _run_checker(check_pep, capsys, broken)
+    assert status == 1
+    assert out == [
+        f"{broken}:{start + 1}: API entry's error sentence must cite the "
+        "requirement that states it (:ref:`R-AREA-n <r-area-n>`)"
+    ]
+
+
+# -- one parser of the PEP source -------------------------------------------
+
+#: The one module that may define what the PEP source looks like.
+PARSER = REPO / "tools" / "pep_source.py"
+#: Folders never scanned: tests hold sample PEP text and expected messages,
+#: and build output is not source.
+NOT_SOURCE = {"meta_tests", "tests", "build", ".tox", ".venv", "target"}
+
+
+def _python_sources() -> list[Path]:
+    """Return the repository's Python modules but tests and the parser."""
+    found = []
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = sorted(d for d in dirs if d not in NOT_SOURCE)
+        found += [Path(folder, f) for f in sorted(files) if f.endswith(".py")]
+    return [path for path in found if path != PARSER]
+
+
+def pep_format_definitions(source: str) -> list[tuple[int, str]]:
+    """Return (line, what) for each PEP-format definition in ``source``.
+
+    Two things define the format: a requirement-term pattern (a string
+    holding both ``R-`` and the level alternation ``MUST|SHOULD|MAY``) and
+    a list of PEP headers (a tuple or list literal naming both ``Title``
+    and ``Spec-Version``).
+    """
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and "R-" in node.value
+            and "MUST|SHOULD|MAY" in node.value
+        ):
+            found.append((node.lineno, "requirement-term pattern"))
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            names = {
+                elt.value
+                for elt in node.elts
+                if isinstance(elt, ast.Constant) and isinstance(elt.value, str)
+            }
+            if {"Title", "Spec-Version"} <= names:
+                found.append((node.lineno, "PEP header list"))
+    return sorted(found)
+
+
+def test_format_detector_finds_a_second_parser() -> None:
+    """The detector below catches the copies the docs extension once had."""
+    copy = (
+        "import re\n"
+        "TERM = re.compile(\n"
+        '    r"(?P<id>R-(?P<area>[A-Z]+)-[0-9]+)\\s+\\N{EM DASH}\\s+"\n'
+        '    r"(?P<title>.+?)\\s+\\((?P<level>MUST|SHOULD|MAY)\\)"\n'
+        ")\n"
+        'REQUIRED_HEADERS = ("PEP", "Title", "Author", "Spec-Version")\n'
+    )
+    assert pep_format_definitions(copy) == [
+        (3, "requirement-term pattern"),
+        (6, "PEP header list"),
+    ]
+
+
+def test_one_module_parses_the_pep() -> None:
+    """Only tools/pep_source.py defines the PEP's terms and headers.
+
+    The checker, the registry generator, the PEP tables generator and the
+    docs extension import it; a second definition would let them disagree
+    on what a requirement or a complete header is.
+    """
+    assert pep_format_definitions(PARSER.read_text(encoding="utf-8"))
+    copies = []
+    for path in _python_sources():
+        relative = path.relative_to(REPO)
+        source = path.read_text(encoding="utf-8")
+        copies += [
+            f"{relative}:{line}: {what}"
+            for line, what in pep_format_definitions(source)
+        ]
+    assert not copies, (
+        "the PEP source format is defined outside tools/pep_source.py; "
+        "import it from there instead: " + "; ".join(copies)
+    )
+
+
+def test_tools_and_docs_use_the_parser() -> None:
+    """Each reader of the PEP imports the shared parser."""
+    readers = [
+        REPO / "tools" / "check_pep.py",
+        REPO / "tools" / "gen_requirements.py",
+        REPO / "tools" / "gen_pep_tables.py",
+        REPO / "docs" / "_ext" / "coextra_docs" / "pep.py",
+        REPO / "docs" / "_ext" / "coextra_docs" / "reqs.py",
+    ]
+    for path in readers:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert "pep_source" in imported, f"{path.name} bypasses pep_source"

@@ -74,7 +74,7 @@ def test_parse_docs_url_refuses_empty_and_fragment(value: str) -> None:
 
 def test_parse_docs_url_keeps_url() -> None:
     """A plain URL is kept as given."""
-    url = "https://example.org/pep-8523.html"
+    url = "https://example.org/pep-9999.html"
     assert options.parse_docs_url(url) == url
 
 
@@ -88,7 +88,7 @@ def test_parse_profile() -> None:
 def test_help_lists_options_with_defaults(pytester: pytest.Pytester) -> None:
     """All options sit in one group and show their default."""
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(["*PEP 8523 conformance suite*"])
+    result.stdout.fnmatch_lines(["*PEP 9999 conformance suite*"])
     text = result.stdout.str()
     for option in (
         "--coextra-impl=NAME",
@@ -130,7 +130,7 @@ def test_inert_without_implementation(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "coextra:" not in result.stdout.str()
-    assert "PEP 8523 conformance" not in result.stdout.str()
+    assert "PEP 9999 conformance" not in result.stdout.str()
 
 
 def suite_dir(pytester: pytest.Pytester, source: str) -> None:

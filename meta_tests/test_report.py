@@ -73,7 +73,7 @@ def test_requirement_outcome(
 def tiny_registry() -> Registry:
     """Return a registry of one MUST, one SHOULD and one MAY."""
     return Registry(
-        8523,
+        9999,
         "1.0",
         tuple(
             Requirement(f"R-X-{n}", level, "X", f"title {n}", "text", "a")
@@ -301,7 +301,7 @@ def test_passing_run_succeeds_and_summarises(
     assert "R-STORE-1 " not in result.stdout.str()
     result.stdout.fnmatch_lines(
         [
-            "*PEP 8523 conformance: toy 0.1*",
+            "*PEP 9999 conformance: toy 0.1*",
             "(* passing, not-applicable or untested requirements not*",
             "MUST: 1 pass, * untested",
             "verdict: non-conformant (MUST: * untested)",
@@ -323,11 +323,11 @@ def test_summary_lists_failures_first(
     result, _ = run_toy("--coextra-expectations=xfail.toml")
     lines = result.stdout.lines
     start = next(
-        i for i, line in enumerate(lines) if "PEP 8523 conformance" in line
+        i for i, line in enumerate(lines) if "PEP 9999 conformance" in line
     )
     listed = [line.split()[0] for line in lines[start + 1 : start + 5]]
     assert listed == ["R-STORE-3", "R-STORE-5", "R-STORE-2", "R-FREE-1"]
-    assert "<docs/_build/html/pep/pep-8523.html#r-store-3>" in lines[start + 1]
+    assert "<docs/_build/html/pep/pep-9999.html#r-store-3>" in lines[start + 1]
 
 
 def test_no_summary_when_no_conformance_test_ran(
@@ -337,7 +337,7 @@ def test_no_summary_when_no_conformance_test_ran(
     pytester.makepyfile("def test_plain():\n    pass\n")
     result, report = run_toy()
     assert result.ret == pytest.ExitCode.OK
-    assert "PEP 8523 conformance" not in result.stdout.str()
+    assert "PEP 9999 conformance" not in result.stdout.str()
     assert set(outcomes(report).values()) == set()
     assert report["summary"]["verdict"] == "non-conformant"
 

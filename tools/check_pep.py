@@ -13,11 +13,14 @@ python/peps ``check-peps.py``.
 The ID rule: every normative statement is a requirement with an ID.  An
 RFC 2119 keyword in capitals outside a requirement entry is an error
 (mentions between double backquotes or in double quotes, generated
-blocks, comments and literal blocks excepted), and so is an API entry
-(``.. c:function::`` and friends) whose error (``On error ...``) or
-``Thread safety:`` paragraph cites no requirement.  The requirement
-parser is shared with ``tools/gen_requirements.py`` so that the checker
-and the registry agree on what a requirement is.  Standard library only.
+blocks, comments and literal blocks excepted), and so is a paragraph of
+an API entry (``.. c:function::`` and friends) that states an error
+(``On error``, ``sets an exception``, ``raises``) or thread safety
+(``Thread safety:``, ``thread-safe``, ``from any thread``,
+``concurrently``) and cites no requirement.  What a header,
+a requirement entry and a generated block are is defined once, in
+``tools/pep_source.py``, which the registry generator and the docs
+extension use too, so all three agree.  Standard library only.
 """
 
 from __future__ import annotations
@@ -25,47 +28,34 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from pep_source import (
+    GENERATED_BEGIN,
+    GENERATED_BEGIN_RE,
+    GENERATED_END,
+    HEADER_ORDER,
+    ID_RE,
+    LABEL_RE,
+    REF_RE,
+    REPO,
+    REQ_LABEL_RE,
+    REQUIRED_HEADERS,
+    RFC2119_RE,
+    TERM_FORM,
+    Requirement,
+    TermAttempt,
+    header_fields,
+    indented_block_end,
+    parse_requirements,
+    read_lines,
+)
 
 #: Problems are reported as (line number, message); line 1 is the first.
 Problem = tuple[int, str]
 
 # -- header -----------------------------------------------------------------
 
-#: Every header PEP 12 allows, in its order; Spec-Version is this
-#: project's addition and sits next to Python-Version, the other version.
-HEADER_ORDER = (
-    "PEP",
-    "Title",
-    "Author",
-    "Sponsor",
-    "PEP-Delegate",
-    "Discussions-To",
-    "Status",
-    "Type",
-    "Topic",
-    "Requires",
-    "Created",
-    "Python-Version",
-    "Spec-Version",
-    "Post-History",
-    "Replaces",
-    "Superseded-By",
-    "Resolution",
-)
-REQUIRED_HEADERS = (
-    "PEP",
-    "Title",
-    "Author",
-    "Status",
-    "Type",
-    "Created",
-    "Python-Version",
-    "Spec-Version",
-)
 STATUSES = (
     "Draft",
     "Active",
@@ -104,130 +94,7 @@ SECTIONS = (
 
 # -- requirements -----------------------------------------------------------
 
-LEVELS = ("MUST", "SHOULD", "MAY")
-#: A requirement term, exactly as registry-format.md spells it.
-TERM_RE = re.compile(
-    r"^(?P<id>R-(?P<area>[A-Z]+)-(?P<number>[1-9][0-9]*))"
-    r" \u2014 (?P<title>\S.*?) \((?P<level>MUST|SHOULD|MAY)\)$"
-)
-#: Anything at the left margin that looks like a try at a term.
-TERM_ATTEMPT_RE = re.compile(r"^R-[A-Za-z0-9]")
-ID_RE = re.compile(r"^R-[A-Z]+-[1-9][0-9]*$")
-LABEL_RE = re.compile(r"^\.\. _(?P<label>[^:]+):\s*$")
-REQ_LABEL_RE = re.compile(r"^r-[a-z0-9]+-[0-9]+$", re.IGNORECASE)
-REF_RE = re.compile(r":ref:`(?:[^`<]*<)?(?P<label>r-[a-z]+-[0-9]+)>?`")
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """One requirement entry as written in the PEP source."""
-
-    id: str
-    area: str
-    number: int
-    title: str
-    level: str
-    #: The body, whitespace-normalised; reST markup is kept.
-    text: str
-    #: Line of the term (``R-AREA-n — Title (LEVEL)``).
-    line: int
-    #: The label line just before the term, or None if there is none.
-    label: str | None
-    label_line: int | None
-
-    @property
-    def anchor(self) -> str:
-        """The reST label the requirement must carry."""
-        return self.id.lower()
-
-
-@dataclass(frozen=True)
-class TermAttempt:
-    """A left-margin line starting with ``R-`` that is no valid term."""
-
-    line: int
-    text: str
-
-
-def _previous_label(
-    lines: Sequence[str], index: int
-) -> tuple[str | None, int | None]:
-    """Return the label directly above line ``index`` (blanks skipped)."""
-    j = index - 1
-    while j >= 0 and not lines[j].strip():
-        j -= 1
-    if j >= 0:
-        match = LABEL_RE.match(lines[j])
-        if match:
-            return match["label"], j + 1
-    return None, None
-
-
-def _body(lines: Sequence[str], index: int) -> str:
-    """Collect the indented body below the term on line ``index``."""
-    parts: list[str] = []
-    j = index + 1
-    while j < len(lines) and (not lines[j].strip() or lines[j][0] in " \t"):
-        parts.append(lines[j].strip())
-        j += 1
-    return " ".join(" ".join(parts).split())
-
-
-def parse_requirements(
-    lines: Sequence[str],
-) -> tuple[list[Requirement], list[TermAttempt]]:
-    """Find requirement entries; also return malformed term attempts."""
-    found: list[Requirement] = []
-    attempts: list[TermAttempt] = []
-    in_literal = False
-    for index, raw in enumerate(lines):
-        line = raw.rstrip("\n")
-        # A line ending in "::" opens a literal block; its indented
-        # contents are examples, never requirements.
-        if line.rstrip().endswith("::"):
-            in_literal = True
-            continue
-        if in_literal and line and line[0] not in " \t":
-            in_literal = False
-        if in_literal or not TERM_ATTEMPT_RE.match(line):
-            continue
-        match = TERM_RE.match(line)
-        if match is None:
-            attempts.append(TermAttempt(index + 1, line))
-            continue
-        label, label_line = _previous_label(lines, index)
-        found.append(
-            Requirement(
-                id=match["id"],
-                area=match["area"],
-                number=int(match["number"]),
-                title=match["title"],
-                level=match["level"],
-                text=_body(lines, index),
-                line=index + 1,
-                label=label,
-                label_line=label_line,
-            )
-        )
-    return found, attempts
-
-
 # -- header validators ------------------------------------------------------
-
-
-def _header_block(lines: Sequence[str]) -> list[tuple[int, str, str]]:
-    """Return (line, field, value) for the header block at the top."""
-    fields: list[tuple[int, str, str]] = []
-    for index, line in enumerate(lines):
-        if not line.strip():
-            break
-        if line[0] in " \t" and fields:
-            number, name, value = fields[-1]
-            fields[-1] = (number, name, f"{value} {line.strip()}")
-            continue
-        name, sep, value = line.partition(":")
-        fields.append((index + 1, name if sep else "", value.strip()))
-    return fields
 
 
 def _validate_header(
@@ -376,10 +243,7 @@ def _validate_term_attempts(
         else:
             yield (
                 attempt.line,
-                (
-                    "Requirement term must read "
-                    "'R-AREA-n \u2014 Title (MUST|SHOULD|MAY)'"
-                ),
+                (f"Requirement term must read '{TERM_FORM}'"),
             )
 
 
@@ -503,11 +367,6 @@ def validate_requirements(lines: Sequence[str]) -> Iterator[Problem]:
 
 # -- normative text outside requirements --------------------------------------
 
-#: RFC 2119 keywords; only capitals carry the RFC's meaning (RFC 8174).
-RFC2119_RE = re.compile(
-    r"\b(MUST NOT|MUST|SHALL NOT|SHALL|SHOULD NOT|SHOULD|REQUIRED|"
-    r"NOT RECOMMENDED|RECOMMENDED|MAY|OPTIONAL)\b"
-)
 #: Mentions of a keyword rather than uses: ``literal`` or "quoted".
 MENTION_RE = re.compile(r"``.*?``|\"[^\"]*\"")
 #: Directives that document one API item (PEP 782 style entries).
@@ -515,15 +374,19 @@ API_DIRECTIVE_RE = re.compile(r"^\.\. c:(function|type|macro|member|var)::")
 #: Directives whose content is code, never prose.
 CODE_DIRECTIVE_RE = re.compile(r"^\.\. (code-block|code|literalinclude)::")
 #: Sentences of an API entry that state behaviour a caller relies on.
-API_RULE_RE = re.compile(r"\bOn error\b|^Thread safety\b")
-
-
-def _indented_block_end(lines: Sequence[str], index: int) -> int:
-    """Return the index after the indented block that follows ``index``."""
-    j = index + 1
-    while j < len(lines) and (not lines[j].strip() or lines[j][0] in " \t"):
-        j += 1
-    return j
+#: An error sentence: "On error, ...", "On failure", "sets an exception",
+#: "raises SystemError".  A thread-safety sentence: a "Thread safety:"
+#: paragraph, "thread-safe", "from any thread", "concurrently".
+API_ERROR_RE = re.compile(
+    r"\bOn (?:error|failure)\b|\bsets? (?:an exception|``\w+``)|"
+    r"\braises?\b",
+    re.IGNORECASE,
+)
+API_THREAD_RE = re.compile(
+    r"^Thread safety\b|\bthread-safe\b|\bfrom any thread\b|"
+    r"\bconcurrent(?:ly)?\b",
+    re.IGNORECASE,
+)
 
 
 def _prose_lines(
@@ -543,7 +406,7 @@ def _prose_lines(
     starts = [req.line - 1 for req in requirements]
     starts += [attempt.line - 1 for attempt in attempts]
     for start in starts:
-        skip.update(range(start, _indented_block_end(lines, start)))
+        skip.update(range(start, indented_block_end(lines, start)))
     header_end = next(
         (i for i, line in enumerate(lines) if not line.strip()), len(lines)
     )
@@ -560,23 +423,23 @@ def _prose_lines(
             index = end + 1
             continue
         if CODE_DIRECTIVE_RE.match(line):
-            index = _indented_block_end(lines, index)
+            index = indented_block_end(lines, index)
             continue
         if API_DIRECTIVE_RE.match(line):
-            api_end = _indented_block_end(lines, index)
+            api_end = indented_block_end(lines, index)
             index += 1
             continue
         if stripped.startswith(".. ") and not re.match(
             r"^\s*\.\. [\w:-]+::", line
         ):
             # A comment or a label: skip it and its indented continuation.
-            index = _indented_block_end(lines, index)
+            index = indented_block_end(lines, index)
             continue
         if index not in skip:
             yield index, line, index < api_end
         if stripped.endswith("::") and not stripped.startswith(".."):
             # A literal block follows: examples, not rules.
-            index = _indented_block_end(lines, index)
+            index = indented_block_end(lines, index)
             continue
         index += 1
 
@@ -599,8 +462,11 @@ def _validate_normative_text(
         if not paragraph or not in_api:
             return
         text = " ".join(line.strip() for _, line in paragraph)
-        if API_RULE_RE.search(text) and not REF_RE.search(text):
-            kind = "thread-safety" if text.startswith("Thread") else "error"
+        if REF_RE.search(text):
+            return
+        thread = API_THREAD_RE.search(text)
+        if thread or API_ERROR_RE.search(text):
+            kind = "thread-safety" if thread else "error"
             yield (
                 paragraph[0][0] + 1,
                 (
@@ -631,12 +497,6 @@ def _validate_normative_text(
 
 
 # -- generated blocks -------------------------------------------------------
-
-GENERATED_BEGIN = ".. BEGIN GENERATED"
-GENERATED_BEGIN_RE = re.compile(
-    r"^\.\. BEGIN GENERATED: (?P<name>[a-z0-9]+(?:-[a-z0-9]+)*)$"
-)
-GENERATED_END = ".. END GENERATED"
 
 
 def _validate_generated_blocks(lines: Sequence[str]) -> Iterator[Problem]:
@@ -690,18 +550,13 @@ def _validate_generated_blocks(lines: Sequence[str]) -> Iterator[Problem]:
 def check_lines(lines: Sequence[str], path: Path) -> list[Problem]:
     """Return every problem of one PEP, sorted by line."""
     problems: list[Problem] = []
-    problems.extend(_validate_header(_header_block(lines), path))
+    problems.extend(_validate_header(header_fields(lines), path))
     problems.extend(
         _validate_sections(_top_level_sections(lines), max(len(lines), 1))
     )
     problems.extend(validate_requirements(lines))
     problems.extend(_validate_generated_blocks(lines))
     return sorted(problems)
-
-
-def read_lines(path: Path) -> list[str]:
-    """Read a PEP source as a list of lines without line endings."""
-    return path.read_text(encoding="utf-8").splitlines()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

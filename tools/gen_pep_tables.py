@@ -5,7 +5,7 @@ Usage::
     python tools/gen_pep_tables.py            # rewrite the blocks
     python tools/gen_pep_tables.py --check    # exit 1 if they are stale
 
-The ``.. BEGIN GENERATED: <name>`` blocks of ``pep/pep-8523.rst`` are
+The ``.. BEGIN GENERATED: <name>`` blocks of ``pep/pep-9999.rst`` are
 derived, never written by hand:
 
 ``cpython-deviations``
@@ -27,7 +27,7 @@ derived, never written by hand:
 
 Standard library only; ``tox -e regen`` runs it, ``tox -e lint`` checks it.
 ``tox -e bench`` previews the blocks with its fresh figures in
-``build/pep/pep-8523.rst`` (``--bench`` and ``--output``), leaving the
+``build/pep/pep-9999.rst`` (``--bench`` and ``--output``), leaving the
 committed PEP alone.
 """
 
@@ -41,9 +41,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from check_pep import GENERATED_BEGIN_RE, GENERATED_END, REPO
+from pep_source import GENERATED_BEGIN_RE, GENERATED_END, PEP_PATH, REPO
 
-DEFAULT_PEP = REPO / "pep" / "pep-8523.rst"
+DEFAULT_PEP = PEP_PATH
 RESULTS = REPO / "results"
 BENCH = REPO / "benchmarks" / "results" / "latest.json"
 PATCHED = REPO / "implementations" / "cpython-3.11" / "results.json"
@@ -615,12 +615,84 @@ def _lfl_other_lines(bench: Json, builds: list[str]) -> list[str]:
     return lines
 
 
+#: How the rationale names each design in prose.
+COST_DESIGNS = {
+    "stock": "stock CPython",
+    "pep": "this PEP, inline slot",
+    "pep-late": "this PEP, out-of-line slot of a late consumer",
+    "watchers-table": "a consumer's own hash table and a code watcher",
+}
+
+
+def _count_phrase(rows: dict[tuple[str, str], Json], op: str) -> str:
+    """Return "21 (stock CPython), 29 (this PEP, ...)" for one operation."""
+    parts = []
+    for design, label in COST_DESIGNS.items():
+        count = rows.get((design, op), {}).get("instructions")
+        if count is not None:
+            parts.append(f"{count:.0f} ({label})")
+    return ", ".join(parts) or "not counted in this run"
+
+
+def rationale_costs_block(bench_path: Path) -> list[str]:
+    """Return the lines of the ``rationale-costs`` block.
+
+    The headline figures of the like-for-like comparison, in prose, for
+    the default build: what a consumer pays per operation and per code
+    object through what each design exports.
+    """
+    bench = _load(bench_path) if bench_path.is_file() else {}
+    build = next(iter(LFL_BUILDS))
+    rows = {
+        (r["design"], r["op"]): r
+        for r in bench.get("like_for_like") or []
+        if r["build"] == build
+    }
+    if not rows:
+        return [
+            "*Not measured yet: run* ``tox -e bench-cpython`` *(it builds "
+            "CPython 3.13.15 with and without the patch series).*"
+        ]
+    lines = [
+        f"Measured through the functions each design exports, in CPython "
+        f"{build} built from one source with and without this PEP "
+        f"(default build; callgrind instructions per operation, the "
+        f"empty loop's subtracted).  Reading a slot: "
+        f"{_count_phrase(rows, 'get')}.  Storing into an empty slot: "
+        f"{_count_phrase(rows, 'set')}.  Replacing a value, its free "
+        f"function included: {_count_phrase(rows, 'set-free')}."
+    ]
+    memory = {
+        (m["design"], m["consumers"]): m["bytes_per_code"]
+        for m in bench.get("memory", [])
+        if m.get("build") == build
+    }
+    sizes = []
+    for design in ("stock", "pep", "watchers-table"):
+        values = [memory.get((design, k)) for k in (0, 1, 4)]
+        if any(v is not None for v in values):
+            figures = "/".join("--" if v is None else str(v) for v in values)
+            sizes.append(f"{figures} ({COST_DESIGNS[design]})")
+    if sizes:
+        lines[0] += (
+            "  Extra bytes per code object with 0/1/4 consumers: "
+            + ", ".join(sizes)
+            + "."
+        )
+    lines[0] += (
+        "  `Alternatives weighed`_ gives every figure, with times and "
+        "the free-threaded build."
+    )
+    return lines
+
+
 def blocks(bench: Path = BENCH) -> dict[str, Callable[[], list[str]]]:
     """Return the builder of each generated block, by block name."""
     return {
         "cpython-deviations": lambda: deviations_block(RESULTS),
         "benchmark-figures": lambda: benchmark_block(bench, PATCHED),
         "like-for-like": lambda: like_for_like_block(bench),
+        "rationale-costs": lambda: rationale_costs_block(bench),
     }
 
 

@@ -5,11 +5,12 @@ Usage::
     python tools/gen_requirements.py            # write the registry
     python tools/gen_requirements.py --check    # exit 1 if it is stale
 
-The PEP (``pep/pep-8523.rst``) is the single source of the requirements;
+The PEP (``pep/pep-9999.rst``) is the single source of the requirements;
 ``conformance/requirements.json`` is derived from it and is never edited
-by hand.  The requirement syntax is parsed by ``tools/check_pep.py``, and
-a PEP with requirement errors is refused rather than turned into a
-broken registry.  Standard library only.
+by hand.  The PEP is parsed by ``tools/pep_source.py`` (the one parser
+of the PEP source) and checked by ``tools/check_pep.py``: a PEP with
+requirement errors is refused rather than turned into a broken registry.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -20,14 +21,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from check_pep import (
+from check_pep import validate_requirements
+
+from pep_source import (
+    PEP_PATH,
     REPO,
+    header_value,
     parse_requirements,
     read_lines,
-    validate_requirements,
 )
 
-DEFAULT_PEP = REPO / "pep" / "pep-8523.rst"
+DEFAULT_PEP = PEP_PATH
 DEFAULT_OUTPUT = REPO / "conformance" / "requirements.json"
 REGEN_COMMAND = "tox -e regen"
 
@@ -38,17 +42,6 @@ def _relative(path: Path) -> str:
         return path.resolve().relative_to(REPO).as_posix()
     except ValueError:
         return path.name
-
-
-def _header_value(lines: Sequence[str], name: str) -> str:
-    """Return the value of one header field (the block at the top)."""
-    for line in lines:
-        if not line.strip():
-            break
-        field, sep, value = line.partition(":")
-        if sep and field == name:
-            return value.strip()
-    raise ValueError(f"the PEP has no {name} header")
 
 
 def build_registry(pep: Path) -> dict[str, object]:
@@ -64,8 +57,8 @@ def build_registry(pep: Path) -> dict[str, object]:
             f"GENERATED from {_relative(pep)} by tools/gen_requirements.py."
             f" DO NOT EDIT; regenerate with `{REGEN_COMMAND}`."
         ),
-        "pep": int(_header_value(lines, "PEP")),
-        "spec_version": _header_value(lines, "Spec-Version"),
+        "pep": int(header_value(lines, "PEP")),
+        "spec_version": header_value(lines, "Spec-Version"),
         "requirements": [
             {
                 "id": req.id,
@@ -95,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pep",
         type=Path,
         default=DEFAULT_PEP,
-        help="PEP source to read. Default: pep/pep-8523.rst",
+        help="PEP source to read. Default: pep/pep-9999.rst",
     )
     parser.add_argument(
         "--output",

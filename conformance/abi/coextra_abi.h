@@ -1,5 +1,5 @@
 /*
- * coextra_abi.h -- the C ABI of the PEP 8523 conformance suite.
+ * coextra_abi.h -- the C ABI of the PEP 9999 conformance suite.
  *
  * A C, C++ or Rust library plugs into the suite by exporting one symbol,
  *

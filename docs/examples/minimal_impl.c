@@ -22,7 +22,7 @@
 
 #include "coextra_abi.h"
 
-/* PEP 8523 asks for at least 255 indices (R-INDEX-2). */
+/* PEP 9999 asks for at least 255 indices (R-INDEX-2). */
 #define MIN_INDICES 255
 
 struct coextra_interp {

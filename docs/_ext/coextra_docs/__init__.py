@@ -1,4 +1,4 @@
-"""Traceability for the PEP 8523 docs site: a small Sphinx extension.
+"""Traceability for the PEP 9999 docs site: a small Sphinx extension.
 
 It renders PEP sources with their preamble as a header table
 (:mod:`.pep`), turns requirement definition lists into linkable boxes and
@@ -23,6 +23,9 @@ index, the conformance matrix (:mod:`.tables`) and the benchmark page
 ``coextra_c_sources``
     Glob patterns of the reference's C files shown line by line
     (``["reference_impl/src/*.h", "reference_impl/src/*.c"]``).
+``coextra_adapter_source``, ``coextra_abi_header``
+    The suite's adapter protocol and C ABI header, read for the
+    capability table (``.. coextra-capabilities::``).
 ``coextra_patch_dirs``
     Folders holding the patched CPython's ``*.patch`` series, the
     preferred one first; the first that has patches is shown.
@@ -36,13 +39,33 @@ Paths are relative to the folder holding ``conf.py``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from sphinx.application import Sphinx
-from sphinx.environment import BuildEnvironment
-from sphinx.util.typing import ExtensionMetadata
+# The PEP source format (required headers, requirement terms, RFC 2119
+# keywords) is defined once, in tools/pep_source.py, which the PEP checker
+# and the registry generator use too.  The extension is not installed but
+# lives in the same repository, so it finds that module there; set up
+# here, before any submodule imports it.
+_TOOLS = str(Path(__file__).resolve().parents[3] / "tools")
+if _TOOLS not in sys.path:
+    sys.path.append(_TOOLS)
 
-from . import bench, mutation, patched, pep, reqs, sources, state, tables
+from sphinx.application import Sphinx  # noqa: E402
+from sphinx.environment import BuildEnvironment  # noqa: E402
+from sphinx.util.typing import ExtensionMetadata  # noqa: E402
+
+from . import (  # noqa: E402
+    bench,
+    capabilities,
+    mutation,
+    patched,
+    pep,
+    reqs,
+    sources,
+    state,
+    tables,
+)
 
 __version__ = "1.0.0"
 
@@ -143,6 +166,12 @@ def setup(app: Sphinx) -> ExtensionMetadata:
         "env",
         list,
     )
+    app.add_config_value(
+        "coextra_adapter_source", "conformance/adapter.py", "env", str
+    )
+    app.add_config_value(
+        "coextra_abi_header", "conformance/abi/coextra_abi.h", "env", str
+    )
     app.add_source_parser(pep.PEPAwareParser, override=True)
     app.add_transform(pep.PEPHeaders)
     app.add_transform(reqs.RequirementTransform)
@@ -163,6 +192,9 @@ def setup(app: Sphinx) -> ExtensionMetadata:
         "coextra-requirements-index", tables.RequirementsIndexDirective
     )
     app.add_directive("coextra-matrix", tables.MatrixDirective)
+    app.add_directive(
+        "coextra-capabilities", capabilities.CapabilitiesDirective
+    )
     app.add_directive("coextra-benchmarks", bench.BenchmarksDirective)
     app.add_directive(
         "coextra-patched-cpython", patched.PatchedCPythonDirective

@@ -1,14 +1,15 @@
 """Render PEP sources the way the PEPs site does.
 
-A PEP file starts with an RFC 2822 style preamble (``PEP: 8523``,
+A PEP file starts with an RFC 2822 style preamble (``PEP: 9999``,
 ``Title: ...``) instead of a reST title.  Plain reST would turn those lines
 into one paragraph, so PEP documents (``coextra_pep_docs`` patterns) are
 parsed with docutils' RFC 2822 initial state, which reads the preamble as
 a field list.  :class:`PEPHeaders` then gives the page its title ("PEP
-8523", an en dash, the title), keeps the preamble as a header table under
+9999", an en dash, the title), keeps the preamble as a header table under
 it, links PEP numbers in the fields that hold them, and nests the PEP's
 sections under the title so that the page is one entry in the table of
-contents.
+contents.  The required headers are those of ``tools/pep_source.py``,
+the one definition of the PEP source format.
 """
 
 from __future__ import annotations
@@ -22,21 +23,9 @@ from sphinx.parsers import RSTParser
 from sphinx.transforms import SphinxTransform
 from sphinx.util import logging
 
+from pep_source import PEP_LIST_HEADERS, REQUIRED_HEADERS
+
 logger = logging.getLogger(__name__)
-
-#: Preamble fields every PEP of this project must carry.
-REQUIRED_HEADERS = (
-    "PEP",
-    "Title",
-    "Author",
-    "Status",
-    "Type",
-    "Created",
-    "Spec-Version",
-)
-
-#: Fields whose value is a comma-separated list of PEP numbers.
-PEP_LIST_HEADERS = ("Requires", "Replaces", "Superseded-By")
 
 
 def is_pep_doc(docname: str, patterns: list[str]) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Outcome words of the report format (design brief, section 4).
+#: Outcome words of the report format (``conformance/report.schema.json``).
 OUTCOMES = (
     "pass",
     "fail",

@@ -12,7 +12,9 @@ list::
 :class:`requirement` node (a styled box with the ID, a level badge, a
 permalink and the RFC 2119 keywords in bold) and records the requirement
 in :class:`RequirementDomain`, which resolves ``:req:`R-STORE-2``` and
-feeds the generated index and matrix.
+feeds the generated index and matrix.  What a term is (and which words
+are RFC 2119 keywords) comes from ``tools/pep_source.py``, the one
+definition of the PEP source format.
 """
 
 from __future__ import annotations
@@ -35,21 +37,11 @@ from sphinx.util.nodes import make_refnode
 from sphinx.util.typing import RoleFunction
 from sphinx.writers.html5 import HTML5Translator
 
+from pep_source import RFC2119_RE, TERM_ATTEMPT_RE, match_term
+
 from .pep import is_pep_doc
 
 logger = logging.getLogger(__name__)
-
-#: ``R-STORE-2 — Round trip (MUST)``; the dash is U+2014.
-TERM = re.compile(
-    r"(?P<id>R-(?P<area>[A-Z]+)-[0-9]+)\s+\N{EM DASH}\s+"
-    r"(?P<title>.+?)\s+\((?P<level>MUST|SHOULD|MAY)\)"
-)
-
-#: Something that looks like a requirement term but is malformed.
-LOOKS_LIKE_TERM = re.compile(r"R-[A-Za-z]+-[0-9]+\b")
-
-#: RFC 2119 keywords, longest first so that "MUST NOT" wins over "MUST".
-KEYWORDS = re.compile(r"\b(MUST NOT|SHOULD NOT|MUST|SHOULD|MAY)\b")
 
 #: Nodes whose text is code or markup, never prose to emphasise.
 _NOT_PROSE = (
@@ -109,7 +101,7 @@ def emphasise_keywords(body: nodes.Element) -> None:
         parent = text.parent
         if parent is None or _inside(parent, _NOT_PROSE):
             continue
-        pieces = KEYWORDS.split(str(text))
+        pieces = RFC2119_RE.split(str(text))
         if len(pieces) == 1:
             continue
         replacement: list[nodes.Node] = []
@@ -138,7 +130,7 @@ def _level_keyword_present(level: str, body: nodes.Element) -> bool:
     """Tell whether the body says its level ("MUST NOT" counts as MUST)."""
     return any(
         match.group(1).split()[0] == level
-        for match in KEYWORDS.finditer(body.astext())
+        for match in RFC2119_RE.finditer(body.astext())
     )
 
 
@@ -161,9 +153,9 @@ class RequirementTransform(SphinxTransform):
             for item in list(dlist.children):
                 assert isinstance(item, nodes.definition_list_item)
                 term = item[0].astext().strip()
-                match = TERM.fullmatch(term)
+                match = match_term(term)
                 if match is None:
-                    if LOOKS_LIKE_TERM.match(term):
+                    if TERM_ATTEMPT_RE.match(term):
                         logger.warning(
                             "malformed requirement term %r; write "
                             "'R-AREA-n \N{EM DASH} Title (LEVEL)'",
@@ -325,7 +317,7 @@ class RequirementDomain(Domain):
     """Where the requirements of the PEP documents are recorded."""
 
     name = "coextra"
-    label = "PEP 8523 requirements"
+    label = "PEP 9999 requirements"
     # Sphinx reads these class attributes; they are never mutated.
     object_types: ClassVar[dict[str, ObjType]] = {
         "requirement": ObjType("requirement", "req")

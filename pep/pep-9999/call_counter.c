@@ -1,5 +1,5 @@
 /*
- * call_counter.c -- the consumer of PEP 8523's "How to Teach This".
+ * call_counter.c -- the consumer of PEP 9999's "How to Teach This".
  *
  * Counts the calls of each code object.  The index lives in the module
  * state, so that every interpreter that imports the module has its own

@@ -6,7 +6,7 @@
  *
  * Multi-phase initialisation: one module state, so one index, per
  * interpreter; it supports interpreters with their own GIL and does not
- * need the GIL.  Built against a CPython that implements PEP 8523 (the
+ * need the GIL.  Built against a CPython that implements PEP 9999 (the
  * patched 3.13.15 builds) by meta_tests/test_pep_example.py.
  */
 #include "call_counter.c"
@@ -53,7 +53,7 @@ static PyModuleDef_Slot counter_slots[] = {
 static struct PyModuleDef counter_module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "call_counter",
-    .m_doc = "Counts calls per code object (PEP 8523, How to Teach This).",
+    .m_doc = "Counts calls per code object (PEP 9999, How to Teach This).",
     .m_size = sizeof(counter_state),
     .m_methods = counter_methods,
     .m_slots = counter_slots,
