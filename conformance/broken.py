@@ -15,13 +15,20 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .adapter import ApiError, FreeFunc, Handle, Hook
-from .model import (
+from .adapter import Handle
+from .contract import (
     ADD_HOOK,
     COMPARE_EXCHANGE,
+    CONSTRUCT,
     RELEASE,
     REQUEST,
     SET,
+    WORD_BITS,
+    ApiError,
+    FreeFunc,
+    Hook,
+)
+from .model import (
     Freeing,
     ModelImplementation,
     ModelSession,
@@ -29,8 +36,8 @@ from .model import (
     _Interp,
 )
 
-#: A value only R-STORE-3's test stores (0b1010...1011 on 64 bits).
-ODD_PATTERN = int("10" * 32, 2) | 1
+#: A value only R-STORE-3's test stores (0b1010...1011).
+ODD_PATTERN = int("10" * (WORD_BITS // 2), 2) | 1
 
 
 @dataclass
@@ -298,7 +305,7 @@ class _HookErrorPropagates(ModelSession):
     """Lets a hook's exception fail the construction."""
 
     def _hook_failed(self, interp: _Interp, code: _Code, error: str) -> None:
-        raise ApiError("PyCode_New", error)
+        raise ApiError(CONSTRUCT, error)
 
 
 # -- INTERP --------------------------------------------------------------

@@ -72,11 +72,7 @@ def _same_index(session: Session, a: object, b: object) -> int:
 def test_index_allocation_is_per_interpreter(
     session: Session, kind: str
 ) -> None:
-    """Index allocation is per interpreter.
-
-    R-INTERP-1: "Index allocation is per interpreter: allocating or exhausting
-    indices in one interpreter does not affect another."
-    """
+    """Index allocation is per interpreter."""
     other = new_interpreter(session, kind)
     before = session.request_index(other, None)
     h.exhaust_indices(session, session.main)
@@ -108,11 +104,7 @@ def test_fresh_interpreter_starts_at_index_zero(
 
 @kinds("R-INTERP-2")
 def test_values_are_per_interpreter(session: Session, kind: str) -> None:
-    """Values are per interpreter.
-
-    R-INTERP-2: "A code object used from two interpreters holds independent
-    values under the same index number in each."
-    """
+    """Values are per interpreter."""
     other = new_interpreter(session, kind)
     mains = session.new_code(session.main)
     others = session.new_code(other)
@@ -140,11 +132,7 @@ def test_values_are_per_interpreter(session: Session, kind: str) -> None:
 def test_value_freed_by_owner_free_function(
     session: Session, kind: str
 ) -> None:
-    """Value freed by owner free function.
-
-    R-INTERP-3: "A value is freed with the free function of the interpreter
-    that stored it, whichever interpreter destroys the code object."
-    """
+    """Value freed by owner free function."""
     other = new_interpreter(session, kind)
     index = _same_index(session, session.main, other)
     codes = [session.new_code(session.main), session.new_code(other)]
@@ -173,11 +161,7 @@ def test_value_freed_by_owner_free_function(
 def test_foreign_code_uses_out_of_line_storage(
     session: Session, kind: str
 ) -> None:
-    """Foreign code objects use out-of-line storage.
-
-    R-INTERP-4: "Set and Get work on a code object constructed by another
-    interpreter (out-of-line storage); its flag is left unchanged."
-    """
+    """Foreign code objects use out-of-line storage."""
     other = new_interpreter(session, kind)
     session.request_index(other, FreeFunc(2))
     # Constructed while the other interpreter has a consumer: inline
@@ -202,11 +186,7 @@ def test_foreign_code_uses_out_of_line_storage(
 def test_finalization_frees_only_own_values(
     session: Session, kind: str
 ) -> None:
-    """Finalization frees only own values.
-
-    R-INTERP-5: "Finalizing an interpreter frees its own values in shared code
-    objects and leaves other interpreters' values intact."
-    """
+    """Finalization frees only own values."""
     other = new_interpreter(session, kind)
     index = _same_index(session, session.main, other)
     codes = [session.new_code(session.main), session.new_code(other)]
@@ -242,11 +222,7 @@ def test_finalization_frees_only_own_values(
 @kinds("R-INTERP-6")
 @pytest.mark.requires(Capability.HOOKS)
 def test_hooks_are_per_interpreter(session: Session, kind: str) -> None:
-    """Hooks are per interpreter.
-
-    R-INTERP-6: "Hooks of one interpreter are not called for code objects
-    constructed in another."
-    """
+    """Hooks are per interpreter."""
     other = new_interpreter(session, kind)
     session.add_hook(session.main, Hook(1))
     session.add_hook(other, Hook(2))
@@ -269,12 +245,7 @@ def test_hooks_are_per_interpreter(session: Session, kind: str) -> None:
 def test_own_gil_interpreters_keep_the_rules_in_parallel(
     session: Session,
 ) -> None:
-    """Interpreters running in parallel keep indices, values, hooks apart.
-
-    R-INTERP-7: "R-INTERP-1 to R-INTERP-6 hold for interpreters created with
-    their own GIL, including while they call this API at the same time as
-    the main interpreter."
-    """
+    """Interpreters running in parallel keep indices, values, hooks apart."""
     other = cast(OwnGilSession, session).new_own_gil_interpreter()
     interps = [session.main, other]
     shared = [session.new_code(session.main) for _ in range(8)]
