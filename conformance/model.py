@@ -435,13 +435,19 @@ class ModelSession:
             # every live code object; other interpreters keep theirs.
             frees: list[Freeing] = []
             for code in self._codes.values():
-                frees += self._take_values(state, code)
+                frees += self._finalization_frees(state, code)
             state.alive = False
             state.out_of_line.clear()
             state.hooks.clear()
         self._run_frees(frees)
         with self._lock:
             state.indices.clear()
+
+    def _finalization_frees(
+        self, state: _Interp, code: _Code
+    ) -> list[Freeing]:
+        """Empty ``state``'s slots on ``code`` as ``state`` ends."""
+        return self._take_values(state, code)
 
     def _construct(
         self, interp: _Interp, flags: int, consts: list[_Code], hooks: bool
@@ -613,17 +619,20 @@ class ModelSession:
             # objects; R-INDEX-8: the slots read NULL if it is reused.
             frees: list[Freeing] = []
             for code in self._codes.values():
-                value = self._read(state, code, index)
-                if self._inline_covers(state, code, index):
-                    assert code.inline is not None
-                    code.inline[index] = 0
-                table = state.out_of_line.get(code.address)
-                if table is not None:
-                    table.pop(index, None)
-                    if not table:
-                        del state.out_of_line[code.address]
-                frees.append((free, value))
+                frees.append((free, self._read(state, code, index)))
+                self._clear_released(state, code, index)
         self._run_frees(frees)
+
+    def _clear_released(self, state: _Interp, code: _Code, index: int) -> None:
+        """Empty the slot of a released index (R-INDEX-8)."""
+        if self._inline_covers(state, code, index):
+            assert code.inline is not None
+            code.inline[index] = 0
+        table = state.out_of_line.get(code.address)
+        if table is not None:
+            table.pop(index, None)
+            if not table:
+                del state.out_of_line[code.address]
 
     def get_extra(self, interp: Handle, code: Handle, index: int) -> int:
         """PyUnstable_Code_GetExtra."""
@@ -698,8 +707,12 @@ class ModelSession:
             self._set_failed(free, desired)
             raise error
         # R-STORE-12: the previous value is freed after the store.
-        self._run_frees([(free, current)])
+        self._free_exchanged(free, current)
         return True, expected
+
+    def _free_exchanged(self, free: FreeFunc | None, value: int) -> None:
+        """Free the value a CompareExchange replaced."""
+        self._run_frees([(free, value)])
 
     def _matches(self, current: int, expected: int) -> bool:
         return current == expected
