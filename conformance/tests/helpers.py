@@ -7,6 +7,7 @@ failure message says which call broke which requirement.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -215,3 +216,38 @@ def exhaust_indices(session: Session, interp: Handle) -> list[int]:
         except ApiError:
             return indices
     pytest.skip(f"{REQUEST} never ran out in {REQUEST_LIMIT} requests")
+
+
+def run_threads(work: Callable[[int], None], count: int) -> None:
+    """Run ``work(n)`` for each n below ``count``, one thread each.
+
+    The threads start together (a barrier), so that their calls overlap;
+    the first exception a thread raised is raised again here.
+    """
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def main(n: int) -> None:
+        try:
+            barrier.wait()
+            work(n)
+        except BaseException as exc:  # Re-raised in the calling thread.
+            errors.append(exc)
+
+    threads = [threading.Thread(target=main, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def assert_same_calls(
+    what: str, req: str, got: Counter[object], expected: Counter[object]
+) -> None:
+    """Compare two multisets of calls; say how many are extra or missing."""
+    assert got == expected, (
+        f"{what} ({req}): {sum((got - expected).values())} extra, "
+        f"{sum((expected - got).values())} missing"
+    )

@@ -145,30 +145,44 @@ def test_removing_unknown_hook_raises_value_error(session: Session) -> None:
     session.remove_hook(session.main, kept)
 
 
-@pytest.mark.req("R-HOOK-8")
-def test_failing_hook_is_reported_unraisable(session: Session) -> None:
-    """Failing hook is reported unraisable."""
-    for hook in (Hook(1), Hook(2, HookAction.FAIL), Hook(3)):
+def _assert_failure_is_unraisable(
+    session: Session, action: HookAction, exception: str, req: str
+) -> None:
+    """Run a chain whose middle hook fails by ``action``.
+
+    The construction must succeed, every hook must run, the failure must
+    be reported unraisable as ``exception`` once and nothing left pending.
+    """
+    for hook in (Hook(1), Hook(2, action), Hook(3)):
         session.add_hook(session.main, hook)
     try:
         code = session.new_code(session.main)
     except ApiError as exc:
         pytest.fail(
-            f"a failing hook failed the construction with "
-            f"{exc.exc_type} (R-HOOK-8)"
+            f"a hook failing by {action.value} failed the construction "
+            f"with {exc.exc_type} ({req})"
         )
     code_id = session.code_id(code)
     got = _calls(session)
     assert got == [(1, code_id), (2, code_id), (3, code_id)], (
-        f"hooks after a failing one must still run (R-HOOK-8): {got}"
+        f"hooks after one failing by {action.value} must still run "
+        f"({req}): {got}"
     )
     unraisable = session.take_unraisable()
-    assert unraisable == ["RuntimeError"], (
-        f"the hook's RuntimeError must be reported unraisable once "
-        f"(R-HOOK-8); got {unraisable}"
+    assert unraisable == [exception], (
+        f"a hook failing by {action.value} must be reported as an "
+        f"unraisable {exception} once ({req}); got {unraisable}"
     )
     assert session.pending_error() is None, (
-        "a hook's exception was left pending (R-HOOK-8)"
+        f"a hook failing by {action.value} left an exception pending ({req})"
+    )
+
+
+@pytest.mark.req("R-HOOK-8")
+def test_failing_hook_is_reported_unraisable(session: Session) -> None:
+    """A hook that raises, between two others: reported unraisable."""
+    _assert_failure_is_unraisable(
+        session, HookAction.FAIL, "RuntimeError", "R-HOOK-8"
     )
 
 
@@ -270,28 +284,8 @@ def test_hook_failing_without_exception_is_a_system_error(
     session: Session,
 ) -> None:
     """A hook returning -1 without an exception is an unraisable error."""
-    for hook in (Hook(1), Hook(2, HookAction.FAIL_WITHOUT_EXCEPTION), Hook(3)):
-        session.add_hook(session.main, hook)
-    try:
-        code = session.new_code(session.main)
-    except ApiError as exc:
-        pytest.fail(
-            f"a hook returning -1 without an exception failed the "
-            f"construction with {exc.exc_type} (R-HOOK-12)"
-        )
-    code_id = session.code_id(code)
-    got = _calls(session)
-    assert got == [(1, code_id), (2, code_id), (3, code_id)], (
-        f"hooks after one returning -1 must still run (R-HOOK-12): {got}"
-    )
-    unraisable = session.take_unraisable()
-    assert unraisable == ["SystemError"], (
-        f"a hook's -1 without an exception must be reported as an "
-        f"unraisable SystemError once (R-HOOK-12); got {unraisable}"
-    )
-    assert session.pending_error() is None, (
-        "a construction left an exception pending after a hook returned -1 "
-        "(R-HOOK-12)"
+    _assert_failure_is_unraisable(
+        session, HookAction.FAIL_WITHOUT_EXCEPTION, "SystemError", "R-HOOK-12"
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import cast
 
 import pytest
@@ -255,11 +254,9 @@ def test_own_gil_interpreters_keep_the_rules_in_parallel(
     wrong: list[str] = []
     made: dict[int, list[object]] = {}
     indices: dict[int, int] = {}
-    barrier = threading.Barrier(threads)
 
     def work(n: int) -> None:
         interp = interps[n % 2]
-        barrier.wait()
         index = session.request_index(interp, FreeFunc(1 + n % 2))
         indices[n] = index
         made[n] = [session.new_code(interp) for _ in range(10)]
@@ -273,23 +270,7 @@ def test_own_gil_interpreters_keep_the_rules_in_parallel(
                         f"thread {n} stored {value:#x}, read {got:#x}"
                     )
 
-    errors: list[BaseException] = []
-
-    def main(n: int) -> None:
-        try:
-            work(n)
-        except BaseException as exc:  # Re-raised in the main thread.
-            errors.append(exc)
-
-    workers = [
-        threading.Thread(target=main, args=(n,)) for n in range(threads)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise errors[0]
+    h.run_threads(work, threads)
     assert not wrong, (
         f"values leaked between interpreters (R-INTERP-7): {wrong[:3]}"
     )

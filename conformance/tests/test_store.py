@@ -12,6 +12,17 @@ from . import helpers as h
 NEGATIVE = (-1, -2, -(2**31))
 
 
+def _index_and_codes(session: Session) -> tuple[int, list[object]]:
+    """Request an index (free function tag 1) around new code objects.
+
+    Return it with a code object made before it (no inline storage), one
+    made after it (inline storage) and that one's nested code object.
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    return index, [early, *_codes(session)]
+
+
 def _codes(session: Session) -> list[object]:
     """One code object without and one with inline storage, and a child.
 
@@ -54,9 +65,7 @@ def test_set_then_get_round_trips(session: Session) -> None:
 @pytest.mark.req("R-STORE-3")
 def test_opaque_bit_patterns_round_trip(session: Session) -> None:
     """Opaque bit patterns round trip."""
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    index, codes = _index_and_codes(session)
     expected_frees = []
     for code in codes:
         previous = 0
@@ -123,9 +132,7 @@ def test_set_null_clears_slot(session: Session) -> None:
 @pytest.mark.isolated
 def test_get_invalid_index_raises_system_error(session: Session) -> None:
     """Get with an invalid index raises SystemError."""
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    index, codes = _index_and_codes(session)
     for code in codes:
         session.set_extra(session.main, code, index, 0x601)
     for code in codes:
@@ -140,9 +147,7 @@ def test_set_invalid_index_stores_and_frees_nothing(
     session: Session,
 ) -> None:
     """Set invalid index stores and frees nothing."""
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    index, codes = _index_and_codes(session)
     for code in codes:
         session.set_extra(session.main, code, index, 0x701)
     for code in codes:
@@ -217,9 +222,7 @@ def test_failed_get_clears_output(session: Session) -> None:
 @pytest.mark.isolated
 def test_failed_set_keeps_every_previous_value(session: Session) -> None:
     """Failed set keeps every previous value."""
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    index, codes = _index_and_codes(session)
     other = session.new_non_code(session.main)
     for n, code in enumerate(codes):
         session.set_extra(session.main, code, index, 0xB00 + n)
@@ -243,9 +246,7 @@ def test_compare_exchange_stores_when_expected_matches(
     session: Session,
 ) -> None:
     """CompareExchange stores when the slot holds *expected."""
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    index, codes = _index_and_codes(session)
     for n, code in enumerate(codes):
         first, second = 0xC10 + 0x10 * n, 0xC11 + 0x10 * n
         got = session.compare_exchange_extra(
@@ -320,9 +321,7 @@ def test_compare_exchange_errors_store_and_free_nothing(
     session: Session,
 ) -> None:
     """CompareExchange fails as Set does, changing nothing."""
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    index, codes = _index_and_codes(session)
     other = session.new_non_code(session.main)
     for code in codes:
         session.set_extra(session.main, code, index, 0xE01)
@@ -370,9 +369,7 @@ def test_compare_exchange_reports_current_value_otherwise(
     session: Session,
 ) -> None:
     """CompareExchange with a stale *expected reports the current value."""
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    index, codes = _index_and_codes(session)
     for n, code in enumerate(codes):
         got = session.compare_exchange_extra(
             session.main, code, index, 0xF01, 0xF02

@@ -28,25 +28,7 @@ ROUNDS = 400
 
 def _run(work: Callable[[int], None]) -> None:
     """Run ``work(n)`` in THREADS threads started together; re-raise."""
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
-
-    def main(n: int) -> None:
-        try:
-            barrier.wait()
-            work(n)
-        except BaseException as exc:  # Re-raised in the main thread.
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=main, args=(n,)) for n in range(THREADS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    h.run_threads(work, THREADS)
 
 
 def _value(thread: int, round_: int) -> int:
@@ -80,10 +62,11 @@ def test_concurrent_set_get_on_distinct_code(session: Session) -> None:
     )
     expected += expected
     got = Counter(h.frees(session))
-    assert got == expected, (
-        f"{h.SET}: concurrent overwrites lost or repeated free calls "
-        f"(R-THREAD-1): {sum((got - expected).values())} extra, "
-        f"{sum((expected - got).values())} missing"
+    h.assert_same_calls(
+        f"{h.SET}: concurrent overwrites lost or repeated free calls",
+        "R-THREAD-1",
+        got,
+        expected,
     )
 
 
@@ -109,10 +92,12 @@ def test_concurrent_set_on_one_slot(session: Session) -> None:
         )
         got = Counter(h.frees(session))
         expected = Counter((2, v) for v in stored - {final})
-        assert got == expected, (
+        h.assert_same_calls(
             f"concurrent {h.SET} on one slot must free each overwritten "
-            f"value once (R-THREAD-2): {sum((got - expected).values())} "
-            f"extra, {sum((expected - got).values())} missing"
+            f"value once",
+            "R-THREAD-2",
+            got,
+            expected,
         )
 
 
@@ -157,10 +142,11 @@ def test_concurrent_construction_sees_every_hook_once(
     ids = [session.code_id(c) for chunk in made for c in chunk]
     got = Counter((c.tag, c.code_id) for c in session.take_hook_calls())
     expected = Counter((tag, i) for tag in (1, 2, 3) for i in ids)
-    assert got == expected, (
-        f"concurrent construction: each code object must pass each hook "
-        f"once (R-THREAD-4): {sum((got - expected).values())} extra, "
-        f"{sum((expected - got).values())} missing"
+    h.assert_same_calls(
+        "concurrent construction: each code object must pass each hook once",
+        "R-THREAD-4",
+        got,
+        expected,
     )
 
 
@@ -416,10 +402,11 @@ def test_native_threads_on_distinct_code(session: Session) -> None:
         for r in range(NATIVE_ROUNDS - 1)
     )
     got = Counter(h.frees(session))
-    assert got == expected, (
-        f"{h.SET} on native threads lost or repeated free calls "
-        f"(R-THREAD-1): {sum((got - expected).values())} extra, "
-        f"{sum((expected - got).values())} missing"
+    h.assert_same_calls(
+        f"{h.SET} on native threads lost or repeated free calls",
+        "R-THREAD-1",
+        got,
+        expected,
     )
 
 
