@@ -126,21 +126,34 @@ def test_values_are_per_interpreter(session: Session, kind: str) -> None:
     h.assert_no_frees(h.SET, "R-INTERP-2", session)
 
 
+def _values_in_both(
+    session: Session, kind: str, base: int
+) -> tuple[Handle, int, list[Handle]]:
+    """Store under one index of two interpreters on two code objects.
+
+    Return a new interpreter, the index and a code object of each; the
+    main interpreter stores ``base + 0x10 + n`` on object n, the other
+    ``base + 0x20 + n``.  Free calls so far are dropped: a Set that frees
+    the other interpreter's value is R-INTERP-2's deviation (values
+    shared), not the caller's.
+    """
+    other = new_interpreter(session, kind)
+    index = _same_index(session, session.main, other)
+    codes = [session.new_code(session.main), session.new_code(other)]
+    for n, code in enumerate(codes):
+        session.set_extra(session.main, code, index, base + 0x10 + n)
+        session.set_extra(other, code, index, base + 0x20 + n)
+    h.frees(session)
+    return other, index, codes
+
+
 @kinds("R-INTERP-3")
 @pytest.mark.isolated
 def test_value_freed_by_owner_free_function(
     session: Session, kind: str
 ) -> None:
     """Value freed by owner free function."""
-    other = new_interpreter(session, kind)
-    index = _same_index(session, session.main, other)
-    codes = [session.new_code(session.main), session.new_code(other)]
-    for n, code in enumerate(codes):
-        session.set_extra(session.main, code, index, 0x310 + n)
-        session.set_extra(other, code, index, 0x320 + n)
-    # A Set that frees the other interpreter's value is R-INTERP-2's
-    # deviation (values shared): only destruction is judged here.
-    h.frees(session)
+    _, _, codes = _values_in_both(session, kind, 0x300)
     for code in codes:
         session.drop(code)
     owners = {0x310: 1, 0x311: 1, 0x320: 2, 0x321: 2}
@@ -186,15 +199,7 @@ def test_finalization_frees_only_own_values(
     session: Session, kind: str
 ) -> None:
     """Finalization frees only own values."""
-    other = new_interpreter(session, kind)
-    index = _same_index(session, session.main, other)
-    codes = [session.new_code(session.main), session.new_code(other)]
-    for n, code in enumerate(codes):
-        session.set_extra(session.main, code, index, 0x510 + n)
-        session.set_extra(other, code, index, 0x520 + n)
-    # A Set that frees the other interpreter's value is R-INTERP-2's
-    # deviation (values shared): only finalization is judged here.
-    h.frees(session)
+    other, index, codes = _values_in_both(session, kind, 0x500)
     session.end_interpreter(other)
     h.assert_frees(
         "interpreter finalization",
