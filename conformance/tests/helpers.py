@@ -244,9 +244,12 @@ def run_threads(work: Callable[[int], None], count: int) -> None:
 
 
 def assert_same_calls(
-    what: str, req: str, got: Counter[object], expected: Counter[object]
+    what: str,
+    req: str,
+    got: Counter[tuple[int, int]],
+    expected: Counter[tuple[int, int]],
 ) -> None:
-    """Compare two multisets of calls; say how many are extra or missing."""
+    """Compare two multisets of (tag, value) calls; count the differences."""
     assert got == expected, (
         f"{what} ({req}): {sum((got - expected).values())} extra, "
         f"{sum((expected - got).values())} missing"
