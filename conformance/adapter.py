@@ -25,20 +25,22 @@ in ``abi/coextra_abi.h`` and loaded by :mod:`.cabi`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-#: The co_flags bit that marks inline extra storage (PEP 9999).
-CO_INLINE_EXTRA = 0x20000000
-
-#: Minimum number of indices an interpreter offers (R-INDEX-2).
-MIN_INDICES = 255
-
-#: Minimum number of constructor hooks an interpreter accepts (R-HOOK-10).
-MIN_CONSTRUCTOR_HOOKS = 8
-
-#: Interpreter, code object and other-object handles are opaque.
-Handle = object
+# The values exchanged with an implementation are defined in .contract
+# and are part of this protocol too: they are imported from here.
+from .contract import CO_INLINE_EXTRA as CO_INLINE_EXTRA
+from .contract import MIN_CONSTRUCTOR_HOOKS as MIN_CONSTRUCTOR_HOOKS
+from .contract import MIN_INDICES as MIN_INDICES
+from .contract import ApiError as ApiError
+from .contract import FreeAction as FreeAction
+from .contract import FreeCall as FreeCall
+from .contract import FreeFunc as FreeFunc
+from .contract import Handle as Handle
+from .contract import Hook as Hook
+from .contract import HookAction as HookAction
+from .contract import HookCall as HookCall
 
 
 class Capability(str, enum.Enum):
@@ -118,115 +120,8 @@ def live_blocks(implementation: object) -> int:
     return count
 
 
-class ApiError(Exception):
-    """An API function returned its error value.
-
-    ``exc_type`` is the name of the exception class that was set, such as
-    ``"SystemError"``, or ``None`` when the function failed without setting
-    an exception.
-    """
-
-    def __init__(self, function: str, exc_type: str | None) -> None:
-        """Record which function failed and what it raised."""
-        self.function = function
-        self.exc_type = exc_type
-        what = exc_type if exc_type is not None else "no exception set"
-        super().__init__(f"{function} failed ({what})")
-
-
 class ImplementationCrashed(Exception):
     """The implementation under test died (signal, abort, lost worker)."""
-
-
-class FreeAction(str, enum.Enum):
-    """What a recording free function does after recording its call.
-
-    A call with NULL is recorded and does nothing else, as a consumer's
-    free function ignores NULL: an implementation that frees NULL then
-    fails R-FREE-4 alone, not every test whose free functions act.
-    """
-
-    RECORD = "record"
-    #: Call Get on ``FreeFunc.code``/``index``; result in FreeCall.result.
-    GET = "get"
-    #: Call Set on ``FreeFunc.code``/``index`` with ``FreeFunc.value``.
-    SET = "set"
-    #: Construct one code object in the session's main interpreter and
-    #: drop it again.
-    NEW_CODE = "new-code"
-    #: Record in FreeCall.result whether an exception was pending when
-    #: the free function was called (1) or not (0); leave it as found.
-    CHECK_ERROR = "check-error"
-    #: Set an exception (RuntimeError) and return, a buggy free function.
-    SET_ERROR = "set-error"
-
-
-@dataclass(frozen=True)
-class FreeFunc:
-    """A recording free function to register with ``request_index``.
-
-    Each distinct ``tag`` must map to a distinct C function (the free
-    function is not told its index, so the tag identifies it).  Tags run
-    from 0 to 15.
-    """
-
-    tag: int
-    action: FreeAction = FreeAction.RECORD
-    code: Handle | None = None
-    index: int = 0
-    value: int = 0
-    interp: Handle | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True)
-class FreeCall:
-    """One call of a recording free function, in call order."""
-
-    tag: int
-    value: int
-    #: For GET: the value read; for SET and NEW_CODE: 0 on success.
-    result: int | None = None
-    #: Exception class name if the action's API call failed.
-    error: str | None = None
-
-
-class HookAction(str, enum.Enum):
-    """What a recording constructor hook does after recording its call."""
-
-    RECORD = "record"
-    #: Set an exception (RuntimeError) and return -1.
-    FAIL = "fail"
-    #: Return -1 without setting an exception (R-HOOK-12).
-    FAIL_WITHOUT_EXCEPTION = "fail-without-exception"
-    #: Store ``Hook.value`` under ``Hook.index`` on the new code object.
-    SET_EXTRA = "set-extra"
-    #: When not already inside this hook, construct one code object in
-    #: the same interpreter and drop it.
-    NEW_CODE = "new-code"
-    #: Add a RECORD hook tagged ``Hook.value`` to the same interpreter,
-    #: unless a hook with that tag is registered there (R-HOOK-11).
-    ADD_HOOK = "add-hook"
-    #: Remove the hook tagged ``Hook.value`` from the same interpreter,
-    #: if one is registered there (R-HOOK-11).
-    REMOVE_HOOK = "remove-hook"
-
-
-@dataclass(frozen=True)
-class Hook:
-    """A recording constructor hook to register with ``add_hook``."""
-
-    tag: int
-    action: HookAction = HookAction.RECORD
-    index: int = 0
-    value: int = 0
-
-
-@dataclass(frozen=True)
-class HookCall:
-    """One call of a recording hook: which hook saw which code object."""
-
-    tag: int
-    code_id: int
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .adapter import ApiError, FreeFunc, Handle, Hook
-from .model import (
+from .adapter import Handle
+from .contract import (
     ADD_HOOK,
     COMPARE_EXCHANGE,
-    RELEASE,
+    CONSTRUCT,
     REQUEST,
     SET,
+    WORD_BITS,
+    ApiError,
+    FreeFunc,
+    Hook,
+)
+from .model import (
     Freeing,
     ModelImplementation,
     ModelSession,
@@ -29,8 +35,8 @@ from .model import (
     _Interp,
 )
 
-#: A value only R-STORE-3's test stores (0b1010...1011 on 64 bits).
-ODD_PATTERN = int("10" * 32, 2) | 1
+#: A value only R-STORE-3's test stores (0b1010...1011).
+ODD_PATTERN = int("10" * (WORD_BITS // 2), 2) | 1
 
 
 @dataclass
@@ -54,17 +60,8 @@ class _ReusesAllocatedIndex(ModelSession):
 class _StaleAfterIndexReuse(ModelSession):
     """Frees the values of a released index but leaves them in place."""
 
-    def release_index(self, interp: Handle, index: int) -> None:
-        state = self._as_interp(interp)
-        with self._lock:
-            if index not in state.indices:
-                raise ApiError(RELEASE, "SystemError")
-            free = state.indices.pop(index)
-            frees = [
-                (free, self._read(state, code, index))
-                for code in self._codes.values()
-            ]
-        self._run_frees(frees)
+    def _clear_released(self, state: _Interp, code: _Code, index: int) -> None:
+        pass
 
 
 class _CapacityShortByOne(ModelSession):
@@ -108,22 +105,8 @@ class _CompareExchangeIgnoresExpected(ModelSession):
 class _CompareExchangeKeepsOldValue(ModelSession):
     """Stores but never frees the value it replaces (a leak)."""
 
-    def compare_exchange_extra(
-        self,
-        interp: Handle,
-        code: Handle,
-        index: int,
-        expected: int,
-        desired: int,
-    ) -> tuple[bool, int]:
-        state = self._as_interp(interp)
-        with self._lock:
-            checked, _ = self._check(COMPARE_EXCHANGE, state, code, index)
-            current = self._read(state, checked, index)
-            if current != expected:
-                return False, current
-            self._write(state, checked, index, desired)
-        return True, expected
+    def _free_exchanged(self, free: FreeFunc | None, value: int) -> None:
+        pass
 
 
 class _SegfaultsOnOddPattern(ModelSession):
@@ -183,20 +166,10 @@ class _FreeSeesPendingError(ModelSession):
 class _FinalizationFreesDescending(ModelSession):
     """Frees a finalized interpreter's values in descending index order."""
 
-    def end_interpreter(self, interp: Handle) -> None:
-        state = self._as_interp(interp)
-        with self._lock:
-            if not state.alive:
-                return
-            frees: list[Freeing] = []
-            for code in self._codes.values():
-                frees += reversed(self._take_values(state, code))
-            state.alive = False
-            state.out_of_line.clear()
-            state.hooks.clear()
-        self._run_frees(frees)
-        with self._lock:
-            state.indices.clear()
+    def _finalization_frees(
+        self, state: _Interp, code: _Code
+    ) -> list[Freeing]:
+        return self._take_values(state, code)[::-1]
 
 
 class _NoFreeOnDestroy(ModelSession):
@@ -232,16 +205,11 @@ class _MainFinalizationSkipsLiveCode(ModelSession):
     it, are never freed (what stock CPython does with immortal code).
     """
 
-    def end_interpreter(self, interp: Handle) -> None:
-        if interp is not self.main:
-            super().end_interpreter(interp)
-            return
-        state = self._as_interp(interp)
-        with self._lock:
-            state.alive = False
-            state.out_of_line.clear()
-            state.hooks.clear()
-            state.indices.clear()
+    def _finalization_frees(
+        self, state: _Interp, code: _Code
+    ) -> list[Freeing]:
+        frees = super()._finalization_frees(state, code)
+        return [] if state is self.main else frees
 
 
 # -- FLAG ----------------------------------------------------------------
@@ -298,7 +266,7 @@ class _HookErrorPropagates(ModelSession):
     """Lets a hook's exception fail the construction."""
 
     def _hook_failed(self, interp: _Interp, code: _Code, error: str) -> None:
-        raise ApiError("PyCode_New", error)
+        raise ApiError(CONSTRUCT, error)
 
 
 # -- INTERP --------------------------------------------------------------

@@ -66,18 +66,30 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .adapter import (
-    CO_INLINE_EXTRA,
-    ApiError,
     Capability,
-    FreeAction,
-    FreeCall,
-    FreeFunc,
     Handle,
-    Hook,
-    HookAction,
-    HookCall,
     PythonView,
     Session,
+)
+from .contract import (
+    ADD_HOOK,
+    CO_INLINE_EXTRA,
+    COMPARE_EXCHANGE,
+    CONSTRUCT,
+    GET,
+    HAS_INLINE,
+    RELEASE,
+    REMOVE_HOOK,
+    REQUEST,
+    SET,
+    WORD_BITS,
+    ApiError,
+    FreeCall,
+    FreeFunc,
+    Hook,
+    HookCall,
+    run_free_action,
+    run_hook_action,
 )
 
 #: Indices one interpreter offers: exactly the minimum (R-INDEX-2).
@@ -85,23 +97,13 @@ INDEX_CAPACITY = 255
 #: Hooks one interpreter accepts (at least 8, R-HOOK-10).
 HOOK_CAPACITY = 64
 #: Bytes of one slot (a pointer).
-WORD = 8
+WORD = WORD_BITS // 8
 #: Bytes of the inline storage header.
 INLINE_HEADER = 8
 #: Bytes of the header of one out-of-line table.
 OUT_OF_LINE_HEADER = 16
 #: ``sizeof`` of a code object without extra storage.
 BASE_SIZE = 160
-
-REQUEST = "PyUnstable_Eval_RequestCodeExtraIndex"
-RELEASE = "PyUnstable_Eval_ReleaseCodeExtraIndex"
-GET = "PyUnstable_Code_GetExtra"
-SET = "PyUnstable_Code_SetExtra"
-ADD_HOOK = "PyUnstable_Code_AddConstructorHook"
-REMOVE_HOOK = "PyUnstable_Code_RemoveConstructorHook"
-HAS_INLINE = "PyUnstable_Code_HasInlineExtra"
-COMPARE_EXCHANGE = "PyUnstable_Code_CompareExchangeExtra"
-CONSTRUCT = "PyCode_New"
 
 #: A value leaving a slot, with the free function it goes to.
 Freeing = tuple[FreeFunc | None, int]
@@ -298,11 +300,9 @@ class ModelSession:
                     blocks += 1 + len(interp.hooks)
             return blocks
 
-    def _running(self) -> set[tuple[int, int]]:
+    def _running(self) -> set[object]:
         """Hooks running in this thread, as (interpreter, hook id)."""
-        running: set[tuple[int, int]] | None = getattr(
-            self._local, "running", None
-        )
+        running: set[object] | None = getattr(self._local, "running", None)
         if running is None:
             running = self._local.running = set()
         return running
@@ -339,34 +339,14 @@ class ModelSession:
                 self._unraisable.append(left)
 
     def _call_free(self, free: FreeFunc, value: int) -> None:
+        # Reserve the log position first: the action may cause nested
+        # free calls, which must appear after this one.
         with self._lock:
             position = len(self._free_calls)
             self._free_calls.append(None)
-        interp = free.interp if free.interp is not None else self._main
-        result: int | None = None
-        error: str | None = None
-        try:
-            # R-FREE-10: a free function may use the API.
-            if value == 0:
-                pass  # A NULL call is only recorded (see FreeAction).
-            elif free.action is FreeAction.GET:
-                result = self.get_extra(interp, free.code, free.index)
-            elif free.action is FreeAction.SET:
-                self.set_extra(interp, free.code, free.index, free.value)
-                result = 0
-            elif free.action is FreeAction.NEW_CODE:
-                self.drop(self.new_code(self._main))
-                result = 0
-            elif free.action is FreeAction.CHECK_ERROR:
-                result = 0 if self._pending() is None else 1
-            elif free.action is FreeAction.SET_ERROR:
-                self._set_pending("RuntimeError")
-        except ApiError as exc:
-            error = exc.exc_type
+        call = run_free_action(self, free, value)
         with self._lock:
-            self._free_calls[position] = FreeCall(
-                free.tag, value, result, error
-            )
+            self._free_calls[position] = call
 
     def _run_hooks(self, interp: _Interp, code: _Code) -> None:
         # R-HOOK-4: registration order; R-HOOK-11: the chain is the one
@@ -392,37 +372,40 @@ class ModelSession:
         self, interp: _Interp, hook_id: int, hook: Hook, code: _Code
     ) -> str | None:
         """Run what the hook does; return an exception name on error."""
-        try:
-            if hook.action is HookAction.FAIL:
-                return "RuntimeError"
-            if hook.action is HookAction.FAIL_WITHOUT_EXCEPTION:
-                # R-HOOK-12: -1 with nothing set is a SystemError.
-                return self._hook_error_without_exception()
-            if hook.action is HookAction.SET_EXTRA:
-                self.set_extra(interp, code, hook.index, hook.value)
-            elif hook.action is HookAction.NEW_CODE:
-                key = (interp.serial, hook_id)
-                running = self._running()
-                if key not in running:
-                    running.add(key)
-                    try:
-                        # R-HOOK-9: re-entrant construction.
-                        self.drop(self.new_code(interp))
-                    finally:
-                        running.discard(key)
-            elif hook.action is HookAction.ADD_HOOK:
-                with self._lock:
-                    tags = {h.tag for _, h in interp.hooks}
-                if hook.value not in tags:
-                    self.add_hook(interp, Hook(hook.value))
-            elif hook.action is HookAction.REMOVE_HOOK:
-                with self._lock:
-                    ids = [i for i, h in interp.hooks if h.tag == hook.value]
-                for other_id in ids:
-                    self.remove_hook(interp, other_id)
-        except ApiError as exc:
-            return exc.exc_type or "SystemError"
-        return None
+        failed = run_hook_action(
+            self,
+            interp,
+            hook,
+            code,
+            running=self._running(),
+            key=(interp.serial, hook_id),
+        )
+        if failed is None:
+            return None
+        if failed.exception is None:
+            # R-HOOK-12: -1 with nothing set is a SystemError.
+            return self._hook_error_without_exception()
+        return failed.exception
+
+    # -- what the actions of free functions and hooks use ---------------
+
+    def construct_and_drop(self, interp: Handle) -> None:
+        """Construct one code object in ``interp`` and destroy it."""
+        self.drop(self.new_code(interp))
+
+    def error_pending(self) -> bool:
+        """Tell whether this thread has an exception pending."""
+        return self._pending() is not None
+
+    def set_error(self, exc_type: str) -> None:
+        """Leave ``exc_type`` pending in this thread."""
+        self._set_pending(exc_type)
+
+    def hook_ids(self, interp: Handle, tag: int) -> list[int]:
+        """Return the ids of the hooks tagged ``tag`` in ``interp``."""
+        state = self._as_interp(interp)
+        with self._lock:
+            return [i for i, h in state.hooks if h.tag == tag]
 
     # -- object model -----------------------------------------------------
 
@@ -452,13 +435,19 @@ class ModelSession:
             # every live code object; other interpreters keep theirs.
             frees: list[Freeing] = []
             for code in self._codes.values():
-                frees += self._take_values(state, code)
+                frees += self._finalization_frees(state, code)
             state.alive = False
             state.out_of_line.clear()
             state.hooks.clear()
         self._run_frees(frees)
         with self._lock:
             state.indices.clear()
+
+    def _finalization_frees(
+        self, state: _Interp, code: _Code
+    ) -> list[Freeing]:
+        """Empty ``state``'s slots on ``code`` as ``state`` ends."""
+        return self._take_values(state, code)
 
     def _construct(
         self, interp: _Interp, flags: int, consts: list[_Code], hooks: bool
@@ -630,17 +619,20 @@ class ModelSession:
             # objects; R-INDEX-8: the slots read NULL if it is reused.
             frees: list[Freeing] = []
             for code in self._codes.values():
-                value = self._read(state, code, index)
-                if self._inline_covers(state, code, index):
-                    assert code.inline is not None
-                    code.inline[index] = 0
-                table = state.out_of_line.get(code.address)
-                if table is not None:
-                    table.pop(index, None)
-                    if not table:
-                        del state.out_of_line[code.address]
-                frees.append((free, value))
+                frees.append((free, self._read(state, code, index)))
+                self._clear_released(state, code, index)
         self._run_frees(frees)
+
+    def _clear_released(self, state: _Interp, code: _Code, index: int) -> None:
+        """Empty the slot of a released index (R-INDEX-8)."""
+        if self._inline_covers(state, code, index):
+            assert code.inline is not None
+            code.inline[index] = 0
+        table = state.out_of_line.get(code.address)
+        if table is not None:
+            table.pop(index, None)
+            if not table:
+                del state.out_of_line[code.address]
 
     def get_extra(self, interp: Handle, code: Handle, index: int) -> int:
         """PyUnstable_Code_GetExtra."""
@@ -715,8 +707,12 @@ class ModelSession:
             self._set_failed(free, desired)
             raise error
         # R-STORE-12: the previous value is freed after the store.
-        self._run_frees([(free, current)])
+        self._free_exchanged(free, current)
         return True, expected
+
+    def _free_exchanged(self, free: FreeFunc | None, value: int) -> None:
+        """Free the value a CompareExchange replaced."""
+        self._run_frees([(free, value)])
 
     def _matches(self, current: int, expected: int) -> bool:
         return current == expected

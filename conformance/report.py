@@ -20,6 +20,8 @@ import pytest
 
 from . import __version__
 from .adapter import Capability, Implementation
+from .contract import OUTCOMES as OUTCOMES
+from .contract import SUMMARY_ORDER as SUMMARY_ORDER
 from .evidence import EVIDENCE_PROPERTY, PRECONDITION_PROPERTY, Json
 from .expectations import Expectation
 from .requirements import LEVELS, Registry, Requirement
@@ -39,28 +41,6 @@ CONTRACT_PROPERTY = ("coextra_contract", "1")
 #: Skip reasons starting with this map to ``not-applicable``.
 NOT_APPLICABLE = "not-applicable: "
 
-#: Requirement outcomes, worst first for the terminal summary.
-OUTCOMES = (
-    "crashed",
-    "error",
-    "fail",
-    "xpass",
-    "untested",
-    "xfail",
-    "not-applicable",
-    "pass",
-)
-#: The order of the counts in the summary.
-SUMMARY_ORDER = (
-    "pass",
-    "fail",
-    "xfail",
-    "xpass",
-    "not-applicable",
-    "crashed",
-    "error",
-    "untested",
-)
 #: Outcomes that fail the pytest run.
 FAILING = frozenset({"crashed", "error", "fail", "xpass"})
 #: MUST outcomes that make an implementation non-conformant.  ``xfail``

@@ -7,15 +7,10 @@ adapts the active one for the differential state machine.
 
 from __future__ import annotations
 
-import sys
-
 from hypothesis import Phase, settings
 from hypothesis import strategies as st
 
-from .adapter import FreeFunc, HookAction
-
-#: Pointer-sized words in this process.
-WORD_BITS = 64 if sys.maxsize > 2**32 else 32
+from .contract import WORD_BITS, FreeFunc, HookAction
 
 
 def stateful_settings() -> settings:

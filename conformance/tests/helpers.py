@@ -7,28 +7,28 @@ failure message says which call broke which requirement.
 
 from __future__ import annotations
 
-import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from ..adapter import ApiError, FreeCall, Handle, Session
+from ..adapter import Session
+from ..contract import ADD_HOOK as ADD_HOOK
+from ..contract import COMPARE_EXCHANGE, ApiError, FreeCall, Handle
+from ..contract import CONSTRUCT as CONSTRUCT
+from ..contract import GET as GET
+from ..contract import HAS_INLINE as HAS_INLINE
+from ..contract import RELEASE as RELEASE
+from ..contract import REMOVE_HOOK as REMOVE_HOOK
+from ..contract import REQUEST as REQUEST
+from ..contract import SET as SET
+from ..contract import WORD_BITS as WORD_BITS
 from ..evidence import Deviation, PreconditionFailed
 
-REQUEST = "PyUnstable_Eval_RequestCodeExtraIndex"
-RELEASE = "PyUnstable_Eval_ReleaseCodeExtraIndex"
-GET = "PyUnstable_Code_GetExtra"
-SET = "PyUnstable_Code_SetExtra"
-CAS = "PyUnstable_Code_CompareExchangeExtra"
-ADD_HOOK = "PyUnstable_Code_AddConstructorHook"
-REMOVE_HOOK = "PyUnstable_Code_RemoveConstructorHook"
-HAS_INLINE = "PyUnstable_Code_HasInlineExtra"
-CONSTRUCT = "code object construction"
-
-#: Pointer-sized words in the tested process.
-WORD_BITS = 64 if sys.maxsize > 2**32 else 32
+#: PyUnstable_Code_CompareExchangeExtra, by a name that fits messages.
+CAS = COMPARE_EXCHANGE
 
 #: Opaque values consumers store (R-STORE-3): small integers, (void *)1,
 #: odd values, the top bit alone, all ones.
@@ -216,3 +216,41 @@ def exhaust_indices(session: Session, interp: Handle) -> list[int]:
         except ApiError:
             return indices
     pytest.skip(f"{REQUEST} never ran out in {REQUEST_LIMIT} requests")
+
+
+def run_threads(work: Callable[[int], None], count: int) -> None:
+    """Run ``work(n)`` for each n below ``count``, one thread each.
+
+    The threads start together (a barrier), so that their calls overlap;
+    the first exception a thread raised is raised again here.
+    """
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def main(n: int) -> None:
+        try:
+            barrier.wait()
+            work(n)
+        except BaseException as exc:  # Re-raised in the calling thread.
+            errors.append(exc)
+
+    threads = [threading.Thread(target=main, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def assert_same_calls(
+    what: str,
+    req: str,
+    got: Counter[tuple[int, int]],
+    expected: Counter[tuple[int, int]],
+) -> None:
+    """Compare two multisets of (tag, value) calls; count the differences."""
+    assert got == expected, (
+        f"{what} ({req}): {sum((got - expected).values())} extra, "
+        f"{sum((expected - got).values())} missing"
+    )

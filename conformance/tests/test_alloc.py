@@ -76,10 +76,7 @@ def _set_without_memory(
 
 @pytest.mark.req("R-ALLOC-1")
 def test_failed_set_reports_memory_error(session: Session) -> None:
-    """A failed Set reports MemoryError.
-
-    R-ALLOC-1: "If Set cannot allocate storage it returns -1 with MemoryError."
-    """
+    """A failed Set reports MemoryError."""
     _, _, _, failed = _set_without_memory(session)
     for _, error in failed:
         if error != "MemoryError":
@@ -98,12 +95,7 @@ def test_failed_set_reports_memory_error(session: Session) -> None:
 @pytest.mark.req("R-ALLOC-2", "R-STORE-11")
 @pytest.mark.isolated
 def test_failed_set_loses_nothing(session: Session) -> None:
-    """Failed set loses nothing.
-
-    R-ALLOC-2: "After a Set failed for lack of memory, the slot holds its
-    previous value, no free function was called, and the new value still
-    belongs to the caller."
-    """
+    """Failed set loses nothing."""
     codes, kept, fresh, failures = _set_without_memory(session)
     failed = {n for n, _ in failures}
     both = "R-ALLOC-2 R-STORE-11"
@@ -127,11 +119,7 @@ def test_failed_set_loses_nothing(session: Session) -> None:
 
 @pytest.mark.req("R-ALLOC-3")
 def test_failed_request_consumes_no_index(session: Session) -> None:
-    """Failed request consumes no index.
-
-    R-ALLOC-3: "If a request cannot allocate it returns -1 with MemoryError and
-    no index is consumed."
-    """
+    """Failed request consumes no index."""
     first = session.request_index(session.main, None)
     errors: list[str | None] = []
     with _no_memory(session):
@@ -164,11 +152,7 @@ def test_failed_request_consumes_no_index(session: Session) -> None:
 @pytest.mark.requires(Capability.HOOKS)
 @pytest.mark.isolated
 def test_failed_construction_calls_no_hook(session: Session) -> None:
-    """Failed construction calls no hook.
-
-    R-ALLOC-4: "If a code object's inline storage cannot be allocated,
-    construction fails with MemoryError and no hook is called."
-    """
+    """Failed construction calls no hook."""
     session.request_index(session.main, FreeFunc(1))
     session.add_hook(session.main, Hook(1))
     with _no_memory(session):
@@ -190,11 +174,7 @@ def test_failed_construction_calls_no_hook(session: Session) -> None:
 def test_failed_hook_registration_registers_nothing(
     session: Session,
 ) -> None:
-    """Failed hook registration registers nothing.
-
-    R-ALLOC-5: "If AddConstructorHook cannot allocate it returns -1 with
-    MemoryError and the hook is not registered."
-    """
+    """Failed hook registration registers nothing."""
     errors: list[str | None] = []
     with _no_memory(session):
         for _ in range(ATTEMPTS):

@@ -62,8 +62,9 @@ def _assert_invalid(
 def test_no_index_is_valid_before_any_is_issued(session: Session) -> None:
     """Before any request, no index is valid for Get or Set.
 
-    R-STORE-6, R-STORE-7: an index that is not allocated gives
-    SystemError; nothing is stored, nothing freed.
+    Gets and Sets with indices around the minimum capacity and far
+    outside it, on every kind of code object; each must fail, and no free
+    function may run.
     """
     codes = _targets(session)
     for code in codes:

@@ -15,11 +15,7 @@ pytestmark = [
 
 @pytest.mark.req("R-COPY-1")
 def test_copy_starts_with_every_slot_null(session: Session, how: str) -> None:
-    """Copy starts with every slot NULL.
-
-    R-COPY-1: "A copy of a code object (replace(), unmarshal) starts with every
-    slot NULL; values are never copied."
-    """
+    """Copy starts with every slot NULL."""
     early = session.new_code(session.main, nested=1)
     index = session.request_index(session.main, FreeFunc(1))
     inline = session.new_code(session.main, nested=1)
@@ -36,11 +32,7 @@ def test_copy_starts_with_every_slot_null(session: Session, how: str) -> None:
 def test_copy_gets_inline_storage_iff_consumer(
     session: Session, how: str
 ) -> None:
-    """Copy gets inline storage iff consumer.
-
-    R-COPY-2: "A copy gets inline storage if and only if a consumer is active
-    when the copy is constructed."
-    """
+    """Copy gets inline storage iff consumer."""
     bare = session.new_code(session.main)
     before = session.copy_code(session.main, bare, how)
     assert not session.co_flags(before) & CO_INLINE_EXTRA, (
@@ -58,11 +50,7 @@ def test_copy_gets_inline_storage_iff_consumer(
 def test_copy_and_original_are_freed_independently(
     session: Session, how: str
 ) -> None:
-    """Copy and original are freed independently.
-
-    R-COPY-3: "Destroying the original does not free the copy's values, and the
-    reverse."
-    """
+    """Copy and original are freed independently."""
     index = session.request_index(session.main, FreeFunc(1))
     original = session.new_code(session.main)
     session.set_extra(session.main, original, index, 0x31)

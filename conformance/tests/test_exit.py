@@ -40,11 +40,10 @@ def test_values_outliving_the_interpreter_are_freed_at_finalization(
 ) -> None:
     """Values of code objects that outlive the interpreter.
 
-    R-FREE-13: finalizing the main interpreter frees, exactly once, every
-    value held by code objects that are never deallocated or are
-    deallocated later, in ascending index order per code object; nothing
-    is freed again afterwards, when such a code object is deallocated or
-    when the process exits.
+    Runs the program of ``exit_run`` to its end: code objects kept alive
+    past the main interpreter's finalization, and one destroyed after it.
+    Compares the free calls of each phase (finalization, the late
+    destruction, process exit) with what was stored.
     """
     phases = _phases(implementation, request)
     outliving = [*exit_run.KEPT, exit_run.LATE]

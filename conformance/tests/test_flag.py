@@ -16,11 +16,7 @@ def _flagged(session: Session, code: object) -> bool:
 @pytest.mark.req("R-FLAG-1")
 @pytest.mark.requires(Capability.STORAGE_SIZE)
 def test_no_consumer_means_no_extra_bytes(session: Session) -> None:
-    """No consumer means no extra bytes.
-
-    R-FLAG-1: "A code object constructed while no index is allocated in its
-    interpreter carries no extra-storage bytes."
-    """
+    """No consumer means no extra bytes."""
     code = session.new_code(session.main, nested=2)
     for each in (code, *session.nested(code)):
         size = session.extra_bytes(each)
@@ -38,12 +34,7 @@ def test_no_consumer_means_no_extra_bytes(session: Session) -> None:
 @pytest.mark.req("R-FLAG-2")
 @pytest.mark.requires(Capability.INLINE_FLAG)
 def test_consumer_means_inline_storage_and_flag(session: Session) -> None:
-    """Consumer means inline storage and flag.
-
-    R-FLAG-2: "A code object constructed while at least one index is allocated
-    carries inline storage for every index allocated at that moment and has
-    CO_INLINE_EXTRA set."
-    """
+    """Consumer means inline storage and flag."""
     session.request_index(session.main, FreeFunc(1))
     code = session.new_code(session.main, nested=1)
     for each in (code, *session.nested(code)):
@@ -58,11 +49,7 @@ def test_consumer_means_inline_storage_and_flag(session: Session) -> None:
 def test_inline_storage_covers_every_allocated_index(
     session: Session,
 ) -> None:
-    """Inline storage covers every allocated index.
-
-    R-FLAG-2, R-FLAG-6: "Storing under an index covered by a code object's
-    inline storage allocates no extra memory."
-    """
+    """Inline storage covers every allocated index."""
     indices = [
         session.request_index(session.main, FreeFunc(1)) for _ in range(5)
     ]
@@ -111,11 +98,7 @@ def test_inline_store_does_not_allocate(session: Session) -> None:
 @pytest.mark.requires(Capability.INLINE_FLAG)
 @pytest.mark.isolated
 def test_flag_and_query_agree_with_storage(session: Session) -> None:
-    """Flag and query agree with storage.
-
-    R-FLAG-3: "CO_INLINE_EXTRA is set on a code object if and only if it has
-    inline storage; PyUnstable_Code_HasInlineExtra reports the same."
-    """
+    """Flag and query agree with storage."""
     bare = session.new_code(session.main)
     forged = session.new_code(session.main, flags=CO_INLINE_EXTRA)
     session.request_index(session.main, FreeFunc(1))
@@ -140,12 +123,7 @@ def test_flag_and_query_agree_with_storage(session: Session) -> None:
 def test_out_of_line_storage_serves_unflagged_code(
     session: Session,
 ) -> None:
-    """Out of line storage serves unflagged code.
-
-    R-FLAG-4: "Get and Set work on a code object without inline storage
-    (created before the consumer, by another interpreter, or for an index
-    allocated later), using out-of-line storage."
-    """
+    """Out of line storage serves unflagged code."""
     early = session.new_code(session.main, nested=1)
     first = session.request_index(session.main, FreeFunc(1))
     inline = session.new_code(session.main)
@@ -167,11 +145,7 @@ def test_out_of_line_storage_serves_unflagged_code(
 @pytest.mark.req("R-FLAG-5")
 @pytest.mark.requires(Capability.INLINE_FLAG, Capability.RELEASE)
 def test_flag_never_changes(session: Session) -> None:
-    """Flag never changes.
-
-    R-FLAG-5: "The flag of a code object never changes during its lifetime;
-    out-of-line storage does not set it."
-    """
+    """Flag never changes."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
     inline = session.new_code(session.main)
@@ -192,11 +166,7 @@ def test_flag_never_changes(session: Session) -> None:
 @pytest.mark.req("R-FLAG-7")
 @pytest.mark.requires(Capability.INLINE_FLAG)
 def test_caller_cannot_forge_flag(session: Session) -> None:
-    """Caller cannot forge flag.
-
-    R-FLAG-7: "The constructor ignores CO_INLINE_EXTRA in caller-supplied flags
-    (including replace()); only the implementation sets it."
-    """
+    """Caller cannot forge flag."""
     code = session.new_code(session.main, flags=CO_INLINE_EXTRA, nested=1)
     assert not _flagged(session, code), (
         "a caller-supplied CO_INLINE_EXTRA was kept (R-FLAG-7)"
@@ -227,11 +197,7 @@ def test_replace_cannot_forge_flag(session: Session) -> None:
 @pytest.mark.req("R-FLAG-8")
 @pytest.mark.requires(Capability.RELEASE, Capability.STORAGE_SIZE)
 def test_zero_cost_again_after_last_release(session: Session) -> None:
-    """Zero cost again after last release.
-
-    R-FLAG-8: "Once every index has been released, code objects constructed
-    afterwards again carry no extra-storage bytes."
-    """
+    """Zero cost again after last release."""
     indices = [
         session.request_index(session.main, FreeFunc(1)) for _ in range(3)
     ]
@@ -250,11 +216,7 @@ def test_zero_cost_again_after_last_release(session: Session) -> None:
 @pytest.mark.req("R-FLAG-9")
 @pytest.mark.requires(Capability.SIZEOF, Capability.STORAGE_SIZE)
 def test_sizeof_counts_extra_storage(session: Session) -> None:
-    """sys.getsizeof() counts extra storage.
-
-    R-FLAG-9: "sys.getsizeof() of a code object includes its inline and out-of-
-    line extra storage."
-    """
+    """sys.getsizeof() counts extra storage."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
     inline = session.new_code(session.main)
@@ -276,13 +238,7 @@ def test_sizeof_counts_extra_storage(session: Session) -> None:
 @pytest.mark.req("R-FLAG-10")
 @pytest.mark.requires(Capability.PYTHON_CODE)
 def test_flag_is_invisible_to_python_code(session: Session) -> None:
-    """CO_INLINE_EXTRA is invisible to Python code.
-
-    R-FLAG-10: "co_flags, == and hash() of code objects and the bytes of
-    marshal.dumps() are the same for a code object constructed with a
-    consumer as for the same code constructed without one; replace() and
-    types.CodeType(...) do not carry the flag over."
-    """
+    """CO_INLINE_EXTRA is invisible to Python code."""
     flags = 0x3  # CO_OPTIMIZED | CO_NEWLOCALS, as a function has
     plain = session.new_code(session.main, nested=1, flags=flags)
     index = session.request_index(session.main, FreeFunc(1))
@@ -321,11 +277,7 @@ def test_flag_is_invisible_to_python_code(session: Session) -> None:
 @pytest.mark.requires(Capability.INLINE_FLAG)
 @pytest.mark.isolated
 def test_has_inline_extra_rejects_non_code(session: Session) -> None:
-    """HasInlineExtra on a non-code object raises SystemError.
-
-    R-FLAG-3: "for an object that is not a code object it returns -1 with
-    SystemError set."
-    """
+    """HasInlineExtra on a non-code object raises SystemError."""
     other = session.new_non_code(session.main)
     with h.api_error(h.HAS_INLINE, "SystemError", "R-FLAG-3"):
         session.has_inline_extra(other)

@@ -13,11 +13,7 @@ DESTROY = "code object destruction"
 
 @pytest.mark.req("R-FREE-1")
 def test_overwrite_frees_old_value_once(session: Session) -> None:
-    """Overwrite frees old value once.
-
-    R-FREE-1: "Overwriting a non-NULL value with a different value calls the
-    index's free function exactly once with the old value, before Set returns."
-    """
+    """Overwrite frees old value once."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
     inline = session.new_code(session.main)
@@ -32,11 +28,7 @@ def test_overwrite_frees_old_value_once(session: Session) -> None:
 
 @pytest.mark.req("R-FREE-2")
 def test_clear_frees_old_value_once(session: Session) -> None:
-    """Clear frees old value once.
-
-    R-FREE-2: "Clearing a non-NULL value (Set NULL) calls the free function
-    exactly once with the old value."
-    """
+    """Clear frees old value once."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(2))
     inline = session.new_code(session.main)
@@ -51,11 +43,7 @@ def test_clear_frees_old_value_once(session: Session) -> None:
 @pytest.mark.req("R-FREE-3")
 @pytest.mark.isolated
 def test_destruction_frees_every_value_once(session: Session) -> None:
-    """Destruction frees every value once.
-
-    R-FREE-3: "Destroying a code object calls, for every index, the free
-    function exactly once for each non-NULL value it holds."
-    """
+    """Destruction frees every value once."""
     early = session.new_code(session.main)
     indices = [
         session.request_index(session.main, FreeFunc(tag)) for tag in (1, 2, 3)
@@ -78,11 +66,7 @@ def test_destruction_frees_every_value_once(session: Session) -> None:
 @pytest.mark.req("R-FREE-4")
 @pytest.mark.isolated
 def test_null_is_never_freed(session: Session) -> None:
-    """NULL is never freed.
-
-    R-FREE-4: "A free function is never called with NULL (unset slots at
-    destruction, clearing an empty slot, release)."
-    """
+    """NULL is never freed."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(4))
     other = session.request_index(session.main, FreeFunc(5))
@@ -122,11 +106,7 @@ def test_release_never_frees_null(session: Session) -> None:
 
 @pytest.mark.req("R-FREE-5")
 def test_restoring_same_value_frees_nothing(session: Session) -> None:
-    """Restoring same value frees nothing.
-
-    R-FREE-5: "Set with the value already in the slot calls no free function
-    and the value stays stored."
-    """
+    """Restoring same value frees nothing."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(6))
     inline = session.new_code(session.main)
@@ -146,11 +126,7 @@ def test_restoring_same_value_frees_nothing(session: Session) -> None:
 @pytest.mark.req("R-FREE-6")
 @pytest.mark.isolated
 def test_value_goes_to_its_own_free_function(session: Session) -> None:
-    """Value goes to its own free function.
-
-    R-FREE-6: "A value is passed only to the free function of the index it was
-    stored under."
-    """
+    """Value goes to its own free function."""
     early = session.new_code(session.main)
     tags = (7, 8, 9)
     indices = [session.request_index(session.main, FreeFunc(t)) for t in tags]
@@ -177,11 +153,7 @@ def test_value_goes_to_its_own_free_function(session: Session) -> None:
 def test_destruction_frees_in_ascending_index_order(
     session: Session,
 ) -> None:
-    """Destruction frees in ascending index order.
-
-    R-FREE-7: "At destruction, free functions are called in ascending index
-    order."
-    """
+    """Destruction frees in ascending index order."""
     early = session.new_code(session.main)
     first = [
         session.request_index(session.main, FreeFunc(t)) for t in range(3)
@@ -221,11 +193,7 @@ def test_destruction_frees_in_ascending_index_order(
 @pytest.mark.req("R-FREE-8")
 @pytest.mark.isolated
 def test_freed_value_is_never_read_again(session: Session) -> None:
-    """Freed value is never read again.
-
-    R-FREE-8: "After a value has been freed no Get returns it; a code object
-    constructed later (even at the same address) starts with every slot NULL."
-    """
+    """Freed value is never read again."""
     doomed = [session.new_code(session.main) for _ in range(4)]
     index = session.request_index(session.main, FreeFunc(1))
     doomed += [session.new_code(session.main) for _ in range(4)]
@@ -285,11 +253,7 @@ def _predicted_free(
 @pytest.mark.req("R-FREE-9")
 @pytest.mark.isolated
 def test_new_value_is_visible_during_free(session: Session) -> None:
-    """New value is visible during free.
-
-    R-FREE-9: "When Set replaces a value, the new value is already in the slot
-    when the free function for the old one runs."
-    """
+    """New value is visible during free."""
     early = session.new_code(session.main)
     index = _predicted_free(session, FreeAction.GET, early)
     for new in (0x92, 0):
@@ -320,11 +284,7 @@ def test_new_value_is_visible_during_free(session: Session) -> None:
 @pytest.mark.req("R-FREE-10")
 @pytest.mark.isolated
 def test_free_function_may_call_the_api(session: Session) -> None:
-    """A free function may call the API.
-
-    R-FREE-10: "A free function may call Get and Set on other code objects and
-    construct code objects; these calls behave as specified."
-    """
+    """A free function may call the API."""
     target = session.new_code(session.main)
     probe = session.new_code(session.main)
     plain = session.request_index(session.main, FreeFunc(1))
@@ -367,12 +327,7 @@ def test_free_function_may_call_the_api(session: Session) -> None:
 @pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
 @pytest.mark.isolated
 def test_finalization_frees_every_value_once(session: Session) -> None:
-    """Finalization frees every value once.
-
-    R-FREE-11: "Finalizing an interpreter calls the free function exactly once
-    for every non-NULL value stored under its indices in live code objects;
-    destroying those code objects later calls nothing more for them."
-    """
+    """Finalization frees every value once."""
     other = session.new_interpreter()
     shared = session.new_code(session.main)
     indices = [session.request_index(other, FreeFunc(t)) for t in (1, 2)]
@@ -398,11 +353,7 @@ def test_finalization_frees_every_value_once(session: Session) -> None:
 def test_free_functions_run_without_the_pending_exception(
     session: Session,
 ) -> None:
-    """Free functions run with no exception set; the caller's survives.
-
-    R-FREE-12: "Every free function is called with no exception set, and an
-    exception pending when freeing started is pending again afterwards."
-    """
+    """Free functions run with no exception set; the caller's survives."""
     early = session.new_code(session.main)
     checker = session.request_index(
         session.main, FreeFunc(1, FreeAction.CHECK_ERROR)
@@ -436,11 +387,7 @@ def test_free_functions_run_without_the_pending_exception(
 def test_exception_left_by_free_function_is_unraisable(
     session: Session,
 ) -> None:
-    """An exception a free function leaves is unraisable, not propagated.
-
-    R-FREE-12: "An exception a free function leaves set is reported as
-    unraisable and is not propagated to the caller."
-    """
+    """A free function that sets an exception: unraisable, not propagated."""
     index = session.request_index(
         session.main, FreeFunc(1, FreeAction.SET_ERROR)
     )
@@ -477,12 +424,11 @@ def test_code_destroyed_after_its_interpreter_is_freed_in_order(
 ) -> None:
     """Values in code objects that outlive their interpreter.
 
-    R-FREE-13 (the part about code objects destroyed after the
-    interpreter): "At the finalization of an interpreter, every value under
-    its indices in every live code object is freed exactly once, in
-    ascending index order per code object; afterwards nothing of that
-    interpreter is read, written or freed when such a code object is used
-    or destroyed."
+    Stores under three indices of a second interpreter, on its own code
+    object and on one of the main interpreter, and ends the second
+    interpreter: each object's values must be freed then, in index order.
+    Then both objects are used from the main interpreter and destroyed:
+    only the main interpreter's value may be freed again.
     """
     other = session.new_interpreter()
     indices = [session.request_index(other, FreeFunc(t)) for t in (1, 2, 3)]

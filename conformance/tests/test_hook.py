@@ -28,12 +28,7 @@ def _ids(session: Session, codes: list[object]) -> list[int]:
 
 @pytest.mark.req("R-HOOK-1")
 def test_hook_called_once_per_construction(session: Session) -> None:
-    """Hook called once per construction.
-
-    R-HOOK-1: "After AddConstructorHook returns an id >= 0, the hook is called
-    exactly once for every code object constructed in that interpreter, with
-    that code object and the registered arg."
-    """
+    """Hook called once per construction."""
     session.new_code(session.main)
     hook_id = session.add_hook(session.main, Hook(1))
     assert hook_id >= 0, f"{h.ADD_HOOK} returned {hook_id} (R-HOOK-1)"
@@ -49,11 +44,7 @@ def test_hook_called_once_per_construction(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-2")
 def test_hook_called_for_nested_code(session: Session) -> None:
-    """Hook called for nested code.
-
-    R-HOOK-2: "The hook is called for each nested code object (code constants)
-    as well, exactly once each."
-    """
+    """Hook called for nested code."""
     session.add_hook(session.main, Hook(2))
     code = session.new_code(session.main, nested=3)
     ids = _ids(session, [code, *session.nested(code)])
@@ -68,11 +59,7 @@ def test_hook_called_for_nested_code(session: Session) -> None:
 @pytest.mark.requires(Capability.COPY)
 @pytest.mark.parametrize("how", ["replace", "marshal"])
 def test_hook_called_for_copies(session: Session, how: str) -> None:
-    """Hook called for copies.
-
-    R-HOOK-3: "The hook is called for code objects created by copying
-    (replace(), unmarshal)."
-    """
+    """Hook called for copies."""
     original = session.new_code(session.main, nested=1)
     session.add_hook(session.main, Hook(3))
     copy = session.copy_code(session.main, original, how)
@@ -91,10 +78,7 @@ def test_hook_called_for_copies(session: Session, how: str) -> None:
 
 @pytest.mark.req("R-HOOK-4")
 def test_hooks_called_in_registration_order(session: Session) -> None:
-    """Hooks run in registration order.
-
-    R-HOOK-4: "Hooks are called in the order they were added."
-    """
+    """Hooks run in registration order."""
     for tag in (5, 1, 4, 2):
         session.add_hook(session.main, Hook(tag))
     code = session.new_code(session.main)
@@ -107,12 +91,7 @@ def test_hooks_called_in_registration_order(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-5")
 def test_hook_sees_complete_object(session: Session) -> None:
-    """Hook sees complete object.
-
-    R-HOOK-5: "A hook runs after the code object (with its inline storage) is
-    fully constructed; values it stores with Set are there when construction
-    returns."
-    """
+    """Hook sees complete object."""
     index = session.request_index(session.main, FreeFunc(1))
     session.add_hook(session.main, Hook(1, HookAction.SET_EXTRA, index, 0x51))
     code = session.new_code(session.main, nested=1)
@@ -134,11 +113,7 @@ def test_hook_sees_complete_object(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-6")
 def test_removed_hook_is_not_called_again(session: Session) -> None:
-    """Removed hook is not called again.
-
-    R-HOOK-6: "After RemoveConstructorHook(id) returns 0 the hook is not called
-    again; other hooks are unaffected."
-    """
+    """Removed hook is not called again."""
     ids = [session.add_hook(session.main, Hook(tag)) for tag in (1, 2, 3)]
     session.remove_hook(session.main, ids[1])
     code = session.new_code(session.main)
@@ -156,11 +131,7 @@ def test_removed_hook_is_not_called_again(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-7")
 def test_removing_unknown_hook_raises_value_error(session: Session) -> None:
-    """Removing an unknown hook raises ValueError.
-
-    R-HOOK-7: "Removing an id that is not registered returns -1 with
-    ValueError."
-    """
+    """Removing an unknown hook raises ValueError."""
     kept = session.add_hook(session.main, Hook(1))
     gone = session.add_hook(session.main, Hook(2))
     session.remove_hook(session.main, gone)
@@ -174,47 +145,51 @@ def test_removing_unknown_hook_raises_value_error(session: Session) -> None:
     session.remove_hook(session.main, kept)
 
 
-@pytest.mark.req("R-HOOK-8")
-def test_failing_hook_is_reported_unraisable(session: Session) -> None:
-    """Failing hook is reported unraisable.
+def _assert_failure_is_unraisable(
+    session: Session, action: HookAction, exception: str, req: str
+) -> None:
+    """Run a chain whose middle hook fails by ``action``.
 
-    R-HOOK-8: "A hook that returns -1 with an exception set does not fail the
-    construction: the exception is reported as unraisable, the code object is
-    returned, and later hooks are still called."
+    The construction must succeed, every hook must run, the failure must
+    be reported unraisable as ``exception`` once and nothing left pending.
     """
-    for hook in (Hook(1), Hook(2, HookAction.FAIL), Hook(3)):
+    for hook in (Hook(1), Hook(2, action), Hook(3)):
         session.add_hook(session.main, hook)
     try:
         code = session.new_code(session.main)
     except ApiError as exc:
         pytest.fail(
-            f"a failing hook failed the construction with "
-            f"{exc.exc_type} (R-HOOK-8)"
+            f"a hook failing by {action.value} failed the construction "
+            f"with {exc.exc_type} ({req})"
         )
     code_id = session.code_id(code)
     got = _calls(session)
     assert got == [(1, code_id), (2, code_id), (3, code_id)], (
-        f"hooks after a failing one must still run (R-HOOK-8): {got}"
+        f"hooks after one failing by {action.value} must still run "
+        f"({req}): {got}"
     )
     unraisable = session.take_unraisable()
-    assert unraisable == ["RuntimeError"], (
-        f"the hook's RuntimeError must be reported unraisable once "
-        f"(R-HOOK-8); got {unraisable}"
+    assert unraisable == [exception], (
+        f"a hook failing by {action.value} must be reported as an "
+        f"unraisable {exception} once ({req}); got {unraisable}"
     )
     assert session.pending_error() is None, (
-        "a hook's exception was left pending (R-HOOK-8)"
+        f"a hook failing by {action.value} left an exception pending ({req})"
+    )
+
+
+@pytest.mark.req("R-HOOK-8")
+def test_failing_hook_is_reported_unraisable(session: Session) -> None:
+    """A hook that raises, between two others: reported unraisable."""
+    _assert_failure_is_unraisable(
+        session, HookAction.FAIL, "RuntimeError", "R-HOOK-8"
     )
 
 
 @pytest.mark.req("R-HOOK-9")
 @pytest.mark.isolated
 def test_hook_constructing_code_runs_whole_chain(session: Session) -> None:
-    """Hook constructing code runs whole chain.
-
-    R-HOOK-9: "A code object constructed inside a hook goes through the whole
-    chain itself (each hook exactly once) and the outer construction
-    completes."
-    """
+    """Hook constructing code runs whole chain."""
     session.add_hook(session.main, Hook(1))
     session.add_hook(session.main, Hook(2, HookAction.NEW_CODE))
     session.add_hook(session.main, Hook(3))
@@ -245,11 +220,7 @@ def test_hook_constructing_code_runs_whole_chain(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-10")
 def test_hook_capacity_and_exhaustion(session: Session) -> None:
-    """Hook capacity and exhaustion.
-
-    R-HOOK-10: "At least 8 hooks can be registered at once; when none can be
-    added, AddConstructorHook returns -1 with RuntimeError."
-    """
+    """Hook capacity and exhaustion."""
     ids = []
     for n in range(MIN_CONSTRUCTOR_HOOKS):
         try:
@@ -281,11 +252,7 @@ def test_hook_capacity_and_exhaustion(session: Session) -> None:
 
 @pytest.mark.req("R-HOOK-11")
 def test_chain_changes_during_hook_apply_next_time(session: Session) -> None:
-    """Chain changes during hook apply next time.
-
-    R-HOOK-11: "A hook added or removed while a hook runs takes effect from the
-    next construction."
-    """
+    """Chain changes during hook apply next time."""
     session.add_hook(session.main, Hook(1, HookAction.REMOVE_HOOK, value=3))
     session.add_hook(session.main, Hook(3))
     first = session.code_id(session.new_code(session.main))
@@ -316,44 +283,15 @@ def test_chain_changes_during_hook_apply_next_time(session: Session) -> None:
 def test_hook_failing_without_exception_is_a_system_error(
     session: Session,
 ) -> None:
-    """A hook returning -1 without an exception is an unraisable error.
-
-    R-HOOK-12: "A hook that returns -1 without setting an exception is
-    treated as a failing hook: a SystemError is reported as unraisable, the
-    construction succeeds, later hooks are called, nothing stays pending."
-    """
-    for hook in (Hook(1), Hook(2, HookAction.FAIL_WITHOUT_EXCEPTION), Hook(3)):
-        session.add_hook(session.main, hook)
-    try:
-        code = session.new_code(session.main)
-    except ApiError as exc:
-        pytest.fail(
-            f"a hook returning -1 without an exception failed the "
-            f"construction with {exc.exc_type} (R-HOOK-12)"
-        )
-    code_id = session.code_id(code)
-    got = _calls(session)
-    assert got == [(1, code_id), (2, code_id), (3, code_id)], (
-        f"hooks after one returning -1 must still run (R-HOOK-12): {got}"
-    )
-    unraisable = session.take_unraisable()
-    assert unraisable == ["SystemError"], (
-        f"a hook's -1 without an exception must be reported as an "
-        f"unraisable SystemError once (R-HOOK-12); got {unraisable}"
-    )
-    assert session.pending_error() is None, (
-        "a construction left an exception pending after a hook returned -1 "
-        "(R-HOOK-12)"
+    """A hook returning -1 without an exception is an unraisable error."""
+    _assert_failure_is_unraisable(
+        session, HookAction.FAIL_WITHOUT_EXCEPTION, "SystemError", "R-HOOK-12"
     )
 
 
 @pytest.mark.req("R-HOOK-13")
 def test_hook_ids_are_never_reused(session: Session) -> None:
-    """Hook IDs are never reused within an interpreter.
-
-    R-HOOK-13: "Within one interpreter, AddConstructorHook never returns an
-    ID it has returned before, even after that hook was removed."
-    """
+    """Hook IDs are never reused within an interpreter."""
     seen: list[int] = []
     kept = session.add_hook(session.main, Hook(1))
     seen.append(kept)

@@ -13,11 +13,7 @@ from . import helpers as h
 def test_request_returns_distinct_non_negative_indices(
     session: Session,
 ) -> None:
-    """Request returns distinct non negative indices.
-
-    R-INDEX-1: "A successful request returns an index >= 0 that differs from
-    every index currently allocated in the interpreter."
-    """
+    """Request returns distinct non negative indices."""
     indices = [
         session.request_index(session.main, FreeFunc(tag % 16))
         for tag in range(40)
@@ -56,11 +52,7 @@ def test_request_after_release_avoids_allocated_indices(
 
 @pytest.mark.req("R-INDEX-2")
 def test_interpreter_offers_minimum_index_capacity(session: Session) -> None:
-    """Interpreter offers minimum index capacity.
-
-    R-INDEX-2: "An interpreter can have at least 255
-    (PyUnstable_CODE_EXTRA_MIN_INDICES) indices allocated at the same time."
-    """
+    """Interpreter offers minimum index capacity."""
     indices = []
     for n in range(MIN_INDICES):
         try:
@@ -83,11 +75,7 @@ def test_interpreter_offers_minimum_index_capacity(session: Session) -> None:
 
 @pytest.mark.req("R-INDEX-3")
 def test_exhaustion_raises_runtime_error(session: Session) -> None:
-    """Exhaustion raises RuntimeError.
-
-    R-INDEX-3: "When no index is available the request returns -1 with
-    RuntimeError set."
-    """
+    """Exhaustion raises RuntimeError."""
     h.exhaust_indices(session, session.main)
     for _ in range(2):
         with h.api_error(h.REQUEST, "RuntimeError", "R-INDEX-3"):
@@ -98,11 +86,7 @@ def test_exhaustion_raises_runtime_error(session: Session) -> None:
 def test_exhaustion_leaves_indices_and_values_intact(
     session: Session,
 ) -> None:
-    """Exhaustion leaves indices and values intact.
-
-    R-INDEX-4: "A failed request changes no allocated index and no stored
-    value; those keep working."
-    """
+    """Exhaustion leaves indices and values intact."""
     early = session.new_code(session.main)
     first = session.request_index(session.main, FreeFunc(1))
     inline = session.new_code(session.main)
@@ -129,11 +113,7 @@ def test_exhaustion_leaves_indices_and_values_intact(
 @pytest.mark.req("R-INDEX-5")
 @pytest.mark.isolated
 def test_null_free_function_is_never_called(session: Session) -> None:
-    """A NULL free function is never called.
-
-    R-INDEX-5: "free may be NULL; values stored under such an index are never
-    passed to any free function."
-    """
+    """A NULL free function is never called."""
     early = session.new_code(session.main)
     silent = session.request_index(session.main, None)
     recorded = session.request_index(session.main, FreeFunc(3))
@@ -180,11 +160,7 @@ def test_null_free_function_not_called_on_release(session: Session) -> None:
 def test_first_index_is_zero_and_allocation_is_dense(
     session: Session,
 ) -> None:
-    """First index is zero and allocation is dense.
-
-    R-INDEX-6: "A request returns the lowest index not currently allocated (the
-    first index of a fresh interpreter is 0)."
-    """
+    """First index is zero and allocation is dense."""
     indices = [session.request_index(session.main, None) for _ in range(5)]
     assert indices == [0, 1, 2, 3, 4], (
         f"{h.REQUEST} in a fresh interpreter must return 0, 1, 2, ... "
@@ -211,12 +187,7 @@ def test_request_reuses_lowest_released_index(session: Session) -> None:
 @pytest.mark.requires(Capability.RELEASE)
 @pytest.mark.isolated
 def test_release_frees_every_value_once(session: Session) -> None:
-    """Release frees every value once.
-
-    R-INDEX-7: "Releasing an index calls its free function exactly once for
-    every non-NULL value stored under it in live code objects, before the
-    release returns."
-    """
+    """Release frees every value once."""
     early = session.new_code(session.main)
     released = session.request_index(session.main, FreeFunc(1))
     kept = session.request_index(session.main, FreeFunc(2))
@@ -260,11 +231,7 @@ def test_release_frees_every_value_once(session: Session) -> None:
 @pytest.mark.requires(Capability.RELEASE)
 @pytest.mark.isolated
 def test_reused_index_reads_null(session: Session) -> None:
-    """Reused index reads NULL.
-
-    R-INDEX-8: "A released index may be returned by a later request; every slot
-    under a reused index reads NULL."
-    """
+    """Reused index reads NULL."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
     inline = session.new_code(session.main)
@@ -287,12 +254,7 @@ def test_reused_index_reads_null(session: Session) -> None:
 def test_bad_release_raises_system_error_and_changes_nothing(
     session: Session,
 ) -> None:
-    """Bad release raises system error and changes nothing.
-
-    R-INDEX-9: "Releasing an index that is not allocated (negative, never
-    allocated, already released) returns -1 with SystemError and changes
-    nothing."
-    """
+    """Bad release raises system error and changes nothing."""
     kept = session.request_index(session.main, FreeFunc(1))
     gone = session.request_index(session.main, FreeFunc(2))
     code = session.new_code(session.main)
@@ -313,11 +275,7 @@ def test_bad_release_raises_system_error_and_changes_nothing(
 def test_released_index_is_invalid_for_get_and_set(
     session: Session,
 ) -> None:
-    """Released index is invalid for get and set.
-
-    R-INDEX-10: "Get and Set with a released (and not re-allocated) index
-    return -1 with SystemError."
-    """
+    """Released index is invalid for get and set."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
     session.request_index(session.main, FreeFunc(2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import cast
 
 import pytest
@@ -72,11 +71,7 @@ def _same_index(session: Session, a: object, b: object) -> int:
 def test_index_allocation_is_per_interpreter(
     session: Session, kind: str
 ) -> None:
-    """Index allocation is per interpreter.
-
-    R-INTERP-1: "Index allocation is per interpreter: allocating or exhausting
-    indices in one interpreter does not affect another."
-    """
+    """Index allocation is per interpreter."""
     other = new_interpreter(session, kind)
     before = session.request_index(other, None)
     h.exhaust_indices(session, session.main)
@@ -108,11 +103,7 @@ def test_fresh_interpreter_starts_at_index_zero(
 
 @kinds("R-INTERP-2")
 def test_values_are_per_interpreter(session: Session, kind: str) -> None:
-    """Values are per interpreter.
-
-    R-INTERP-2: "A code object used from two interpreters holds independent
-    values under the same index number in each."
-    """
+    """Values are per interpreter."""
     other = new_interpreter(session, kind)
     mains = session.new_code(session.main)
     others = session.new_code(other)
@@ -135,25 +126,34 @@ def test_values_are_per_interpreter(session: Session, kind: str) -> None:
     h.assert_no_frees(h.SET, "R-INTERP-2", session)
 
 
-@kinds("R-INTERP-3")
-@pytest.mark.isolated
-def test_value_freed_by_owner_free_function(
-    session: Session, kind: str
-) -> None:
-    """Value freed by owner free function.
+def _values_in_both(
+    session: Session, kind: str, base: int
+) -> tuple[Handle, int, list[Handle]]:
+    """Store under one index of two interpreters on two code objects.
 
-    R-INTERP-3: "A value is freed with the free function of the interpreter
-    that stored it, whichever interpreter destroys the code object."
+    Return a new interpreter, the index and a code object of each; the
+    main interpreter stores ``base + 0x10 + n`` on object n, the other
+    ``base + 0x20 + n``.  Free calls so far are dropped: a Set that frees
+    the other interpreter's value is R-INTERP-2's deviation (values
+    shared), not the caller's.
     """
     other = new_interpreter(session, kind)
     index = _same_index(session, session.main, other)
     codes = [session.new_code(session.main), session.new_code(other)]
     for n, code in enumerate(codes):
-        session.set_extra(session.main, code, index, 0x310 + n)
-        session.set_extra(other, code, index, 0x320 + n)
-    # A Set that frees the other interpreter's value is R-INTERP-2's
-    # deviation (values shared): only destruction is judged here.
+        session.set_extra(session.main, code, index, base + 0x10 + n)
+        session.set_extra(other, code, index, base + 0x20 + n)
     h.frees(session)
+    return other, index, codes
+
+
+@kinds("R-INTERP-3")
+@pytest.mark.isolated
+def test_value_freed_by_owner_free_function(
+    session: Session, kind: str
+) -> None:
+    """Value freed by owner free function."""
+    _, _, codes = _values_in_both(session, kind, 0x300)
     for code in codes:
         session.drop(code)
     owners = {0x310: 1, 0x311: 1, 0x320: 2, 0x321: 2}
@@ -173,11 +173,7 @@ def test_value_freed_by_owner_free_function(
 def test_foreign_code_uses_out_of_line_storage(
     session: Session, kind: str
 ) -> None:
-    """Foreign code objects use out-of-line storage.
-
-    R-INTERP-4: "Set and Get work on a code object constructed by another
-    interpreter (out-of-line storage); its flag is left unchanged."
-    """
+    """Foreign code objects use out-of-line storage."""
     other = new_interpreter(session, kind)
     session.request_index(other, FreeFunc(2))
     # Constructed while the other interpreter has a consumer: inline
@@ -202,20 +198,8 @@ def test_foreign_code_uses_out_of_line_storage(
 def test_finalization_frees_only_own_values(
     session: Session, kind: str
 ) -> None:
-    """Finalization frees only own values.
-
-    R-INTERP-5: "Finalizing an interpreter frees its own values in shared code
-    objects and leaves other interpreters' values intact."
-    """
-    other = new_interpreter(session, kind)
-    index = _same_index(session, session.main, other)
-    codes = [session.new_code(session.main), session.new_code(other)]
-    for n, code in enumerate(codes):
-        session.set_extra(session.main, code, index, 0x510 + n)
-        session.set_extra(other, code, index, 0x520 + n)
-    # A Set that frees the other interpreter's value is R-INTERP-2's
-    # deviation (values shared): only finalization is judged here.
-    h.frees(session)
+    """Finalization frees only own values."""
+    other, index, codes = _values_in_both(session, kind, 0x500)
     session.end_interpreter(other)
     h.assert_frees(
         "interpreter finalization",
@@ -242,11 +226,7 @@ def test_finalization_frees_only_own_values(
 @kinds("R-INTERP-6")
 @pytest.mark.requires(Capability.HOOKS)
 def test_hooks_are_per_interpreter(session: Session, kind: str) -> None:
-    """Hooks are per interpreter.
-
-    R-INTERP-6: "Hooks of one interpreter are not called for code objects
-    constructed in another."
-    """
+    """Hooks are per interpreter."""
     other = new_interpreter(session, kind)
     session.add_hook(session.main, Hook(1))
     session.add_hook(other, Hook(2))
@@ -269,12 +249,7 @@ def test_hooks_are_per_interpreter(session: Session, kind: str) -> None:
 def test_own_gil_interpreters_keep_the_rules_in_parallel(
     session: Session,
 ) -> None:
-    """Interpreters running in parallel keep indices, values, hooks apart.
-
-    R-INTERP-7: "R-INTERP-1 to R-INTERP-6 hold for interpreters created with
-    their own GIL, including while they call this API at the same time as
-    the main interpreter."
-    """
+    """Interpreters running in parallel keep indices, values, hooks apart."""
     other = cast(OwnGilSession, session).new_own_gil_interpreter()
     interps = [session.main, other]
     shared = [session.new_code(session.main) for _ in range(8)]
@@ -284,11 +259,9 @@ def test_own_gil_interpreters_keep_the_rules_in_parallel(
     wrong: list[str] = []
     made: dict[int, list[object]] = {}
     indices: dict[int, int] = {}
-    barrier = threading.Barrier(threads)
 
     def work(n: int) -> None:
         interp = interps[n % 2]
-        barrier.wait()
         index = session.request_index(interp, FreeFunc(1 + n % 2))
         indices[n] = index
         made[n] = [session.new_code(interp) for _ in range(10)]
@@ -302,23 +275,7 @@ def test_own_gil_interpreters_keep_the_rules_in_parallel(
                         f"thread {n} stored {value:#x}, read {got:#x}"
                     )
 
-    errors: list[BaseException] = []
-
-    def main(n: int) -> None:
-        try:
-            work(n)
-        except BaseException as exc:  # Re-raised in the main thread.
-            errors.append(exc)
-
-    workers = [
-        threading.Thread(target=main, args=(n,)) for n in range(threads)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    if errors:
-        raise errors[0]
+    h.run_threads(work, threads)
     assert not wrong, (
         f"values leaked between interpreters (R-INTERP-7): {wrong[:3]}"
     )

@@ -12,6 +12,17 @@ from . import helpers as h
 NEGATIVE = (-1, -2, -(2**31))
 
 
+def _index_and_codes(session: Session) -> tuple[int, list[object]]:
+    """Request an index (free function tag 1) around new code objects.
+
+    Return it with a code object made before it (no inline storage), one
+    made after it (inline storage) and that one's nested code object.
+    """
+    early = session.new_code(session.main)
+    index = session.request_index(session.main, FreeFunc(1))
+    return index, [early, *_codes(session)]
+
+
 def _codes(session: Session) -> list[object]:
     """One code object without and one with inline storage, and a child.
 
@@ -24,11 +35,7 @@ def _codes(session: Session) -> list[object]:
 
 @pytest.mark.req("R-STORE-1")
 def test_unset_slot_reads_null(session: Session) -> None:
-    """Unset slot reads NULL.
-
-    R-STORE-1: "Get of an allocated index on a code object where nothing was
-    stored returns 0 and sets *extra to NULL."
-    """
+    """Unset slot reads NULL."""
     early = session.new_code(session.main)
     first = session.request_index(session.main, FreeFunc(1))
     codes = [early, *_codes(session)]
@@ -40,11 +47,7 @@ def test_unset_slot_reads_null(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-2")
 def test_set_then_get_round_trips(session: Session) -> None:
-    """Set then get round trips.
-
-    R-STORE-2: "After a successful Set(code, index, value), Get(code, index)
-    returns value until the slot is set again, cleared, or the index released."
-    """
+    """Set then get round trips."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
     codes = [early, *_codes(session)]
@@ -61,15 +64,8 @@ def test_set_then_get_round_trips(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-3")
 def test_opaque_bit_patterns_round_trip(session: Session) -> None:
-    """Opaque bit patterns round trip.
-
-    R-STORE-3: "Values are opaque pointer-sized words: any bit pattern (small
-    integers, (void *)1, odd values, all-ones) is stored and returned unchanged
-    and never dereferenced by the implementation."
-    """
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    """Opaque bit patterns round trip."""
+    index, codes = _index_and_codes(session)
     expected_frees = []
     for code in codes:
         previous = 0
@@ -88,10 +84,7 @@ def test_opaque_bit_patterns_round_trip(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-4")
 def test_set_changes_no_other_slot(session: Session) -> None:
-    """Set changes no other slot.
-
-    R-STORE-4: "Set on (code, index) changes no other (code', index') slot."
-    """
+    """Set changes no other slot."""
     early = session.new_code(session.main)
     indices = [session.request_index(session.main, FreeFunc(1))]
     codes = [early, *_codes(session)]
@@ -124,11 +117,7 @@ def test_set_changes_no_other_slot(session: Session) -> None:
 
 @pytest.mark.req("R-STORE-5")
 def test_set_null_clears_slot(session: Session) -> None:
-    """Set NULL clears slot.
-
-    R-STORE-5: "Set(code, index, NULL) clears the slot; a later Get returns
-    NULL."
-    """
+    """Set NULL clears slot."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(1))
     for code in [early, *_codes(session)]:
@@ -142,14 +131,8 @@ def test_set_null_clears_slot(session: Session) -> None:
 @pytest.mark.req("R-STORE-6")
 @pytest.mark.isolated
 def test_get_invalid_index_raises_system_error(session: Session) -> None:
-    """Get with an invalid index raises SystemError.
-
-    R-STORE-6: "Get with an index that is negative or not allocated returns -1
-    with SystemError and reads nothing outside the storage."
-    """
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    """Get with an invalid index raises SystemError."""
+    index, codes = _index_and_codes(session)
     for code in codes:
         session.set_extra(session.main, code, index, 0x601)
     for code in codes:
@@ -163,14 +146,8 @@ def test_get_invalid_index_raises_system_error(session: Session) -> None:
 def test_set_invalid_index_stores_and_frees_nothing(
     session: Session,
 ) -> None:
-    """Set invalid index stores and frees nothing.
-
-    R-STORE-7: "Set with an index that is negative or not allocated returns -1
-    with SystemError; nothing is stored and nothing freed."
-    """
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    """Set invalid index stores and frees nothing."""
+    index, codes = _index_and_codes(session)
     for code in codes:
         session.set_extra(session.main, code, index, 0x701)
     for code in codes:
@@ -187,11 +164,7 @@ def test_set_invalid_index_stores_and_frees_nothing(
 @pytest.mark.req("R-STORE-8")
 @pytest.mark.isolated
 def test_get_non_code_raises_system_error(session: Session) -> None:
-    """Get on a non-code object raises SystemError.
-
-    R-STORE-8: "Get with an object that is not a code object returns -1 with
-    SystemError."
-    """
+    """Get on a non-code object raises SystemError."""
     index = session.request_index(session.main, FreeFunc(1))
     other = session.new_non_code(session.main)
     with h.api_error(h.GET, "SystemError", "R-STORE-8"):
@@ -203,11 +176,7 @@ def test_get_non_code_raises_system_error(session: Session) -> None:
 def test_set_non_code_raises_system_error_and_keeps_value(
     session: Session,
 ) -> None:
-    """Set non code raises system error and keeps value.
-
-    R-STORE-9: "Set with an object that is not a code object returns -1 with
-    SystemError, and the value is not freed (the caller keeps ownership)."
-    """
+    """Set non code raises system error and keeps value."""
     index = session.request_index(session.main, FreeFunc(1))
     other = session.new_non_code(session.main)
     for value in (0x901, 0):
@@ -220,10 +189,7 @@ def test_set_non_code_raises_system_error_and_keeps_value(
 @pytest.mark.req("R-STORE-10")
 @pytest.mark.isolated
 def test_failed_get_clears_output(session: Session) -> None:
-    """A failed Get leaves NULL in its output.
-
-    R-STORE-10: "When Get fails it sets *extra to NULL."
-    """
+    """A failed Get leaves NULL in its output."""
     index = session.request_index(session.main, FreeFunc(1))
     code = session.new_code(session.main)
     session.set_extra(session.main, code, index, 0xA01)
@@ -255,14 +221,8 @@ def test_failed_get_clears_output(session: Session) -> None:
 @pytest.mark.req("R-STORE-11")
 @pytest.mark.isolated
 def test_failed_set_keeps_every_previous_value(session: Session) -> None:
-    """Failed set keeps every previous value.
-
-    R-STORE-11: "When Set fails (any reason) the slot keeps its previous value
-    and no free function is called."
-    """
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    """Failed set keeps every previous value."""
+    index, codes = _index_and_codes(session)
     other = session.new_non_code(session.main)
     for n, code in enumerate(codes):
         session.set_extra(session.main, code, index, 0xB00 + n)
@@ -285,15 +245,8 @@ def test_failed_set_keeps_every_previous_value(session: Session) -> None:
 def test_compare_exchange_stores_when_expected_matches(
     session: Session,
 ) -> None:
-    """CompareExchange stores when the slot holds *expected.
-
-    R-STORE-12: "When the slot holds *expected, CompareExchange stores
-    desired, returns 1, and frees the previous value once, after the store,
-    if it is not NULL and differs from desired."
-    """
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    """CompareExchange stores when the slot holds *expected."""
+    index, codes = _index_and_codes(session)
     for n, code in enumerate(codes):
         first, second = 0xC10 + 0x10 * n, 0xC11 + 0x10 * n
         got = session.compare_exchange_extra(
@@ -367,14 +320,8 @@ def test_compare_exchange_frees_after_the_store(session: Session) -> None:
 def test_compare_exchange_errors_store_and_free_nothing(
     session: Session,
 ) -> None:
-    """CompareExchange fails as Set does, changing nothing.
-
-    R-STORE-12: "On error it fails as SetExtra does, leaving the slot and
-    *expected unchanged and calling no free function."
-    """
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    """CompareExchange fails as Set does, changing nothing."""
+    index, codes = _index_and_codes(session)
     other = session.new_non_code(session.main)
     for code in codes:
         session.set_extra(session.main, code, index, 0xE01)
@@ -421,15 +368,8 @@ def test_compare_exchange_memory_error_keeps_slot(session: Session) -> None:
 def test_compare_exchange_reports_current_value_otherwise(
     session: Session,
 ) -> None:
-    """CompareExchange with a stale *expected reports the current value.
-
-    R-STORE-13: "When the slot holds a value other than *expected,
-    CompareExchange writes that value into *expected, returns 0, stores
-    nothing and frees nothing."
-    """
-    early = session.new_code(session.main)
-    index = session.request_index(session.main, FreeFunc(1))
-    codes = [early, *_codes(session)]
+    """CompareExchange with a stale *expected reports the current value."""
+    index, codes = _index_and_codes(session)
     for n, code in enumerate(codes):
         got = session.compare_exchange_extra(
             session.main, code, index, 0xF01, 0xF02

@@ -28,25 +28,7 @@ ROUNDS = 400
 
 def _run(work: Callable[[int], None]) -> None:
     """Run ``work(n)`` in THREADS threads started together; re-raise."""
-    barrier = threading.Barrier(THREADS)
-    errors: list[BaseException] = []
-
-    def main(n: int) -> None:
-        try:
-            barrier.wait()
-            work(n)
-        except BaseException as exc:  # Re-raised in the main thread.
-            errors.append(exc)
-
-    threads = [
-        threading.Thread(target=main, args=(n,)) for n in range(THREADS)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    h.run_threads(work, THREADS)
 
 
 def _value(thread: int, round_: int) -> int:
@@ -56,12 +38,7 @@ def _value(thread: int, round_: int) -> int:
 @pytest.mark.req("R-THREAD-1")
 @pytest.mark.isolated
 def test_concurrent_set_get_on_distinct_code(session: Session) -> None:
-    """Concurrent Set and Get on distinct code objects serialise.
-
-    R-THREAD-1: "Set and Get running concurrently on different code objects
-    behave as if serialised: each thread reads back what it stored and no free
-    call is lost or repeated."
-    """
+    """Concurrent Set and Get on distinct code objects serialise."""
     codes = [session.new_code(session.main) for _ in range(THREADS)]
     index = session.request_index(session.main, FreeFunc(1))
     codes += [session.new_code(session.main) for _ in range(THREADS)]
@@ -85,21 +62,18 @@ def test_concurrent_set_get_on_distinct_code(session: Session) -> None:
     )
     expected += expected
     got = Counter(h.frees(session))
-    assert got == expected, (
-        f"{h.SET}: concurrent overwrites lost or repeated free calls "
-        f"(R-THREAD-1): {sum((got - expected).values())} extra, "
-        f"{sum((expected - got).values())} missing"
+    h.assert_same_calls(
+        f"{h.SET}: concurrent overwrites lost or repeated free calls",
+        "R-THREAD-1",
+        got,
+        expected,
     )
 
 
 @pytest.mark.req("R-THREAD-2")
 @pytest.mark.isolated
 def test_concurrent_set_on_one_slot(session: Session) -> None:
-    """Concurrent Set on one slot frees each value once.
-
-    R-THREAD-2: "Concurrent Set on one slot frees every overwritten value
-    exactly once, and the slot ends holding one of the stored values."
-    """
+    """Concurrent Set on one slot frees each value once."""
     early = session.new_code(session.main)
     index = session.request_index(session.main, FreeFunc(2))
     inline = session.new_code(session.main)
@@ -118,20 +92,19 @@ def test_concurrent_set_on_one_slot(session: Session) -> None:
         )
         got = Counter(h.frees(session))
         expected = Counter((2, v) for v in stored - {final})
-        assert got == expected, (
+        h.assert_same_calls(
             f"concurrent {h.SET} on one slot must free each overwritten "
-            f"value once (R-THREAD-2): {sum((got - expected).values())} "
-            f"extra, {sum((expected - got).values())} missing"
+            f"value once",
+            "R-THREAD-2",
+            got,
+            expected,
         )
 
 
 @pytest.mark.req("R-THREAD-3")
 @pytest.mark.isolated
 def test_concurrent_requests_are_distinct(session: Session) -> None:
-    """Concurrent requests return distinct indices.
-
-    R-THREAD-3: "Concurrent index requests return distinct indices."
-    """
+    """Concurrent requests return distinct indices."""
     results: list[list[int]] = [[] for _ in range(THREADS)]
     per_thread = 200 // THREADS
 
@@ -154,11 +127,7 @@ def test_concurrent_requests_are_distinct(session: Session) -> None:
 def test_concurrent_construction_sees_every_hook_once(
     session: Session,
 ) -> None:
-    """Concurrent construction sees every hook once.
-
-    R-THREAD-4: "Code objects constructed concurrently each pass through every
-    hook exactly once."
-    """
+    """Concurrent construction sees every hook once."""
     for tag in (1, 2, 3):
         session.add_hook(session.main, Hook(tag))
     made: list[list[object]] = [[] for _ in range(THREADS)]
@@ -173,10 +142,11 @@ def test_concurrent_construction_sees_every_hook_once(
     ids = [session.code_id(c) for chunk in made for c in chunk]
     got = Counter((c.tag, c.code_id) for c in session.take_hook_calls())
     expected = Counter((tag, i) for tag in (1, 2, 3) for i in ids)
-    assert got == expected, (
-        f"concurrent construction: each code object must pass each hook "
-        f"once (R-THREAD-4): {sum((got - expected).values())} extra, "
-        f"{sum((expected - got).values())} missing"
+    h.assert_same_calls(
+        "concurrent construction: each code object must pass each hook once",
+        "R-THREAD-4",
+        got,
+        expected,
     )
 
 
@@ -184,12 +154,7 @@ def test_concurrent_construction_sees_every_hook_once(
 @pytest.mark.requires(Capability.COMPARE_EXCHANGE)
 @pytest.mark.isolated
 def test_compare_exchange_has_exactly_one_winner(session: Session) -> None:
-    """Racing CompareExchange calls from NULL have exactly one winner.
-
-    R-THREAD-5: "Exactly one call returns 1; every other returns 0 with the
-    winner's value in *expected; the winner's value is not freed while in
-    the slot, and no loser's value is stored or freed."
-    """
+    """Racing CompareExchange calls from NULL have exactly one winner."""
     count = 60
     early = [session.new_code(session.main) for _ in range(count)]
     index = session.request_index(session.main, FreeFunc(3))
@@ -226,12 +191,7 @@ def test_compare_exchange_has_exactly_one_winner(session: Session) -> None:
 @pytest.mark.req("R-THREAD-6")
 @pytest.mark.isolated
 def test_concurrent_readers_see_old_or_new(session: Session) -> None:
-    """Readers racing stores read only values that were stored.
-
-    R-THREAD-6: "A Get concurrent with stores into the same slot returns 0
-    and a value the slot held during the call, never a value never stored
-    and never a failure caused by the stores or by storage growth."
-    """
+    """Readers racing stores read only values that were stored."""
     early = session.new_code(session.main)
     first = session.request_index(session.main, FreeFunc(4))
     inline = session.new_code(session.main)
@@ -284,11 +244,7 @@ def test_concurrent_readers_see_old_or_new(session: Session) -> None:
 def test_concurrent_request_release_keep_indices_unique(
     session: Session,
 ) -> None:
-    """Requests and releases from several threads behave as if serialised.
-
-    R-THREAD-7: "Indices allocated at the same time are distinct, and every
-    release frees each value stored under its index exactly once."
-    """
+    """Requests and releases from several threads behave as if serialised."""
     code = session.new_code(session.main)
     held: set[int] = set()
     lock = threading.Lock()
@@ -324,8 +280,8 @@ def test_concurrent_request_release_keep_indices_unique(
 def test_concurrent_hook_changes_keep_ids_unique(session: Session) -> None:
     """Hook additions and removals from several threads keep IDs unique.
 
-    R-THREAD-7: "Hook additions and removals made concurrently behave as if
-    serialised: hook IDs are distinct", and a removed hook is gone.
+    Each thread adds and removes its own hook; no ID may be handed out
+    twice, and no removed hook may still be called.
     """
     ids: list[list[int]] = [[] for _ in range(THREADS)]
 
@@ -446,10 +402,11 @@ def test_native_threads_on_distinct_code(session: Session) -> None:
         for r in range(NATIVE_ROUNDS - 1)
     )
     got = Counter(h.frees(session))
-    assert got == expected, (
-        f"{h.SET} on native threads lost or repeated free calls "
-        f"(R-THREAD-1): {sum((got - expected).values())} extra, "
-        f"{sum((expected - got).values())} missing"
+    h.assert_same_calls(
+        f"{h.SET} on native threads lost or repeated free calls",
+        "R-THREAD-1",
+        got,
+        expected,
     )
 
 

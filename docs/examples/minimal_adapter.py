@@ -16,6 +16,7 @@ meta_tests/test_docs_ext.py runs it.
 from __future__ import annotations
 
 from coextra_conformance.adapter import (
+    MIN_INDICES,
     ApiError,
     Capability,
     FreeAction,
@@ -25,9 +26,6 @@ from coextra_conformance.adapter import (
     Hook,
     HookCall,
 )
-
-#: The PEP's minimum number of indices (R-INDEX-2).
-MIN_INDICES = 255
 
 
 class Code:

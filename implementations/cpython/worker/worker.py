@@ -44,6 +44,21 @@ try:  # only for the type comments; typing exists on every version run
 except ImportError:  # pragma: no cover
     pass
 
+# BEGIN GENERATED: contract
+# Copied from conformance/contract.py, which this interpreter
+# cannot import; do not edit: python tools/gen_contract_copies.py
+REQUEST = "PyUnstable_Eval_RequestCodeExtraIndex"
+RELEASE = "PyUnstable_Eval_ReleaseCodeExtraIndex"
+GET = "PyUnstable_Code_GetExtra"
+SET = "PyUnstable_Code_SetExtra"
+COMPARE_EXCHANGE = "PyUnstable_Code_CompareExchangeExtra"
+ADD_HOOK = "PyUnstable_Code_AddConstructorHook"
+REMOVE_HOOK = "PyUnstable_Code_RemoveConstructorHook"
+HAS_INLINE = "PyUnstable_Code_HasInlineExtra"
+CONSTRUCT = "code object construction"
+# END GENERATED: contract
+
+# The recording actions by the codes of the _coextra_cpython extension.
 FREE_ACTIONS = {"record": 0, "get": 1, "set": 2, "new-code": 3}
 HOOK_ACTIONS = {
     "record": 0,
@@ -128,7 +143,7 @@ class Worker(object):
                 return self.cx.call_in(interp, function, args, kwargs)
             return self.cx.call_in(interp, function, args)
         except Exception as exc:
-            raise ApiFailure("code object construction",
+            raise ApiFailure(CONSTRUCT,
                              type(exc).__name__) from None
 
     def flagged_code(self, interp, source, filename, flags):
@@ -324,7 +339,7 @@ class Worker(object):
 
     def op_release_index(self, interp, index):
         # type: (int, int) -> None
-        self.check("PyUnstable_Eval_ReleaseCodeExtraIndex",
+        self.check(RELEASE,
                    self.cx.release_index(interp, index))
         return None
 
@@ -351,26 +366,24 @@ class Worker(object):
         # type: (int, int, int, int, int) -> List[int]
         pair, current = self.cx.compare_exchange_extra(
             interp, self.obj(code), index, expected, desired)
-        rc = self.check("PyUnstable_Code_CompareExchangeExtra", pair)
+        rc = self.check(COMPARE_EXCHANGE, pair)
         return [rc, int(current)]
 
     def op_add_hook(self, interp, tag, action, index, value):
         # type: (int, int, str, int, int) -> int
-        name = ("PyCode_AddWatcher" if self.cx.WATCHERS
-                else "PyUnstable_Code_AddConstructorHook")
+        name = "PyCode_AddWatcher" if self.cx.WATCHERS else ADD_HOOK
         return self.check(name, self.cx.add_hook(
             interp, tag, HOOK_ACTIONS[action], index, value))
 
     def op_remove_hook(self, interp, hook_id):
         # type: (int, int) -> None
-        name = ("PyCode_ClearWatcher" if self.cx.WATCHERS
-                else "PyUnstable_Code_RemoveConstructorHook")
+        name = "PyCode_ClearWatcher" if self.cx.WATCHERS else REMOVE_HOOK
         self.check(name, self.cx.remove_hook(interp, hook_id))
         return None
 
     def op_has_inline_extra(self, code):
         # type: (int) -> bool
-        return self.check("PyUnstable_Code_HasInlineExtra",
+        return self.check(HAS_INLINE,
                           self.cx.has_inline_extra(self.obj(code))) == 1
 
     # -- observation -----------------------------------------------------
