@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from coextra_conformance import cabi
+from coextra_conformance.cabi import implementation as cabi_implementation
+from coextra_conformance.cabi import loader as cabi_loader
 from coextra_conformance.adapter import Capability
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,13 +68,13 @@ def test_minor_versions_are_the_loaders(
         if row.entry is not None
     }
     loader = {
-        entry: (cap, cabi._LAST_ENTRY_OF_MINOR.index(entry))
-        for entry, cap in cabi._MINOR_ENTRIES.items()
+        entry: (cap, cabi_loader._LAST_ENTRY_OF_MINOR.index(entry))
+        for entry, cap in cabi_implementation.MINOR_ENTRIES.items()
     }
     assert shown == loader
-    assert len(cabi._LAST_ENTRY_OF_MINOR) - 1 == cabi.abi_constants().get(
-        "COEXTRA_ABI_MINOR"
-    )
+    assert len(
+        cabi_loader._LAST_ENTRY_OF_MINOR
+    ) - 1 == cabi.abi_constants().get("COEXTRA_ABI_MINOR")
 
 
 def test_table_source_names_bit_and_minor(
