@@ -71,6 +71,22 @@ class _CapacityShortByOne(ModelSession):
     index_capacity = 254
 
 
+class _RequestConsumesIndexOnFailure(ModelSession):
+    """A request that fails for lack of memory still uses up its index."""
+
+    def request_index(self, interp: Handle, free: FreeFunc | None) -> int:
+        try:
+            return super().request_index(interp, free)
+        except ApiError as exc:
+            if exc.exc_type == "MemoryError":
+                state = self._as_interp(interp)
+                with self._lock:
+                    index = self._find_free_index(state)
+                    if index is not None:
+                        state.indices[index] = free
+            raise
+
+
 class _NoExceptionOnExhaustion(ModelSession):
     """Returns -1 on exhaustion but forgets to set RuntimeError."""
 
@@ -491,6 +507,10 @@ capacity_short_by_one = _broken(
     _CapacityShortByOne,
     "R-INDEX-2",
     "R-FLAG-9",
+)
+request_consumes_index_on_failure = _broken(
+    "request_consumes_index_on_failure",
+    _RequestConsumesIndexOnFailure,
     "R-ALLOC-3",
 )
 no_exception_on_exhaustion = _broken(
@@ -648,6 +668,7 @@ BROKEN: dict[str, BrokenImplementation] = {
         reuses_allocated_index,
         stale_after_index_reuse,
         capacity_short_by_one,
+        request_consumes_index_on_failure,
         no_exception_on_exhaustion,
         get_invalid_index_succeeds,
         segfaults_on_odd_pattern,
