@@ -21,6 +21,7 @@ import pytest
 from ..adapter import (
     MIN_CONSTRUCTOR_HOOKS,
     MIN_INDICES,
+    ApiError,
     Capability,
     FreeFunc,
     Handle,
@@ -342,7 +343,19 @@ def test_removal_from_a_chain_of_any_length(
     unaffected, whatever the chain's length (lengths that fill a table
     exactly are where an off-by-one shift reads past it).
     """
-    ids = [session.add_hook(session.main, Hook(tag)) for tag in range(count)]
+    ids = []
+    for tag in range(count):
+        try:
+            ids.append(session.add_hook(session.main, Hook(tag)))
+        except ApiError as exc:
+            if tag < MIN_CONSTRUCTOR_HOOKS:
+                raise
+            # Holding more than the minimum is R-HOOK-10's question;
+            # this chain cannot be built here.
+            pytest.skip(
+                f"not-applicable: the implementation holds {tag} hooks "
+                f"({h.ADD_HOOK} failed with {exc.exc_type}), not {count}"
+            )
     gone = {"first": 0, "middle": count // 2, "last": count - 1}[position]
     session.remove_hook(session.main, ids[gone])
     session.drop(session.new_code(session.main))
