@@ -279,7 +279,9 @@ def test_ending_any_interpreter_leaves_the_others_intact(
 
 
 @pytest.mark.req("R-FLAG-9")
-@pytest.mark.requires(Capability.SIZEOF)
+# Only inline storage is sized at construction; out-of-line storage is
+# test_flag.py's test_sizeof_counts_extra_storage.
+@pytest.mark.requires(Capability.SIZEOF, Capability.INLINE_FLAG)
 @pytest.mark.parametrize("slots", [1, 2, 16, MIN_INDICES])
 def test_accounted_size_holds_a_pointer_per_slot(
     session: Session, slots: int
