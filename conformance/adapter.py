@@ -16,8 +16,9 @@ Calls of the PEP's API that return their error value raise :class:`ApiError`
 carrying the name of the exception class the implementation set (or ``None``
 when it set none, itself a deviation).  A crash of the implementation is
 raised as :class:`ImplementationCrashed` by adapters that run it out of
-process, and a hang (a request that gets no answer in time) as its subclass
-:class:`ImplementationTimedOut`; in-process adapters are isolated by the suite with ``fork``.
+process, and a hang (a request that gets no answer in time) as its
+subclass :class:`ImplementationTimedOut`; in-process adapters are isolated
+by the suite with ``fork``.
 
 The same contract is offered to C and Rust libraries as the C ABI declared
 in ``abi/coextra_abi.h`` and loaded by :mod:`.cabi`.

@@ -562,7 +562,8 @@ def test_hung_worker_leaves_a_complete_report(tmp_path: Path) -> None:
             "-p",
             "no:cacheprovider",
             "-k",
-            "test_set_then_get_round_trips or test_concurrent_requests_are_distinct",
+            "test_set_then_get_round_trips"
+            " or test_concurrent_requests_are_distinct",
         ],
         env=env,
         cwd=tmp_path,

@@ -120,9 +120,7 @@ EXPECTATIONS = sorted(REPO.glob("implementations/cpython/expectations/*.toml"))
 @pytest.mark.parametrize(
     "path", EXPECTATIONS, ids=lambda p: str(p.relative_to(REPO))
 )
-def test_committed_reasons_state_causes(
-    gen: ModuleType, path: Path
-) -> None:
+def test_committed_reasons_state_causes(gen: ModuleType, path: Path) -> None:
     """No committed expectation reason is the tool's ``Observed:`` quote.
 
     A reason says which behaviour of the implementation makes the

@@ -13,8 +13,9 @@ requirement crashed or hung).  A requirement observed without a reason
 yet gets one quoting the failing test's message, marked ``Observed:`` for
 a person to rewrite with the cause; such a placeholder is refreshed from
 each new observation, a reason without the mark is never touched.  The
-project's tests refuse a committed file that still holds a placeholder.  Entries for requirements that now pass, or are not
-applicable, are dropped (and listed on stderr).
+project's tests refuse a committed file that still holds a placeholder.
+Entries for requirements that now pass, or are not applicable, are
+dropped (and listed on stderr).
 
 The file's leading comment block is kept, except for the block between
 the ``-- measured`` and ``-- end`` lines, which is rewritten from the

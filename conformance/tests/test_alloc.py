@@ -351,9 +351,7 @@ def test_request_fails_cleanly_at_every_allocation(session: Session) -> None:
                 session,
                 h.REQUEST,
                 "R-ALLOC-3",
-                lambda: got.append(
-                    session.request_index(interp, FreeFunc(1))
-                ),
+                lambda: got.append(session.request_index(interp, FreeFunc(1))),
                 lambda: None,
             )
         except FailsWithoutInjection:

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
 import tempfile
-import re
 import threading
 import time
 from itertools import count
@@ -120,9 +120,10 @@ class Worker:
         """Read the next line of the worker's output.
 
         Waits until the earliest deadline of the requests in flight (or
-        ``deadline`` when none is, as for the handshake); past it the worker is hung:
-        it is killed and every waiting call gets ImplementationTimedOut,
-        whatever other requests it was still answering meanwhile.
+        ``deadline`` when none is, as for the handshake); past it the
+        worker is hung: it is killed and every waiting call gets
+        ImplementationTimedOut, whatever other requests it was still
+        answering meanwhile.
         """
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
@@ -201,7 +202,9 @@ class Worker:
         start = text.find("Fatal Python error")
         if start < 0:
             return ""
-        dump = re.sub(r'File "[^"]*[/\\]([^"/\\]+)"', r'File "\1"', text[start:])
+        dump = re.sub(
+            r'File "[^"]*[/\\]([^"/\\]+)"', r'File "\1"', text[start:]
+        )
         return dump.strip()[:DUMP_LIMIT]
 
     def stderr_summary(self) -> str:
@@ -345,7 +348,7 @@ class Worker:
                     with self._state:
                         self._crash = crash
                     raise
-                message = json.loads(line)
+                message: dict[str, Any] = json.loads(line)
                 answered = message.pop("id")
                 with self._pending_lock:
                     self._pending.pop(answered, None)
@@ -408,7 +411,7 @@ def describe_args(args: dict[str, Any]) -> str:
 
 
 def _again(crash: ImplementationCrashed) -> ImplementationCrashed:
-    """A fresh exception like ``crash``, for another waiting caller."""
+    """Return a fresh exception like ``crash``, for another caller."""
     if isinstance(crash, ImplementationTimedOut):
         return ImplementationTimedOut(str(crash), crash.seconds)
     return ImplementationCrashed(str(crash))

@@ -65,6 +65,7 @@ def request_timeout() -> float:
         )
     return seconds
 
+
 #: Non-NULL word written into the output word of Get before every call, so
 #: that the suite sees whether Get wrote *extra (R-STORE-1, R-STORE-10).
 _PRIME = 0x5EAF00D
