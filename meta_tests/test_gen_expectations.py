@@ -153,7 +153,20 @@ def test_bad_report_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "version", ["3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+    "version",
+    [
+        "3.6",
+        "3.7",
+        "3.8",
+        "3.9",
+        "3.10",
+        "3.11",
+        "3.12",
+        "3.13",
+        "3.13t",
+        "3.14",
+        "3.15",
+    ],
 )
 def test_committed_cpython_expectations_are_current(version: str) -> None:
     """Each expectations file is what its committed report gives."""
