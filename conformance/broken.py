@@ -538,6 +538,8 @@ no_free_on_destroy = _broken(
     "R-FREE-13",
     "R-INTERP-5",
     "R-ALLOC-4",
+    # R-INTERP-5 holds for own-GIL interpreters too (R-INTERP-7).
+    "R-INTERP-7",
 )
 # Release, finalization and failed constructions destroy values too.
 double_free_on_destroy = _broken(
@@ -549,6 +551,8 @@ double_free_on_destroy = _broken(
     "R-FREE-13",
     "R-INTERP-5",
     "R-ALLOC-4",
+    # R-INTERP-5 holds for own-GIL interpreters too (R-INTERP-7).
+    "R-INTERP-7",
 )
 wrong_destroy_order = _broken(
     "wrong_destroy_order", _WrongDestroyOrder, "R-FREE-7"
@@ -588,6 +592,8 @@ values_shared_between_interpreters = _broken(
     "R-INTERP-2",
     "R-INTERP-3",
     "R-INTERP-5",
+    # The same rules for an own-GIL interpreter.
+    "R-INTERP-7",
 )
 # CompareExchange stores through the same non-atomic path.
 set_not_atomic_on_alloc_failure = _broken(
