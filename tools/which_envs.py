@@ -19,9 +19,9 @@ to get it:
   stock and patched) run when their build is cached, or when
   ``COEXTRA_FT=1`` asks (building what is missing);
 * ``py313t-tsan`` (the thread requirements on the ThreadSanitizer build)
-  runs only when ``COEXTRA_FT_TSAN=1`` asks: its build takes far longer
-  than the others and its native-thread stress tests run many times
-  slower under the sanitizer.
+  runs only when ``COEXTRA_FT_TSAN=1`` asks: ThreadSanitizer slows the
+  interpreter several times over, and the native-thread stress tests are
+  the suite's heaviest.
 """
 
 from __future__ import annotations
