@@ -538,8 +538,6 @@ no_free_on_destroy = _broken(
     "R-FREE-13",
     "R-INTERP-5",
     "R-ALLOC-4",
-    # R-INTERP-5 holds for own-GIL interpreters too (R-INTERP-7).
-    "R-INTERP-7",
 )
 # Release, finalization and failed constructions destroy values too.
 double_free_on_destroy = _broken(
@@ -551,8 +549,6 @@ double_free_on_destroy = _broken(
     "R-FREE-13",
     "R-INTERP-5",
     "R-ALLOC-4",
-    # R-INTERP-5 holds for own-GIL interpreters too (R-INTERP-7).
-    "R-INTERP-7",
 )
 wrong_destroy_order = _broken(
     "wrong_destroy_order", _WrongDestroyOrder, "R-FREE-7"
