@@ -8,7 +8,9 @@ TOX := $(VENV)/bin/tox
 
 # tools/which_envs.py lists every environment that can run here: it drops
 # those whose interpreter or toolchain is missing (printing how to get it)
-# and adds `patched` when its build is cached or COEXTRA_PATCHED=1 asks.
+# and adds `patched`, `py314`/`py315` and the free-threaded `py313t` and
+# `patched-ft` when their build is cached or COEXTRA_PATCHED=1, COEXTRA_SID=1
+# or COEXTRA_FT=1 asks; `py313t-tsan` only when COEXTRA_FT_TSAN=1 asks.
 export COEXTRA_PATCHED COEXTRA_SID COEXTRA_FT COEXTRA_FT_TSAN
 
 .PHONY: conformance test clean

@@ -16,7 +16,9 @@ Calls of the PEP's API that return their error value raise :class:`ApiError`
 carrying the name of the exception class the implementation set (or ``None``
 when it set none, itself a deviation).  A crash of the implementation is
 raised as :class:`ImplementationCrashed` by adapters that run it out of
-process; in-process adapters are isolated by the suite with ``fork``.
+process, and a hang (a request that gets no answer in time) as its
+subclass :class:`ImplementationTimedOut`; in-process adapters are isolated
+by the suite with ``fork``.
 
 The same contract is offered to C and Rust libraries as the C ABI declared
 in ``abi/coextra_abi.h`` and loaded by :mod:`.cabi`.
@@ -122,6 +124,21 @@ def live_blocks(implementation: object) -> int:
 
 class ImplementationCrashed(Exception):
     """The implementation under test died (signal, abort, lost worker)."""
+
+
+class ImplementationTimedOut(ImplementationCrashed):
+    """The implementation under test stopped answering and was killed.
+
+    Raised by out-of-process adapters when one request gets no answer
+    within their time limit; the suite reports the test as ``timeout``.
+    A subclass of :class:`ImplementationCrashed`, so code that handles a
+    crash handles a hang the same way.
+    """
+
+    def __init__(self, message: str, seconds: float) -> None:
+        """Say what hung; ``seconds`` is the limit it exceeded."""
+        super().__init__(message)
+        self.seconds = seconds
 
 
 @dataclass(frozen=True)

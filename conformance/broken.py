@@ -68,6 +68,22 @@ class _CapacityShortByOne(ModelSession):
     index_capacity = 254
 
 
+class _RequestConsumesIndexOnFailure(ModelSession):
+    """A request that fails for lack of memory still uses up its index."""
+
+    def request_index(self, interp: Handle, free: FreeFunc | None) -> int:
+        try:
+            return super().request_index(interp, free)
+        except ApiError as exc:
+            if exc.exc_type == "MemoryError":
+                state = self._as_interp(interp)
+                with self._lock:
+                    index = self._find_free_index(state)
+                    if index is not None:
+                        state.indices[index] = free
+            raise
+
+
 class _NoExceptionOnExhaustion(ModelSession):
     """Returns -1 on exhaustion but forgets to set RuntimeError."""
 
@@ -459,6 +475,10 @@ capacity_short_by_one = _broken(
     _CapacityShortByOne,
     "R-INDEX-2",
     "R-FLAG-9",
+)
+request_consumes_index_on_failure = _broken(
+    "request_consumes_index_on_failure",
+    _RequestConsumesIndexOnFailure,
     "R-ALLOC-3",
 )
 no_exception_on_exhaustion = _broken(
@@ -536,6 +556,8 @@ values_shared_between_interpreters = _broken(
     "R-INTERP-2",
     "R-INTERP-3",
     "R-INTERP-5",
+    # The same rules for an own-GIL interpreter.
+    "R-INTERP-7",
 )
 # CompareExchange stores through the same non-atomic path.
 set_not_atomic_on_alloc_failure = _broken(
@@ -585,10 +607,9 @@ finalization_frees_descending = _broken(
 hook_minus_one_is_success = _broken(
     "hook_minus_one_is_success", _HookMinusOneIsSuccess, "R-HOOK-12"
 )
-# Reused ids are also repeated ids across threads.
-hook_ids_reused = _broken(
-    "hook_ids_reused", _HookIdsReused, "R-HOOK-13", "R-THREAD-7"
-)
+# It reuses the ids of removed hooks only, never one still registered, so
+# R-THREAD-7 (distinct ids among hooks registered at once) holds.
+hook_ids_reused = _broken("hook_ids_reused", _HookIdsReused, "R-HOOK-13")
 flag_visible_to_python = _broken(
     "flag_visible_to_python",
     _FlagVisibleToPython,
@@ -617,6 +638,7 @@ BROKEN: dict[str, BrokenImplementation] = {
         reuses_allocated_index,
         stale_after_index_reuse,
         capacity_short_by_one,
+        request_consumes_index_on_failure,
         no_exception_on_exhaustion,
         get_invalid_index_succeeds,
         segfaults_on_odd_pattern,

@@ -35,6 +35,7 @@ from .report import (
     CRASH_PROPERTY,
     NOT_APPLICABLE,
     REQUIREMENT_PROPERTY,
+    TIMEOUT_PROPERTY,
     Recorder,
     Verdicts,
     build_report,
@@ -454,7 +455,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Mark a test crashed when an adapter raised ImplementationCrashed."""
+    """Mark a test crashed (or timed out) when an adapter says so."""
     report: pytest.TestReport = yield
     excinfo = call.excinfo
     if excinfo is None:
@@ -462,7 +463,10 @@ def pytest_runtest_makereport(
     names = {cls.__name__ for cls in type(excinfo.value).__mro__}
     # Matched by name: tests may import the adapter module under the
     # source-tree name as well as the installed one.
-    if "ImplementationCrashed" in names:
+    if "ImplementationTimedOut" in names:
+        item.user_properties.append(TIMEOUT_PROPERTY)
+        report.user_properties.append(TIMEOUT_PROPERTY)
+    elif "ImplementationCrashed" in names:
         item.user_properties.append(CRASH_PROPERTY)
         report.user_properties.append(CRASH_PROPERTY)
     if "PreconditionFailed" in names:
@@ -523,7 +527,13 @@ def _evidence(item: pytest.Item, exc: BaseException) -> dict[str, object]:
     through its session.
     """
     evidence: dict[str, object] = {"kind": "assertion"}
-    if "ImplementationCrashed" in {c.__name__ for c in type(exc).__mro__}:
+    classes = {c.__name__ for c in type(exc).__mro__}
+    if "ImplementationTimedOut" in classes:
+        evidence = {"kind": "timeout", "detail": str(exc)}
+        seconds = getattr(exc, "seconds", None)
+        if isinstance(seconds, (int, float)):
+            evidence["seconds"] = seconds
+    elif "ImplementationCrashed" in classes:
         evidence = {"kind": "crash", "detail": str(exc)}
     elif isinstance(exc, PreconditionFailed):
         evidence = {"kind": "precondition", "detail": str(exc)}

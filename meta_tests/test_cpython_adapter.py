@@ -8,11 +8,13 @@ is needed, as for the adapter.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from coextra_conformance.adapter import (
     FreeFunc,
     Hook,
     ImplementationCrashed,
+    ImplementationTimedOut,
 )
 from coextra_cpython import (
     AdapterLoadError,
@@ -468,6 +471,132 @@ def test_crash_is_reported_and_next_session_works(
         assert again.request_index(again.main, None) == 0
     finally:
         again.close()
+
+
+def test_hang_is_a_timeout_with_the_request_and_stacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request that is never answered ends in ImplementationTimedOut.
+
+    The worker is killed after COEXTRA_REQUEST_TIMEOUT seconds, even
+    while another thread's requests keep being answered; the error names
+    the request and carries the Python stacks of the worker's threads.
+    """
+    monkeypatch.setenv("COEXTRA_REQUEST_TIMEOUT", "3")
+    try:
+        implementation = CPythonImplementation(
+            os.environ.get("COEXTRA_PYTHON", "python3")
+        )
+    except AdapterLoadError as exc:
+        pytest.skip(str(exc))
+    try:
+        session = implementation.open_session()
+        busy = threading.Event()
+        chatter: list[BaseException] = []
+
+        def chat() -> None:
+            # Answers keep coming while the other request hangs: they
+            # must not keep the hung one alive.
+            try:
+                while not busy.is_set():
+                    session.worker_thread()
+            except ImplementationCrashed as exc:
+                chatter.append(exc)
+
+        other = threading.Thread(target=chat)
+        other.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(ImplementationTimedOut) as info:
+                session.hang()
+        finally:
+            busy.set()
+            other.join()
+        elapsed = time.monotonic() - started
+        assert 3 <= elapsed < 60
+        message = str(info.value)
+        assert "request hang()" in message
+        assert "within 3 s" in message
+        assert "op_hang" in message  # faulthandler's stack of the thread
+        assert info.value.seconds == 3
+        assert "/" not in message.split("were at:", 1)[1].split('"')[1]
+        with pytest.raises(ImplementationCrashed, match="already died"):
+            session.request_index(session.main, None)
+        session.close()
+        again = implementation.open_session()
+        try:
+            assert again.request_index(again.main, None) == 0
+        finally:
+            again.close()
+    finally:
+        implementation.shutdown()
+
+
+def test_hung_worker_leaves_a_complete_report(tmp_path: Path) -> None:
+    """A suite run whose worker hangs ends, and reports the test timeout.
+
+    The worker is told to hang on every GetExtra request: the test that
+    calls it is reported as timeout with the request, the one that does
+    not still passes, and the JSON report is written.
+    """
+    name = os.environ.get("COEXTRA_PYTHON", "python3")
+    if not _runnable(name):
+        pytest.skip(f"{name} is not available here")
+    report = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "COEXTRA_PYTHON": name,
+        "COEXTRA_REQUEST_TIMEOUT": "3",
+        "COEXTRA_WORKER_HANG_ON": "get_extra",
+    }
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "coextra_conformance",
+            "--coextra-impl=cpython",
+            f"--coextra-report={report}",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "test_set_then_get_round_trips"
+            " or test_concurrent_requests_are_distinct",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert time.monotonic() - started < 300, result.stdout[-2000:]
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr
+    data = json.loads(report.read_text())
+    tests = {
+        t["nodeid"].rsplit("::", 1)[1]: t
+        for r in data["requirements"]
+        for t in r["tests"]
+    }
+    hung = tests["test_set_then_get_round_trips"]
+    assert hung["outcome"] == "timeout", hung
+    assert "request get_extra(" in hung["message"]
+    assert "within 3 s" in hung["message"]
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf"])
+def test_bad_request_timeout_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """COEXTRA_REQUEST_TIMEOUT must be a positive number of seconds."""
+    monkeypatch.setenv("COEXTRA_REQUEST_TIMEOUT", value)
+    with pytest.raises(AdapterLoadError) as info:
+        CPythonImplementation("python3")
+    text = str(info.value)
+    assert "\n" not in text
+    assert "COEXTRA_REQUEST_TIMEOUT" in text
+    assert "positive number of seconds" in text
 
 
 # -- every installed version -------------------------------------------------

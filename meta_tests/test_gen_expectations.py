@@ -99,6 +99,45 @@ def test_keeps_reasons_follows_outcomes_drops_fixed(gen: ModuleType) -> None:
     assert dropped == []
 
 
+def test_placeholder_follows_the_observation(gen: ModuleType) -> None:
+    """An ``Observed:`` reason is refreshed; a written one is kept."""
+    text, _ = gen.generate(REPORT, OLD, "toy.json")
+    report = json.loads(json.dumps(REPORT))
+    for entry in report["requirements"]:
+        if entry["id"] in ("R-FREE-5", "R-INDEX-2"):
+            entry["tests"][0]["message"] = "freed three times"
+    again, _ = gen.generate(report, text, "toy.json")
+    decoded = gen.tomllib.loads(again)
+    assert decoded["R-FREE-5"]["reason"] == "Observed: freed three times"
+    assert decoded["R-INDEX-2"]["reason"] == "Only 254 indices."
+
+
+#: The stock CPython expectations (the patched builds' files are checked
+#: by their own tests).
+EXPECTATIONS = sorted(REPO.glob("implementations/cpython/expectations/*.toml"))
+
+
+@pytest.mark.parametrize(
+    "path", EXPECTATIONS, ids=lambda p: str(p.relative_to(REPO))
+)
+def test_committed_reasons_state_causes(gen: ModuleType, path: Path) -> None:
+    """No committed expectation reason is the tool's ``Observed:`` quote.
+
+    A reason says which behaviour of the implementation makes the
+    requirement fail; a quoted assertion message does not.
+    """
+    entries = gen.tomllib.loads(path.read_text(encoding="utf-8"))
+    quoted = sorted(
+        key
+        for key, entry in entries.items()
+        if gen.is_placeholder(entry.get("reason", ""))
+    )
+    assert not quoted, (
+        f"{path.relative_to(REPO)}: the reasons of {', '.join(quoted)} only "
+        f"quote what a test printed; write the cause instead"
+    )
+
+
 def test_bad_report_is_refused(tmp_path: Path) -> None:
     """A file that is not a report gets a one-line error and exit 2."""
     bad = tmp_path / "bad.json"
@@ -114,7 +153,20 @@ def test_bad_report_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "version", ["3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13"]
+    "version",
+    [
+        "3.6",
+        "3.7",
+        "3.8",
+        "3.9",
+        "3.10",
+        "3.11",
+        "3.12",
+        "3.13",
+        "3.13t",
+        "3.14",
+        "3.15",
+    ],
 )
 def test_committed_cpython_expectations_are_current(version: str) -> None:
     """Each expectations file is what its committed report gives."""

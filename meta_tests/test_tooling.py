@@ -48,7 +48,7 @@ def test_missing_tools_drop_only_their_environments(
 
     monkeypatch.setattr(which_envs.shutil, "which", which)
     monkeypatch.setattr(
-        which_envs, "patched_build_is_cached", lambda variant: False
+        which_envs, "cpython313_is_cached", lambda variant: False
     )
     chosen, skipped = which_envs.select({})
     assert "py36" not in chosen
@@ -67,7 +67,7 @@ def test_patched_runs_when_asked(
 ) -> None:
     """COEXTRA_PATCHED=1 adds the patched environments without a cache."""
     monkeypatch.setattr(
-        which_envs, "patched_build_is_cached", lambda variant: False
+        which_envs, "cpython313_is_cached", lambda variant: False
     )
     chosen, _ = which_envs.select({"COEXTRA_PATCHED": "1"})
     assert "patched" in chosen
@@ -79,9 +79,9 @@ def test_patched_runs_when_asked(
 def test_patched_runs_when_its_build_is_cached(
     which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Patched runs when cached; free-threaded ones only when asked."""
+    """Each patched environment runs when its own build is cached."""
     monkeypatch.setattr(
-        which_envs, "patched_build_is_cached", lambda v: v == "patched"
+        which_envs, "cpython313_is_cached", lambda v: v == "patched"
     )
     chosen, skipped = which_envs.select({})
     assert "patched" in chosen
@@ -92,7 +92,7 @@ def test_patched_runs_when_its_build_is_cached(
 def test_newer_cpythons_run_when_cached_or_asked(
     which_envs: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """py314/py315/py313t[-tsan]: left out with a reason unless asked."""
+    """py314/py315/py313t[-tsan]: left out, with a reason, unless cached."""
     monkeypatch.setattr(which_envs, "sid_root_is_cached", lambda: False)
     monkeypatch.setattr(which_envs, "cpython313_is_cached", lambda v: False)
     chosen, skipped = which_envs.select({})
@@ -108,9 +108,14 @@ def test_newer_cpythons_run_when_cached_or_asked(
         which_envs, "cpython313_is_cached", lambda v: v == "baseline-ft"
     )
     chosen, _ = which_envs.select({})
-    assert {"py314", "py315"} <= set(chosen)
-    # Free-threaded environments run only when asked, cached or not.
-    assert not {"py313t", "py313t-tsan", "patched-ft"} & set(chosen)
+    assert {"py314", "py315", "py313t"} <= set(chosen)
+    # patched-ft's own build is not cached; the TSan build runs only
+    # when asked, cached or not.
+    assert not {"py313t-tsan", "patched-ft"} & set(chosen)
+    monkeypatch.setattr(which_envs, "cpython313_is_cached", lambda v: True)
+    chosen, _ = which_envs.select({})
+    assert {"py313t", "patched-ft"} <= set(chosen)
+    assert "py313t-tsan" not in chosen
 
 
 def test_committed_pep_tables_are_current(gen_pep_tables: ModuleType) -> None:

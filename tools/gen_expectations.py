@@ -11,8 +11,11 @@ hand-written reason, link and the comment lines above it, and its
 ``outcome`` follows the observation (``crashed`` when a test of the
 requirement crashed or hung).  A requirement observed without a reason
 yet gets one quoting the failing test's message, marked ``Observed:`` for
-a person to rewrite.  Entries for requirements that now pass, or are not
-applicable, are dropped (and listed on stderr).
+a person to rewrite with the cause; such a placeholder is refreshed from
+each new observation, a reason without the mark is never touched.  The
+project's tests refuse a committed file that still holds a placeholder.
+Entries for requirements that now pass, or are not applicable, are
+dropped (and listed on stderr).
 
 The file's leading comment block is kept, except for the block between
 the ``-- measured`` and ``-- end`` lines, which is rewritten from the
@@ -39,6 +42,8 @@ else:  # pragma: no cover - Python 3.10 takes tomli, tomllib's origin
 #: Requirement outcomes that an expectation stands for.
 DEVIATIONS = ("fail", "crashed", "xfail")
 #: Capabilities an implementation may declare (report.schema.json).
+#: How a reason that only quotes a failing test's message starts.
+PLACEHOLDER = "Observed:"
 MEASURED_START = "# -- measured"
 MEASURED_END = "# -- end"
 WIDTH = 79
@@ -139,6 +144,11 @@ def observed(requirement: Mapping[str, Any]) -> tuple[str, str | None]:
     return ("crashed" if crashed else "fail"), message
 
 
+def is_placeholder(reason: str) -> bool:
+    """Tell whether a reason is the tool's quote, not a stated cause."""
+    return reason.strip().startswith(PLACEHOLDER)
+
+
 def render_reason(reason: str) -> list[str]:
     """Write a reason as the files do: a backslash-continued string."""
     lines = textwrap.wrap(
@@ -169,9 +179,9 @@ def generate(
         kept.add(key)
         outcome, message = observed(requirement)
         entry = old.get(key, {})
-        reason = entry.get("reason") or (
-            f"Observed: {message}" if message else "Observed: fails."
-        )
+        reason = entry.get("reason", "")
+        if not reason or is_placeholder(reason):
+            reason = f"{PLACEHOLDER} {message or 'fails.'}"
         lines.append("")
         lines.extend(comments.get(key, []))
         lines.append(f"[{key}]")

@@ -16,9 +16,12 @@ to get it:
   Debian ``sid`` root (built as root with mmdebstrap, about a minute), so
   they run when the root is cached, or when ``COEXTRA_SID=1`` asks;
 * ``py313t`` and ``patched-ft`` (the free-threaded CPython 3.13.15,
-  stock and patched) run only when ``COEXTRA_FT=1`` asks, building what
-  is missing; ``py313t-tsan`` (its ThreadSanitizer build) only when
-  ``COEXTRA_FT_TSAN=1`` asks.
+  stock and patched) run when their build is cached, or when
+  ``COEXTRA_FT=1`` asks (building what is missing);
+* ``py313t-tsan`` (the thread requirements on the ThreadSanitizer build)
+  runs only when ``COEXTRA_FT_TSAN=1`` asks: ThreadSanitizer slows the
+  interpreter several times over, and the native-thread stress tests are
+  the suite's heaviest.
 """
 
 from __future__ import annotations
@@ -102,18 +105,21 @@ def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
                 "not built yet (several minutes); run `make test "
                 f"COEXTRA_PATCHED=1` or `tox -e {name}`"
             )
-    # The free-threaded builds run only when asked: through the
-    # out-of-process adapter, one run in three of the pipe-driven thread
-    # tests hung on a loaded machine (cause not found yet), and a hang
-    # would stall the whole of make test.
-    if env.get("COEXTRA_FT") == "1":
-        chosen += ["py313t", "patched-ft"]
-    else:
-        skipped.append(
-            "py313t, patched-ft: free-threaded CPython 3.13.15 (stock and "
-            "patched) runs only when asked; run `make test COEXTRA_FT=1` "
-            "or `tox -e py313t,patched-ft`"
-        )
+    # The free-threaded builds take about ten minutes each to build cold,
+    # so, like `patched`, they run when cached or when asked.
+    free_threaded = "free-threaded CPython 3.13.15"
+    for name, variant, what in (
+        ("py313t", "baseline-ft", free_threaded),
+        ("patched-ft", "patched-ft", f"{free_threaded} with the PEP"),
+    ):
+        if env.get("COEXTRA_FT") == "1" or cpython313_is_cached(variant):
+            chosen.append(name)
+        else:
+            skipped.append(
+                f"{name}: {what} ({variant} build) is not built yet (about "
+                "ten minutes); run `make test COEXTRA_FT=1` or "
+                f"`tox -e {name}`"
+            )
     if env.get("COEXTRA_FT_TSAN") == "1":
         chosen.append("py313t-tsan")
     else:

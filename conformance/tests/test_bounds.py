@@ -21,6 +21,7 @@ import pytest
 from ..adapter import (
     MIN_CONSTRUCTOR_HOOKS,
     MIN_INDICES,
+    ApiError,
     Capability,
     FreeFunc,
     Handle,
@@ -279,7 +280,9 @@ def test_ending_any_interpreter_leaves_the_others_intact(
 
 
 @pytest.mark.req("R-FLAG-9")
-@pytest.mark.requires(Capability.SIZEOF)
+# Only inline storage is sized at construction; out-of-line storage is
+# test_flag.py's test_sizeof_counts_extra_storage.
+@pytest.mark.requires(Capability.SIZEOF, Capability.INLINE_FLAG)
 @pytest.mark.parametrize("slots", [1, 2, 16, MIN_INDICES])
 def test_accounted_size_holds_a_pointer_per_slot(
     session: Session, slots: int
@@ -343,7 +346,19 @@ def test_removal_from_a_chain_of_any_length(
     unaffected, whatever the chain's length (lengths that fill a table
     exactly are where an off-by-one shift reads past it).
     """
-    ids = [session.add_hook(session.main, Hook(tag)) for tag in range(count)]
+    ids = []
+    for tag in range(count):
+        try:
+            ids.append(session.add_hook(session.main, Hook(tag)))
+        except ApiError as exc:
+            if tag < MIN_CONSTRUCTOR_HOOKS:
+                raise
+            # Holding more than the minimum is R-HOOK-10's question;
+            # this chain cannot be built here.
+            pytest.skip(
+                f"not-applicable: the implementation holds {tag} hooks "
+                f"({h.ADD_HOOK} failed with {exc.exc_type}), not {count}"
+            )
     gone = {"first": 0, "middle": count // 2, "last": count - 1}[position]
     session.remove_hook(session.main, ids[gone])
     session.drop(session.new_code(session.main))

@@ -9,7 +9,10 @@ started while the current session runs, so a session usually starts
 without waiting.
 
 Select the interpreter with ``COEXTRA_PYTHON`` (a command such as
-``python3.6``, or a path); the default is ``python3``.
+``python3.6``, or a path); the default is ``python3``.  A request that gets
+no answer within ``COEXTRA_REQUEST_TIMEOUT`` seconds (default 300) means
+the worker hung: it is killed, and the test reported as ``timeout`` with
+the request and the stacks of the worker's threads.
 """
 
 from __future__ import annotations
@@ -32,10 +35,36 @@ from coextra_conformance.adapter import (
 )
 
 from . import _build
-from ._worker import ApiFailure, Worker
+from ._worker import DEFAULT_REQUEST_TIMEOUT, ApiFailure, Worker
 
 #: The environment variable naming the interpreter under test.
 ENV_VAR = "COEXTRA_PYTHON"
+
+#: The environment variable setting the seconds one request may take.
+TIMEOUT_VAR = "COEXTRA_REQUEST_TIMEOUT"
+
+
+def request_timeout() -> float:
+    """Return the per-request time limit from COEXTRA_REQUEST_TIMEOUT.
+
+    Raises AdapterLoadError (one line) for a value that is not a
+    positive number of seconds.
+    """
+    text = os.environ.get(TIMEOUT_VAR, "").strip()
+    if not text:
+        return DEFAULT_REQUEST_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise _build.AdapterLoadError(
+            f"{TIMEOUT_VAR}={text!r} is not a positive number of seconds; "
+            f"set it to one (such as 300) or unset it for the default "
+            f"({DEFAULT_REQUEST_TIMEOUT:g})"
+        )
+    return seconds
+
 
 #: Non-NULL word written into the output word of Get before every call, so
 #: that the suite sees whether Get wrote *extra (R-STORE-1, R-STORE-10).
@@ -367,6 +396,10 @@ class CPythonSession:
         """Kill the worker from inside (``abort`` or a signal number)."""
         self._call("crash", how=how)
 
+    def hang(self) -> None:
+        """Send a request the worker never answers (it blocks for good)."""
+        self._call("hang")
+
 
 class CPythonImplementation:
     """Stock CPython (or a PEP 8523 build) run out of process."""
@@ -382,6 +415,7 @@ class CPythonImplementation:
         PEP 8523 API, or when no C compiler can build the extension.
         """
         self.interpreter = interpreter or os.environ.get(ENV_VAR) or "python3"
+        self.request_timeout = request_timeout()
         self.target = _build.probe(self.interpreter, _build.target_root())
         try:
             build_dir = _build.build(self.target)
@@ -448,7 +482,7 @@ class CPythonImplementation:
         # reports, which must not carry this machine's paths.
         name = os.path.basename(self.interpreter)
         label = f"{name} ({self.target.version_text})"
-        return Worker(label, self._argv)
+        return Worker(label, self._argv, self.request_timeout)
 
     def open_session(self) -> CPythonSession:
         """Return a session on a fresh worker; start the next one."""

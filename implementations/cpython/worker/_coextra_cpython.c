@@ -163,6 +163,19 @@ static int cx_ninterps;
 /* The worker's main thread, which owns every thread state above. */
 static unsigned long cx_main_thread;
 
+/* Other worker threads (the suite's concurrent calls) get thread states
+   of their own in a sub-interpreter the first time they use it, since a
+   thread state must never run on two threads.  Each thread finds its own
+   in cx_thread_tstates; cx_other_tstates lists them all, so that ending
+   the interpreter can delete them first (Py_EndInterpreter must find its
+   thread state the interpreter's last).  Guarded by cx_free_lock. */
+#define CX_MAX_OTHER_TSTATES 256
+static __thread PyThreadState *cx_thread_tstates[CX_MAX_INTERPS];
+static PyThreadState *cx_other_tstates[CX_MAX_OTHER_TSTATES];
+static int cx_other_interp[CX_MAX_OTHER_TSTATES];
+static int cx_nother;
+static PyThread_type_lock cx_free_lock;
+
 /* Return the worker's number of the interpreter of thread state `ts`
    (0, the main interpreter, for a thread state the worker does not
    know, such as a worker thread's). */
@@ -181,13 +194,15 @@ cx_current_interp(PyThreadState *ts)
 
 /* Make interpreter `interp` current; *prev receives the thread state to
    restore with cx_leave(), or NULL when nothing had to change.  Worker
-   threads other than the main one (the suite's concurrent calls) have
-   thread states of their own in the main interpreter: they may only use
-   that interpreter, since a thread state must never run on two threads. */
+   threads other than the main one (the suite's concurrent calls) use
+   thread states of their own (cx_thread_tstates). */
+static PyThreadState *cx_other_tstate(int interp);
+
 static int
 cx_enter(int interp, PyThreadState **prev)
 {
     PyThreadState *current = PyThreadState_Get();
+    PyThreadState *target;
 
     if (interp < 0 || interp >= cx_ninterps || cx_tstates[interp] == NULL) {
         PyErr_SetString(PyExc_ValueError, "unknown or ended interpreter");
@@ -197,21 +212,70 @@ cx_enter(int interp, PyThreadState **prev)
         *prev = NULL;
         return 0;
     }
+    target = cx_tstates[interp];
     /* A long before 3.7, an unsigned long since. */
     if ((unsigned long)PyThread_get_thread_ident() != cx_main_thread) {
-        PyErr_SetString(PyExc_ValueError,
-                        "sub-interpreters are driven from the worker's "
-                        "main thread only");
-        return -1;
+        target = cx_thread_tstates[interp];
+        if (target == NULL) {
+            target = cx_other_tstate(interp);
+            if (target == NULL) {
+                return -1;
+            }
+        }
     }
     if (cx_own_gil[interp] || cx_own_gil[cx_current_interp(current)]) {
         /* Two GILs: give up the current one, then take the target's. */
         *prev = PyEval_SaveThread();
-        PyEval_RestoreThread(cx_tstates[interp]);
+        PyEval_RestoreThread(target);
     } else {
-        *prev = PyThreadState_Swap(cx_tstates[interp]);
+        *prev = PyThreadState_Swap(target);
     }
     return 0;
+}
+
+/* Make this (non-main) thread a thread state in interpreter `interp`. */
+static PyThreadState *
+cx_other_tstate(int interp)
+{
+    PyThreadState *ts;
+
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    if (cx_nother == CX_MAX_OTHER_TSTATES) {
+        PyThread_release_lock(cx_free_lock);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "too many worker threads used sub-interpreters");
+        return NULL;
+    }
+    ts = PyThreadState_New(cx_tstates[interp]->interp);
+    if (ts == NULL) {
+        PyThread_release_lock(cx_free_lock);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    cx_other_tstates[cx_nother] = ts;
+    cx_other_interp[cx_nother] = interp;
+    cx_nother++;
+    PyThread_release_lock(cx_free_lock);
+    cx_thread_tstates[interp] = ts;
+    return ts;
+}
+
+/* Delete the other threads' thread states in `interp`, whose own thread
+   state is current; those threads are idle (the suite waits for them). */
+static void
+cx_drop_other_tstates(int interp)
+{
+    int i;
+
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    for (i = 0; i < cx_nother; i++) {
+        if (cx_other_tstates[i] != NULL && cx_other_interp[i] == interp) {
+            PyThreadState_Clear(cx_other_tstates[i]);
+            PyThreadState_Delete(cx_other_tstates[i]);
+            cx_other_tstates[i] = NULL;
+        }
+    }
+    PyThread_release_lock(cx_free_lock);
 }
 
 static void
@@ -389,9 +453,9 @@ static Py_ssize_t cx_free_len, cx_free_cap;
 /* Calls that could not be recorded for lack of memory; reported so that
    a lost record is never mistaken for a call that did not happen. */
 static Py_ssize_t cx_free_lost;
-/* Guards the free log: on a free-threaded build free functions run on
-   several threads at once with nothing else serialising them. */
-static PyThread_type_lock cx_free_lock;
+/* cx_free_lock (declared above) guards the free log: on a free-threaded
+   build free functions run on several threads at once with nothing else
+   serialising them. */
 
 /* Append a record of the free call (tag, value); return its position in
    the log, or -1 if it could not be recorded.  The position, not a
@@ -1141,9 +1205,16 @@ cx_end_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "cannot end the main interpreter");
         return NULL;
     }
+    if ((unsigned long)PyThread_get_thread_ident() != cx_main_thread) {
+        PyErr_SetString(PyExc_ValueError,
+                        "sub-interpreters are ended from the worker's main "
+                        "thread only");
+        return NULL;
+    }
     if (cx_enter(interp, &prev) < 0) {
         return NULL;
     }
+    cx_drop_other_tstates(interp);
     Py_EndInterpreter(cx_tstates[interp]);
     cx_tstates[interp] = NULL;
     if (cx_own_gil[interp]) {

@@ -440,6 +440,13 @@ class Worker(object):
         os.kill(os.getpid(), int(how))
         return None
 
+    def op_hang(self):
+        # type: () -> None
+        # Used by the adapter's own tests to check hang reporting: never
+        # answers (the adapter's request time limit must end it).
+        threading.Event().wait()
+        return None
+
     def record_unraisable(self, unraisable):
         # type: (Any) -> None
         self.unraisable.append(unraisable.exc_type.__name__)
@@ -491,12 +498,20 @@ def main():
     os._exit(0)
 
 
+#: For the project's own tests of hang reporting: requests of this
+#: operation hang instead of running, so a whole suite run can be shown to
+#: end with the test that sent one reported as timed out.
+HANG_ON = os.environ.get("COEXTRA_WORKER_HANG_ON", "")
+
+
 def execute(worker, request, send):
     # type: (Worker, Dict[str, Any], Any) -> None
     """Run one request and send its answer, tagged with its id."""
     ident = request.pop("id", None)
     request.pop("thread", None)
     op = request.pop("op")
+    if op == HANG_ON:
+        op, request = "hang", {}
     try:
         result = getattr(worker, "op_" + op)(**request)
     except ApiFailure as failure:
