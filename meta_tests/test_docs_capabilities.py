@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from coextra_conformance import cabi
+from coextra_conformance.adapter import Capability
 from coextra_conformance.cabi import implementation as cabi_implementation
 from coextra_conformance.cabi import loader as cabi_loader
-from coextra_conformance.adapter import Capability
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "docs" / "_ext"))
