@@ -220,28 +220,43 @@ print_list(const double *values, int count)
     printf("]");
 }
 
+/* ns per code object with 0 and with 1 hook (or watcher), measured
+   by `measure`, interleaved within each repeat so that a slow phase of
+   the machine hits both; printed as {"0": [...], "1": [...]}.  Returns
+   0, or -1 (nothing printed) when a measurement fails. */
 static int
-cmd_hook(size_t n, int repeats)
+print_interleaved(size_t n, int repeats,
+                  int (*measure)(size_t n, int with, double *ns_per_code))
 {
     double *ns = calloc(2 * (size_t)repeats, sizeof(double));
     if (ns == NULL) {
-        return 1;
+        return -1;
     }
-    /* Interleaved: 0 and 1 hook alternate within each repeat. */
     for (int r = 0; r < repeats; r++) {
-        for (int h = 0; h <= 1; h++) {
-            if (reference_hook_ns(n, h, &ns[h * repeats + r]) < 0) {
+        for (int with = 0; with <= 1; with++) {
+            if (measure(n, with, &ns[with * repeats + r]) < 0) {
                 free(ns);
-                return 1;
+                return -1;
             }
         }
     }
-    printf("{\"iterations\": %zu, \"ns_per_code\": {\"0\": ", n);
+    printf("{\"0\": ");
     print_list(ns, repeats);
     printf(", \"1\": ");
     print_list(ns + repeats, repeats);
-    printf("}}\n");
+    printf("}");
     free(ns);
+    return 0;
+}
+
+static int
+cmd_hook(size_t n, int repeats)
+{
+    printf("{\"iterations\": %zu, \"ns_per_code\": ", n);
+    if (print_interleaved(n, repeats, reference_hook_ns) < 0) {
+        return 1;
+    }
+    printf("}\n");
     return 0;
 }
 
@@ -402,27 +417,11 @@ cmd_watch(size_t n, int repeats)
         printf("{\"available\": false}\n");
         return 0;
     }
-    double *ns = calloc(2 * (size_t)repeats, sizeof(double));
-    if (ns == NULL) {
+    printf("{\"available\": true, \"iterations\": %zu, \"ns_per_code\": ", n);
+    if (print_interleaved(n, repeats, cpython_watch_ns) < 0) {
         return 1;
     }
-    /* Interleaved: 0 and 1 watcher alternate within each repeat. */
-    for (int r = 0; r < repeats; r++) {
-        for (int w = 0; w <= 1; w++) {
-            if (cpython_watch_ns(n, w, &ns[w * repeats + r]) < 0) {
-                free(ns);
-                return 1;
-            }
-        }
-    }
-    printf("{\"available\": true, \"iterations\": %zu, "
-           "\"ns_per_code\": {\"0\": ",
-           n);
-    print_list(ns, repeats);
-    printf(", \"1\": ");
-    print_list(ns + repeats, repeats);
-    printf("}}\n");
-    free(ns);
+    printf("}\n");
     return 0;
 }
 

@@ -375,6 +375,21 @@ def _note(annotated: dict[str, dict[str, str]], mutant: Mutant) -> str:
     return _entry(annotated, mutant).get("reason", "")
 
 
+def verdict(
+    annotated: dict[str, dict[str, str]], mutant: Mutant, killed: bool
+) -> None:
+    """Set the mutant's status and reason once the suite has run."""
+    mutant.reason = ""
+    if killed:
+        mutant.status = "killed"
+    elif _kind(annotated, mutant) in EXCLUDED:
+        mutant.status = _kind(annotated, mutant)
+        mutant.reason = _note(annotated, mutant)
+    else:
+        mutant.status = "survived"
+        mutant.reason = _note(annotated, mutant)
+
+
 def load_survivors() -> dict[str, dict[str, str]]:
     """Return the annotated survivors, keyed by "file:line: change"."""
     data = json.loads(SURVIVORS.read_text(encoding="utf-8"))
@@ -486,7 +501,9 @@ def _run(
             position += len(batch)
             results = list(
                 pool.map(
-                    lambda pair: examine(*pair[0], pair[1], original),
+                    lambda pair: examine(
+                        pair[0][0], pair[0][1], pair[1], original
+                    ),
                     zip(batch, slots, strict=True),
                 )
             )
@@ -542,14 +559,8 @@ def _run(
         for digest, was_killed, how in pool.map(judge, list(by_object)):
             for mutant in by_object[digest]:
                 mutant.detail = how
-                if was_killed:
-                    mutant.status = "killed"
-                elif _kind(annotated, mutant) in EXCLUDED:
-                    mutant.status = _kind(annotated, mutant)
-                    mutant.reason = _note(annotated, mutant)
-                else:
-                    mutant.status = "survived"
-                    mutant.reason = _note(annotated, mutant)
+                verdict(annotated, mutant, was_killed)
+                if mutant.status == "survived":
                     print(
                         f"  survived: {mutant.name} "
                         f"{mutant.file}:{mutant.line}: {mutant.key}",
@@ -668,15 +679,7 @@ def _recheck(
             folder / "lib.so", sys.executable, args.timeout, folder
         )
         mutant.detail = f"rechecked: {detail}"
-        mutant.reason = ""
-        if was_killed:
-            mutant.status = "killed"
-        elif _kind(annotated, mutant) in EXCLUDED:
-            mutant.status = _kind(annotated, mutant)
-            mutant.reason = _note(annotated, mutant)
-        else:
-            mutant.status = "survived"
-            mutant.reason = _note(annotated, mutant)
+        verdict(annotated, mutant, was_killed)
 
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(judge, again))
