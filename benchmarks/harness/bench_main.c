@@ -319,43 +319,37 @@ cmd_count(const char *name, size_t n, char **paths, int count)
     if (strcmp(name, "cpython_compile") == 0) {
         return count_compile(n, paths, count);
     }
-    /* Code object creation with 0 or 1 code watcher (3.12+). */
-    static const char *const watch[] = {
-        "cpython_create_0watch",
-        "cpython_create_1watch",
+    /* Code object creation with 0 or 1 code watcher (3.12+) or
+       constructor hook. */
+    static const struct {
+        const char *name;
+        int (*measure)(size_t n, int with, double *ns_per_code);
+        int with;
+        int needs_python;
+        const char *unavailable; /* said when `measure` fails */
+    } creations[] = {
+        {"cpython_create_0watch", cpython_watch_ns, 0, 1,
+         "no code watchers in this CPython"},
+        {"cpython_create_1watch", cpython_watch_ns, 1, 1,
+         "no code watchers in this CPython"},
+        {"reference_create_0hook", reference_hook_ns, 0, 0, NULL},
+        {"reference_create_1hook", reference_hook_ns, 1, 0, NULL},
     };
-    for (int watchers = 0; watchers <= 1; watchers++) {
+    for (size_t k = 0; k < sizeof(creations) / sizeof(creations[0]); k++) {
         double ns;
-        if (strcmp(name, watch[watchers]) != 0) {
+        if (strcmp(name, creations[k].name) != 0) {
             continue;
         }
-        if (ensure_python() < 0) {
+        if (creations[k].needs_python && ensure_python() < 0) {
             return 1;
         }
         CALLGRIND_START_INSTRUMENTATION;
-        int rc = cpython_watch_ns(n, watchers, &ns);
+        int rc = creations[k].measure(n, creations[k].with, &ns);
         CALLGRIND_STOP_INSTRUMENTATION;
         if (rc < 0) {
-            fprintf(stderr, "no code watchers in this CPython\n");
-            return 1;
-        }
-        print_count(name, n);
-        return 0;
-    }
-    /* Code object creation with 0 or 1 constructor hook. */
-    static const char *const create[] = {
-        "reference_create_0hook",
-        "reference_create_1hook",
-    };
-    for (int hooks = 0; hooks <= 1; hooks++) {
-        double ns;
-        if (strcmp(name, create[hooks]) != 0) {
-            continue;
-        }
-        CALLGRIND_START_INSTRUMENTATION;
-        int rc = reference_hook_ns(n, hooks, &ns);
-        CALLGRIND_STOP_INSTRUMENTATION;
-        if (rc < 0) {
+            if (creations[k].unavailable != NULL) {
+                fprintf(stderr, "%s\n", creations[k].unavailable);
+            }
             return 1;
         }
         print_count(name, n);
