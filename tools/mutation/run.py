@@ -33,7 +33,10 @@ tools/mutation/score.json, which the docs show).
 
 ``--recheck FILE`` runs the suite again on the mutants of an earlier
 results file that were not killed (after tests were added for them),
-keeping its sample, and writes the updated score.
+keeping its sample, and writes the updated score.  ``--rejudge FILE``
+runs nothing: it applies the current survivors.json to the mutants of
+an earlier results file that the suite did not kill (after survivors
+were annotated) and writes the updated score.
 """
 
 from __future__ import annotations
@@ -446,6 +449,13 @@ def main(argv: list[str] | None = None) -> int:
         help="results file of an earlier run: run its survivors again",
     )
     parser.add_argument(
+        "--rejudge",
+        type=Path,
+        default=None,
+        help="results file of an earlier run: apply survivors.json to its "
+        "survivors again, without running the suite",
+    )
+    parser.add_argument(
         "--only",
         default=None,
         help="comma-separated mutant names to run (no sampling)",
@@ -457,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         fail("gcc not found: apt-get install gcc")
     annotated = load_survivors()
     started = time.monotonic()
+    if args.rejudge is not None:
+        return _rejudge(args, annotated, started)
     work = Path(tempfile.mkdtemp(prefix="coextra-mutation-"))
     try:
         if args.recheck is not None:
@@ -637,6 +649,48 @@ def _finish(
     return 0 if score >= args.minimum else 1
 
 
+def _previous_summary(previous: dict[str, object]) -> dict[str, object]:
+    """Return the sampling figures of an earlier results file."""
+    keys = (
+        "mutants_generated",
+        "examined",
+        "dropped_does_not_compile",
+        "dropped_same_object",
+        "seed",
+        "sample",
+        "distinct_objects",
+    )
+    return {key: previous[key] for key in keys}
+
+
+def _rejudge(
+    args: argparse.Namespace,
+    annotated: dict[str, dict[str, str]],
+    started: float,
+) -> int:
+    """Apply survivors.json to the unkilled mutants of an earlier run.
+
+    Whether the suite killed a mutant is that run's measurement and is
+    kept; only the annotation of the ones it did not kill (equivalent,
+    harness or not caught) is read again.
+    """
+    try:
+        previous = json.loads(args.rejudge.read_text(encoding="utf-8"))
+        sample = [Mutant(**entry) for entry in previous["mutants"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fail(
+            f"{args.rejudge}: cannot read its mutants ({exc}): "
+            "regenerate it with tox -e mutation"
+        )
+    for mutant in sample:
+        if mutant.status != "killed":
+            verdict(annotated, mutant, False)
+    summary = _previous_summary(previous)
+    summary["rejudged"] = sum(m.status != "killed" for m in sample)
+    summary["first_run_minutes"] = previous.get("minutes")
+    return _finish(args, sample, summary, started)
+
+
 def _recheck(
     args: argparse.Namespace,
     annotated: dict[str, dict[str, str]],
@@ -683,18 +737,7 @@ def _recheck(
 
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(judge, again))
-    summary = {
-        key: previous[key]
-        for key in (
-            "mutants_generated",
-            "examined",
-            "dropped_does_not_compile",
-            "dropped_same_object",
-            "seed",
-            "sample",
-            "distinct_objects",
-        )
-    }
+    summary = _previous_summary(previous)
     summary["rechecked"] = len(again)
     summary["first_run_minutes"] = previous.get("minutes")
     return _finish(args, sample, summary, started)
