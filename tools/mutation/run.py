@@ -51,6 +51,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -326,19 +327,27 @@ def run_suite(
         f"--coextra-impl={library}",
         *SUITE_ARGS,
     ]
-    try:
-        done = subprocess.run(
-            command,
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired:
-        return True, "timeout"
+    # Its own session, so that a timeout can kill the whole group: the
+    # suite runs isolated tests in child processes, which a mutant can
+    # make hang and which would otherwise outlive the run.
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return True, "timeout"
+    done = subprocess.CompletedProcess(
+        command, proc.returncode, stdout, stderr
+    )
     if done.returncode == 0:
         return False, "passed"
     if done.returncode < 0:
