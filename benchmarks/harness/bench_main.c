@@ -270,6 +270,25 @@ print_count(const char *name, size_t n)
 
 static char *read_file(const char *path);
 
+/* The contents of every file, or NULL (said on stderr) if one cannot be
+   read. */
+static char **
+read_files(char **paths, int count)
+{
+    char **sources = calloc((size_t)count, sizeof(char *));
+    if (sources == NULL) {
+        return NULL;
+    }
+    for (int f = 0; f < count; f++) {
+        sources[f] = read_file(paths[f]);
+        if (sources[f] == NULL) {
+            fprintf(stderr, "cannot read %s\n", paths[f]);
+            return NULL;
+        }
+    }
+    return sources;
+}
+
 /* compile() of the files, n times, instrumented; the files are compiled
    once before, uninstrumented, to warm up and count the code objects. */
 static int
@@ -278,16 +297,9 @@ count_compile(size_t n, char **paths, int count)
     if (ensure_python() < 0) {
         return 1;
     }
-    char **sources = calloc((size_t)count, sizeof(char *));
+    char **sources = read_files(paths, count);
     if (sources == NULL) {
         return 1;
-    }
-    for (int f = 0; f < count; f++) {
-        sources[f] = read_file(paths[f]);
-        if (sources[f] == NULL) {
-            fprintf(stderr, "cannot read %s\n", paths[f]);
-            return 1;
-        }
     }
     double ns;
     long codes = 0;
@@ -448,17 +460,10 @@ cmd_compile(int repeats, char **paths, int count)
         return 1;
     }
     int variants = PY_VERSION_HEX >= 0x030C0000 ? 2 : 1;
-    char **sources = calloc((size_t)count, sizeof(char *));
+    char **sources = read_files(paths, count);
     double *best = calloc((size_t)count * 2, sizeof(double));
     if (sources == NULL || best == NULL) {
         return 1;
-    }
-    for (int f = 0; f < count; f++) {
-        sources[f] = read_file(paths[f]);
-        if (sources[f] == NULL) {
-            fprintf(stderr, "cannot read %s\n", paths[f]);
-            return 1;
-        }
     }
     long codes = 0, failed = 0;
     for (int f = 0; f < count; f++) {
