@@ -2,10 +2,10 @@
 
 The harness (``benchmarks/harness/*.c``) embeds one CPython, for the
 stock API and compile(), and links the reference implementation's C
-sources directly: ``reference_impl/src/coextra.c`` is compiled to its own
-object file and linked without link-time optimisation, so the harness
-calls it exactly as a C consumer does, and only the header's static
-inline fast path is inlined.
+sources directly: each file of ``reference_impl/src`` is compiled to its
+own object file and linked without link-time optimisation, so the
+harness calls it exactly as a C consumer does, and only the header's
+static inline fast path is inlined.
 """
 
 from __future__ import annotations

@@ -54,7 +54,12 @@ def _build_driver(example_dir: Path, out: Path) -> Path:
         "-o",
         str(out),
         str(SHIM / "driver.c"),
-        str(REFERENCE_SRC / "coextra.c"),
+        # The library without table.c, its C-ABI export.
+        *(
+            str(path)
+            for path in sorted(REFERENCE_SRC.glob("*.c"))
+            if path.name != "table.c"
+        ),
     ]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return out

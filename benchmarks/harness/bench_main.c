@@ -220,28 +220,43 @@ print_list(const double *values, int count)
     printf("]");
 }
 
+/* ns per code object with 0 and with 1 hook (or watcher), measured
+   by `measure`, interleaved within each repeat so that a slow phase of
+   the machine hits both; printed as {"0": [...], "1": [...]}.  Returns
+   0, or -1 (nothing printed) when a measurement fails. */
 static int
-cmd_hook(size_t n, int repeats)
+print_interleaved(size_t n, int repeats,
+                  int (*measure)(size_t n, int with, double *ns_per_code))
 {
     double *ns = calloc(2 * (size_t)repeats, sizeof(double));
     if (ns == NULL) {
-        return 1;
+        return -1;
     }
-    /* Interleaved: 0 and 1 hook alternate within each repeat. */
     for (int r = 0; r < repeats; r++) {
-        for (int h = 0; h <= 1; h++) {
-            if (reference_hook_ns(n, h, &ns[h * repeats + r]) < 0) {
+        for (int with = 0; with <= 1; with++) {
+            if (measure(n, with, &ns[with * repeats + r]) < 0) {
                 free(ns);
-                return 1;
+                return -1;
             }
         }
     }
-    printf("{\"iterations\": %zu, \"ns_per_code\": {\"0\": ", n);
+    printf("{\"0\": ");
     print_list(ns, repeats);
     printf(", \"1\": ");
     print_list(ns + repeats, repeats);
-    printf("}}\n");
+    printf("}");
     free(ns);
+    return 0;
+}
+
+static int
+cmd_hook(size_t n, int repeats)
+{
+    printf("{\"iterations\": %zu, \"ns_per_code\": ", n);
+    if (print_interleaved(n, repeats, reference_hook_ns) < 0) {
+        return 1;
+    }
+    printf("}\n");
     return 0;
 }
 
@@ -255,6 +270,25 @@ print_count(const char *name, size_t n)
 
 static char *read_file(const char *path);
 
+/* The contents of every file, or NULL (said on stderr) if one cannot be
+   read. */
+static char **
+read_files(char **paths, int count)
+{
+    char **sources = calloc((size_t)count, sizeof(char *));
+    if (sources == NULL) {
+        return NULL;
+    }
+    for (int f = 0; f < count; f++) {
+        sources[f] = read_file(paths[f]);
+        if (sources[f] == NULL) {
+            fprintf(stderr, "cannot read %s\n", paths[f]);
+            return NULL;
+        }
+    }
+    return sources;
+}
+
 /* compile() of the files, n times, instrumented; the files are compiled
    once before, uninstrumented, to warm up and count the code objects. */
 static int
@@ -263,16 +297,9 @@ count_compile(size_t n, char **paths, int count)
     if (ensure_python() < 0) {
         return 1;
     }
-    char **sources = calloc((size_t)count, sizeof(char *));
+    char **sources = read_files(paths, count);
     if (sources == NULL) {
         return 1;
-    }
-    for (int f = 0; f < count; f++) {
-        sources[f] = read_file(paths[f]);
-        if (sources[f] == NULL) {
-            fprintf(stderr, "cannot read %s\n", paths[f]);
-            return 1;
-        }
     }
     double ns;
     long codes = 0;
@@ -304,43 +331,37 @@ cmd_count(const char *name, size_t n, char **paths, int count)
     if (strcmp(name, "cpython_compile") == 0) {
         return count_compile(n, paths, count);
     }
-    /* Code object creation with 0 or 1 code watcher (3.12+). */
-    static const char *const watch[] = {
-        "cpython_create_0watch",
-        "cpython_create_1watch",
+    /* Code object creation with 0 or 1 code watcher (3.12+) or
+       constructor hook. */
+    static const struct {
+        const char *name;
+        int (*measure)(size_t n, int with, double *ns_per_code);
+        int with;
+        int needs_python;
+        const char *unavailable; /* said when `measure` fails */
+    } creations[] = {
+        {"cpython_create_0watch", cpython_watch_ns, 0, 1,
+         "no code watchers in this CPython"},
+        {"cpython_create_1watch", cpython_watch_ns, 1, 1,
+         "no code watchers in this CPython"},
+        {"reference_create_0hook", reference_hook_ns, 0, 0, NULL},
+        {"reference_create_1hook", reference_hook_ns, 1, 0, NULL},
     };
-    for (int watchers = 0; watchers <= 1; watchers++) {
+    for (size_t k = 0; k < sizeof(creations) / sizeof(creations[0]); k++) {
         double ns;
-        if (strcmp(name, watch[watchers]) != 0) {
+        if (strcmp(name, creations[k].name) != 0) {
             continue;
         }
-        if (ensure_python() < 0) {
+        if (creations[k].needs_python && ensure_python() < 0) {
             return 1;
         }
         CALLGRIND_START_INSTRUMENTATION;
-        int rc = cpython_watch_ns(n, watchers, &ns);
+        int rc = creations[k].measure(n, creations[k].with, &ns);
         CALLGRIND_STOP_INSTRUMENTATION;
         if (rc < 0) {
-            fprintf(stderr, "no code watchers in this CPython\n");
-            return 1;
-        }
-        print_count(name, n);
-        return 0;
-    }
-    /* Code object creation with 0 or 1 constructor hook. */
-    static const char *const create[] = {
-        "reference_create_0hook",
-        "reference_create_1hook",
-    };
-    for (int hooks = 0; hooks <= 1; hooks++) {
-        double ns;
-        if (strcmp(name, create[hooks]) != 0) {
-            continue;
-        }
-        CALLGRIND_START_INSTRUMENTATION;
-        int rc = reference_hook_ns(n, hooks, &ns);
-        CALLGRIND_STOP_INSTRUMENTATION;
-        if (rc < 0) {
+            if (creations[k].unavailable != NULL) {
+                fprintf(stderr, "%s\n", creations[k].unavailable);
+            }
             return 1;
         }
         print_count(name, n);
@@ -402,27 +423,11 @@ cmd_watch(size_t n, int repeats)
         printf("{\"available\": false}\n");
         return 0;
     }
-    double *ns = calloc(2 * (size_t)repeats, sizeof(double));
-    if (ns == NULL) {
+    printf("{\"available\": true, \"iterations\": %zu, \"ns_per_code\": ", n);
+    if (print_interleaved(n, repeats, cpython_watch_ns) < 0) {
         return 1;
     }
-    /* Interleaved: 0 and 1 watcher alternate within each repeat. */
-    for (int r = 0; r < repeats; r++) {
-        for (int w = 0; w <= 1; w++) {
-            if (cpython_watch_ns(n, w, &ns[w * repeats + r]) < 0) {
-                free(ns);
-                return 1;
-            }
-        }
-    }
-    printf("{\"available\": true, \"iterations\": %zu, "
-           "\"ns_per_code\": {\"0\": ",
-           n);
-    print_list(ns, repeats);
-    printf(", \"1\": ");
-    print_list(ns + repeats, repeats);
-    printf("}}\n");
-    free(ns);
+    printf("}\n");
     return 0;
 }
 
@@ -455,17 +460,10 @@ cmd_compile(int repeats, char **paths, int count)
         return 1;
     }
     int variants = PY_VERSION_HEX >= 0x030C0000 ? 2 : 1;
-    char **sources = calloc((size_t)count, sizeof(char *));
+    char **sources = read_files(paths, count);
     double *best = calloc((size_t)count * 2, sizeof(double));
     if (sources == NULL || best == NULL) {
         return 1;
-    }
-    for (int f = 0; f < count; f++) {
-        sources[f] = read_file(paths[f]);
-        if (sources[f] == NULL) {
-            fprintf(stderr, "cannot read %s\n", paths[f]);
-            return 1;
-        }
     }
     long codes = 0, failed = 0;
     for (int f = 0; f < count; f++) {

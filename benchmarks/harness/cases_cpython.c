@@ -88,12 +88,12 @@ case_cpython_get(size_t n)
 }
 
 /* Every store changes the slot (the value is the iteration number + 1,
-   never the one already there); the index has no free function. */
-static uintptr_t __attribute__((noinline))
-case_cpython_set(size_t n)
+   never the one already there).  Always inlined into each case with a
+   constant index variable, so each case compiles to its own loop. */
+static inline __attribute__((always_inline)) uintptr_t
+set_loop(size_t n, Py_ssize_t index)
 {
     uintptr_t acc = 0;
-    Py_ssize_t index = plain_index;
     LAUNDER(index);
     for (size_t i = 0; i < n; i++) {
         PyObject *co = codes[i & OBJ_MASK];
@@ -103,20 +103,19 @@ case_cpython_set(size_t n)
     return acc;
 }
 
+/* The index has no free function. */
+static uintptr_t __attribute__((noinline))
+case_cpython_set(size_t n)
+{
+    return set_loop(n, plain_index);
+}
+
 /* Every store overwrites a non-NULL value, so the free function runs
    once per operation. */
 static uintptr_t __attribute__((noinline))
 case_cpython_set_free(size_t n)
 {
-    uintptr_t acc = 0;
-    Py_ssize_t index = free_index;
-    LAUNDER(index);
-    for (size_t i = 0; i < n; i++) {
-        PyObject *co = codes[i & OBJ_MASK];
-        LAUNDER(co);
-        acc += (uintptr_t)STOCK_SET(co, index, (void *)(uintptr_t)(i + 1));
-    }
-    return acc;
+    return set_loop(n, free_index);
 }
 
 /* Latency variant (see bench.h): object i holds i + 1, the next one. */

@@ -2,7 +2,7 @@
  * cases_reference.c -- the reference implementation, compiled in.
  *
  * The harness is compiled directly against reference_impl/src (the
- * header here, coextra.c as its own object file, no link-time
+ * header here, each of its C files as its own object file, no link-time
  * optimisation), so it sees the reference exactly as a C consumer
  * would: the static inline fast path is inlined into the loop, every
  * other function is a call.
@@ -94,25 +94,55 @@ reference_teardown(void)
     interp = NULL;
 }
 
-/* The consumer's fast path on code objects with inline storage. */
-static uintptr_t __attribute__((noinline))
-case_reference_get_inline(size_t n)
+/* The loops of the cases below differ only in the code objects, the
+   index and the function called.  Each case stays a noinline function
+   of its own (one loop per measurement); these bodies are always
+   inlined into it with constant arguments, so each case compiles to the
+   loop it would be if written out. */
+enum { GET_FAST, GET_CALL };
+
+static inline __attribute__((always_inline)) uintptr_t
+get_loop(size_t n, coextra_object *const *codes, intptr_t index, int how)
 {
     uintptr_t acc = 0;
-    intptr_t index = plain_index;
     coextra_interp *in = interp;
     LAUNDER(index);
     LAUNDER(in);
     for (size_t i = 0; i < n; i++) {
-        coextra_object *co = inline_codes[i & OBJ_MASK];
+        coextra_object *co = codes[i & OBJ_MASK];
         void *value;
         LAUNDER(co);
-        if (coextra_get_extra_fast(in, co, index, &value) < 0) {
+        if ((how == GET_FAST ? coextra_get_extra_fast(in, co, index, &value)
+                             : coextra_get_extra(in, co, index, &value)) < 0) {
             return 0;
         }
         acc += (uintptr_t)value;
     }
     return acc;
+}
+
+/* Every store changes the slot. */
+static inline __attribute__((always_inline)) uintptr_t
+set_loop(size_t n, intptr_t index)
+{
+    uintptr_t acc = 0;
+    coextra_interp *in = interp;
+    LAUNDER(index);
+    LAUNDER(in);
+    for (size_t i = 0; i < n; i++) {
+        coextra_object *co = inline_codes[i & OBJ_MASK];
+        LAUNDER(co);
+        acc += (uintptr_t)coextra_set_extra(in, co, index,
+                                            (void *)(uintptr_t)(i + 1));
+    }
+    return acc;
+}
+
+/* The consumer's fast path on code objects with inline storage. */
+static uintptr_t __attribute__((noinline))
+case_reference_get_inline(size_t n)
+{
+    return get_loop(n, inline_codes, plain_index, GET_FAST);
 }
 
 /* The same fast path on code objects built before the consumer: the
@@ -120,21 +150,7 @@ case_reference_get_inline(size_t n)
 static uintptr_t __attribute__((noinline))
 case_reference_get_fallback(size_t n)
 {
-    uintptr_t acc = 0;
-    intptr_t index = plain_index;
-    coextra_interp *in = interp;
-    LAUNDER(index);
-    LAUNDER(in);
-    for (size_t i = 0; i < n; i++) {
-        coextra_object *co = fallback_codes[i & OBJ_MASK];
-        void *value;
-        LAUNDER(co);
-        if (coextra_get_extra_fast(in, co, index, &value) < 0) {
-            return 0;
-        }
-        acc += (uintptr_t)value;
-    }
-    return acc;
+    return get_loop(n, fallback_codes, plain_index, GET_FAST);
 }
 
 /* The full API function on inline storage, for a consumer that does not
@@ -142,57 +158,21 @@ case_reference_get_fallback(size_t n)
 static uintptr_t __attribute__((noinline))
 case_reference_get_call(size_t n)
 {
-    uintptr_t acc = 0;
-    intptr_t index = plain_index;
-    coextra_interp *in = interp;
-    LAUNDER(index);
-    LAUNDER(in);
-    for (size_t i = 0; i < n; i++) {
-        coextra_object *co = inline_codes[i & OBJ_MASK];
-        void *value;
-        LAUNDER(co);
-        if (coextra_get_extra(in, co, index, &value) < 0) {
-            return 0;
-        }
-        acc += (uintptr_t)value;
-    }
-    return acc;
+    return get_loop(n, inline_codes, plain_index, GET_CALL);
 }
 
-/* Every store changes the slot; the index has no free function. */
+/* The index has no free function. */
 static uintptr_t __attribute__((noinline))
 case_reference_set(size_t n)
 {
-    uintptr_t acc = 0;
-    intptr_t index = plain_index;
-    coextra_interp *in = interp;
-    LAUNDER(index);
-    LAUNDER(in);
-    for (size_t i = 0; i < n; i++) {
-        coextra_object *co = inline_codes[i & OBJ_MASK];
-        LAUNDER(co);
-        acc += (uintptr_t)coextra_set_extra(in, co, index,
-                                            (void *)(uintptr_t)(i + 1));
-    }
-    return acc;
+    return set_loop(n, plain_index);
 }
 
 /* Every store overwrites a non-NULL value: one free call per store. */
 static uintptr_t __attribute__((noinline))
 case_reference_set_free(size_t n)
 {
-    uintptr_t acc = 0;
-    intptr_t index = free_index;
-    coextra_interp *in = interp;
-    LAUNDER(index);
-    LAUNDER(in);
-    for (size_t i = 0; i < n; i++) {
-        coextra_object *co = inline_codes[i & OBJ_MASK];
-        LAUNDER(co);
-        acc += (uintptr_t)coextra_set_extra(in, co, index,
-                                            (void *)(uintptr_t)(i + 1));
-    }
-    return acc;
+    return set_loop(n, free_index);
 }
 
 /* Latency variant (see bench.h): object i holds i + 1, the next one. */

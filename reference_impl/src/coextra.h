@@ -147,12 +147,10 @@ coextra_interp *coextra_new_interpreter(void);
    objects it constructed stay alive while referenced. */
 int coextra_end_interpreter(coextra_interp *interp);
 
-/* Construct a code object whose constants are `nconsts` objects (new
-   references are taken).  Caller flags never include CO_INLINE_EXTRA. */
-coextra_object *coextra_code_new(coextra_interp *interp, uint32_t flags,
-                                 coextra_object *const *consts,
-                                 intptr_t nconsts);
-/* Construct `nested` code objects first, then one holding them. */
+/* Compile-like construction (the ABI's new_code): construct `nested`
+   code objects first, then one holding them as constants, each through
+   the PEP's constructor (inline storage, then the hook chain).  Caller
+   flags never include CO_INLINE_EXTRA. */
 coextra_object *coextra_new_code(coextra_interp *interp, int nested,
                                  uint32_t flags);
 /* New reference to constant i, or NULL (no error set) past the end. */

@@ -17,6 +17,7 @@
 #include "coextra.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -453,15 +454,523 @@ run_random(unsigned long seed, long steps)
     coextra_fail_allocations(0, 0);
 }
 
+/* -- the operations, one function each ------------------------------ */
+
+/* Each operation reads its operands from tok[1..] (NULL past the last)
+   and, when it ran, records its result in *out for the "!Class"
+   check.  One whose variable is empty is skipped and leaves *out
+   untouched.  Malformed operands stop the run with the operation's
+   usage line. */
+typedef void (*op_fn)(char **tok, outcome *out);
+
+typedef struct {
+    const char *name;
+    const char *usage;
+    op_fn run;
+} operation;
+
+static const operation *cur_op;
+
+/* A variable operand "<prefix><n>", or the usage line and exit. */
+static int
+need_var(const char *tok, char prefix)
+{
+    int v = var(tok, prefix);
+
+    if (v < 0) {
+        die(cur_op->usage);
+    }
+    return v;
+}
+
+static void
+op_interp(char **tok, outcome *out)
+{
+    int i = need_var(tok[1], 'I');
+
+    if (interps[i] != NULL) {
+        end_interp(i);
+    }
+    interps[i] = coextra_new_interpreter();
+    finish(out, interps[i] == NULL);
+}
+
+static void
+op_end(char **tok, outcome *out)
+{
+    int i = need_var(tok[1], 'I');
+
+    if (interps[i] != NULL) {
+        end_interp(i);
+        finish(out, 0);
+    }
+}
+
+static void
+op_code(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C'), i = need_var(tok[2], 'I');
+
+    if (interps[i] != NULL) {
+        int nested = tok[3] != NULL ? (int)number(tok[3]) : 0;
+        uint32_t flags = tok[4] != NULL ? (uint32_t)number(tok[4]) : 0;
+        coextra_object *obj = coextra_new_code(interps[i], nested, flags);
+        finish(out, obj == NULL);
+        put_obj(c, obj);
+    }
+}
+
+static void
+op_noncode(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C'), i = need_var(tok[2], 'I');
+
+    if (interps[i] != NULL) {
+        coextra_object *obj = coextra_new_non_code(interps[i]);
+        finish(out, obj == NULL);
+        put_obj(c, obj);
+    }
+}
+
+static bool
+is_code_var(int c)
+{
+    return objs[c] != NULL && objs[c]->ob_kind == COEXTRA_KIND_CODE;
+}
+
+static void
+op_copy(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C'), i = need_var(tok[2], 'I');
+    int src = need_var(tok[3], 'C');
+
+    if (tok[4] == NULL) {
+        die(cur_op->usage);
+    }
+    if (interps[i] != NULL && is_code_var(src)) {
+        int how = strcmp(tok[4], "marshal") == 0;
+        coextra_object *obj = coextra_copy_code(interps[i], objs[src], how);
+        finish(out, obj == NULL);
+        put_obj(c, obj);
+    }
+}
+
+static void
+op_nested(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C'), src = need_var(tok[2], 'C');
+
+    if (is_code_var(src)) {
+        coextra_object *obj =
+            coextra_get_nested(objs[src], (int)number(tok[3]));
+        if (obj != NULL) {
+            finish(out, 0);
+            put_obj(c, obj);
+        }
+    }
+}
+
+static void
+op_drop(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C');
+
+    if (objs[c] != NULL) {
+        put_obj(c, NULL);
+        finish(out, 0);
+    }
+}
+
+static void
+op_request(char **tok, outcome *out)
+{
+    int x = need_var(tok[1], 'X'), i = need_var(tok[2], 'I');
+    int kind;
+    intptr_t index;
+
+    if (tok[3] == NULL) {
+        die(cur_op->usage);
+    }
+    kind = strcmp(tok[3], "heap") == 0      ? KIND_HEAP
+           : strcmp(tok[3], "reenter") == 0 ? KIND_REENTER
+                                            : KIND_NONE;
+    if (interps[i] != NULL) {
+        index = coextra_request_index(interps[i], free_of_kind(kind));
+        finish(out, index < 0);
+        if (index >= 0) {
+            indices[x].live = 1;
+            indices[x].interp = i;
+            indices[x].index = index;
+            indices[x].kind = kind;
+        }
+    }
+}
+
+static void
+op_release(char **tok, outcome *out)
+{
+    int x = need_var(tok[1], 'X');
+
+    if (indices[x].live) {
+        int rc = coextra_release_index(interps[indices[x].interp],
+                                       indices[x].index);
+        finish(out, rc < 0);
+        indices[x].live = 0;
+    }
+}
+
+static void
+op_get(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C'), x = need_var(tok[2], 'X');
+    coextra_interp *interp;
+    void *value = NULL;
+    void *fast = (void *)1;
+    int rc;
+
+    if (objs[c] == NULL || !indices[x].live) {
+        return;
+    }
+    interp = interps[indices[x].interp];
+    rc = coextra_get_extra(interp, objs[c], indices[x].index, &value);
+    finish(out, rc < 0);
+    if (rc < 0) {
+        return;
+    }
+    if (tok[3] != NULL && (strcmp(tok[3], "null") == 0) != (value == NULL)) {
+        die("get read an unexpected value");
+    }
+    /* The header's inline fast path must agree. */
+    rc = coextra_get_extra_fast(interp, objs[c], indices[x].index, &fast);
+    if (rc != 0 || fast != value) {
+        die("coextra_get_extra_fast disagrees");
+    }
+}
+
+static void
+op_set(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C'), x = need_var(tok[2], 'X');
+    const char *what = tok[3] != NULL ? tok[3] : "new";
+    int fresh = strcmp(what, "new") == 0;
+    index_var *ix = &indices[x];
+    coextra_interp *interp;
+    void *value = NULL;
+    int rc;
+
+    if (objs[c] == NULL || !ix->live) {
+        return;
+    }
+    interp = interps[ix->interp];
+    if (fresh) {
+        value = value_for(ix);
+    } else if (strcmp(what, "same") == 0) {
+        /* Re-store what is there: must not be freed. */
+        if (coextra_get_extra(interp, objs[c], ix->index, &value) < 0) {
+            coextra_take_error(NULL, 0);
+            value = NULL;
+        }
+    }
+    rc = coextra_set_extra(interp, objs[c], ix->index, value);
+    finish(out, rc < 0);
+    if (rc < 0 && fresh) {
+        discard_value(ix, value);
+    }
+}
+
+/* getraw, setraw, releaseraw: invalid uses, with arbitrary index
+   numbers and any object. */
+static void
+op_getraw(char **tok, outcome *out)
+{
+    int i = need_var(tok[1], 'I'), c = need_var(tok[2], 'C');
+    void *value = (void *)1;
+    int rc;
+
+    if (interps[i] != NULL && objs[c] != NULL) {
+        rc = coextra_get_extra(interps[i], objs[c], number(tok[3]), &value);
+        if (rc < 0 && value != NULL) {
+            die("failed get left *extra set");
+        }
+        finish(out, rc < 0);
+    }
+}
+
+static void
+op_setraw(char **tok, outcome *out)
+{
+    int i = need_var(tok[1], 'I'), c = need_var(tok[2], 'C');
+
+    if (interps[i] != NULL && objs[c] != NULL) {
+        int rc = coextra_set_extra(interps[i], objs[c], number(tok[3]),
+                                   int_value());
+        finish(out, rc < 0);
+    }
+}
+
+static void
+op_releaseraw(char **tok, outcome *out)
+{
+    int i = need_var(tok[1], 'I');
+
+    if (interps[i] != NULL) {
+        int rc = coextra_release_index(interps[i], number(tok[2]));
+        finish(out, rc < 0);
+    }
+}
+
+static void
+op_hook(char **tok, outcome *out)
+{
+    int hv = need_var(tok[1], 'H'), i = need_var(tok[2], 'I');
+    int x = tok[4] != NULL ? need_var(tok[4], 'X') : 0;
+    hook_var *h = &hooks[hv];
+    int id;
+
+    if (tok[3] == NULL) {
+        die(cur_op->usage);
+    }
+    if (interps[i] == NULL || h->live) {
+        return;
+    }
+    h->interp = i;
+    h->index = x;
+    h->action = strcmp(tok[3], "fail") == 0      ? HOOK_FAIL
+                : strcmp(tok[3], "set") == 0     ? HOOK_SET
+                : strcmp(tok[3], "newcode") == 0 ? HOOK_NEWCODE
+                                                 : HOOK_RECORD;
+    id = coextra_add_hook(interps[i], driver_hook, h);
+    finish(out, id < 0);
+    if (id >= 0) {
+        h->id = id;
+        h->live = 1;
+    }
+}
+
+static void
+op_unhook(char **tok, outcome *out)
+{
+    int hv = need_var(tok[1], 'H');
+
+    if (hooks[hv].live) {
+        int rc = coextra_remove_hook(interps[hooks[hv].interp], hooks[hv].id);
+        finish(out, rc < 0);
+        hooks[hv].live = 0;
+    }
+}
+
+static void
+op_unhookraw(char **tok, outcome *out)
+{
+    int i = need_var(tok[1], 'I');
+
+    if (interps[i] != NULL) {
+        int rc = coextra_remove_hook(interps[i], (int)number(tok[2]));
+        finish(out, rc < 0);
+    }
+}
+
+/* A number read from a code object, checked against tok[2] if given. */
+static void
+check_count(char **tok, intptr_t got, outcome *out)
+{
+    finish(out, got < 0);
+    if (got >= 0 && tok[2] != NULL && got != number(tok[2])) {
+        die("unexpected inline flag or extra byte count");
+    }
+}
+
+static void
+op_inline(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C');
+
+    if (objs[c] != NULL) {
+        check_count(tok, coextra_has_inline_extra(objs[c]), out);
+    }
+}
+
+static void
+op_bytes(char **tok, outcome *out)
+{
+    int c = need_var(tok[1], 'C');
+    intptr_t got;
+
+    if (objs[c] == NULL) {
+        return;
+    }
+    got = coextra_extra_bytes(objs[c]);
+    if (got >= 0 &&
+        coextra_sizeof_code(objs[c]) != (intptr_t)sizeof(coextra_code) + got) {
+        die("sizeof is not base size plus extra bytes");
+    }
+    check_count(tok, got, out);
+}
+
+static void
+op_target(char **tok, outcome *out)
+{
+    int i = need_var(tok[1], 'I'), c = need_var(tok[2], 'C');
+    int x = tok[3] != NULL ? var(tok[3], 'X') : -1;
+
+    (void)out;
+    if (interps[i] != NULL && objs[c] != NULL) {
+        coextra_object *old = target_code;
+        coextra_incref(objs[c]);
+        target_code = objs[c];
+        target_interp = interps[i];
+        target_index = x;
+        coextra_drop(old);
+    }
+}
+
+/* fillindices, fillhooks: exhaust indices or hooks; with a count,
+   exactly that many more must succeed before the failure. */
+static void
+fill(char **tok, outcome *out, bool hooks_not_indices)
+{
+    static hook_var record = {1, 0, 0, HOOK_RECORD, 0};
+    int i = need_var(tok[1], 'I');
+    long limit = hooks_not_indices ? COEXTRA_MAX_HOOKS : COEXTRA_MAX_INDICES;
+    long count = 0;
+
+    if (interps[i] == NULL) {
+        return;
+    }
+    for (;;) {
+        int rc = hooks_not_indices
+                     ? coextra_add_hook(interps[i], driver_hook, &record)
+                     : (int)coextra_request_index(interps[i], heap_free);
+        if (rc < 0) {
+            break;
+        }
+        count++;
+    }
+    finish(out, 1);
+    if (strcmp(out->exc, "RuntimeError") == 0 && tok[2] != NULL &&
+        (count != number(tok[2]) || count > limit)) {
+        die("capacity differs from the expected count");
+    }
+}
+
+static void
+op_fillindices(char **tok, outcome *out)
+{
+    fill(tok, out, false);
+}
+
+static void
+op_fillhooks(char **tok, outcome *out)
+{
+    fill(tok, out, true);
+}
+
+static void
+op_fail(char **tok, outcome *out)
+{
+    (void)out;
+    coextra_fail_allocations(number(tok[1]), number(tok[2]));
+}
+
+static void
+op_unraisable(char **tok, outcome *out)
+{
+    long count = 0;
+
+    (void)out;
+    while (coextra_take_unraisable(NULL, 0)) {
+        count++;
+    }
+    if (tok[1] != NULL && count != number(tok[1])) {
+        die("unexpected number of unraisable reports");
+    }
+}
+
+static void
+op_hookcalls(char **tok, outcome *out)
+{
+    long count = __atomic_exchange_n(&hook_calls, 0, __ATOMIC_RELAXED);
+
+    (void)out;
+    if (count != number(tok[1])) {
+        die("unexpected number of hook calls");
+    }
+}
+
+static void
+op_threads(char **tok, outcome *out)
+{
+    int c, x;
+
+    (void)out;
+    c = need_var(tok[3], 'C');
+    x = need_var(tok[4], 'X');
+    if (objs[c] != NULL && indices[x].live) {
+        run_threads((int)number(tok[1]), number(tok[2]), c, x);
+    }
+}
+
+static void
+op_random(char **tok, outcome *out)
+{
+    (void)out;
+    run_random((unsigned long)number(tok[1]), number(tok[2]));
+}
+
+/* The sequence language: README.md describes each operation. */
+static const operation operations[] = {
+    {"interp", "interp I<n>", op_interp},
+    {"end", "end I<n>", op_end},
+    {"code", "code C<n> I<n> [nested [flags]]", op_code},
+    {"noncode", "noncode C<n> I<n>", op_noncode},
+    {"copy", "copy C<n> I<n> C<m> replace|marshal", op_copy},
+    {"nested", "nested C<n> C<m> k", op_nested},
+    {"drop", "drop C<n>", op_drop},
+    {"request", "request X<n> I<n> heap|none|reenter", op_request},
+    {"release", "release X<n>", op_release},
+    {"get", "get C<n> X<n> [null|nonnull]", op_get},
+    {"set", "set C<n> X<n> [new|null|same]", op_set},
+    {"getraw", "getraw I<n> C<n> N", op_getraw},
+    {"setraw", "setraw I<n> C<n> N", op_setraw},
+    {"releaseraw", "releaseraw I<n> N", op_releaseraw},
+    {"hook", "hook H<n> I<n> record|fail|set|newcode [X<n>]", op_hook},
+    {"unhook", "unhook H<n>", op_unhook},
+    {"unhookraw", "unhookraw I<n> N", op_unhookraw},
+    {"inline", "inline C<n> [0|1]", op_inline},
+    {"bytes", "bytes C<n> [N]", op_bytes},
+    {"target", "target I<n> C<n> [X<n>]", op_target},
+    {"fillindices", "fillindices I<n> [N]", op_fillindices},
+    {"fillhooks", "fillhooks I<n> [N]", op_fillhooks},
+    {"fail", "fail AFTER COUNT", op_fail},
+    {"unraisable", "unraisable [N]", op_unraisable},
+    {"hookcalls", "hookcalls N", op_hookcalls},
+    {"threads", "threads N ROUNDS C<n> X<n>", op_threads},
+    {"random", "random SEED STEPS", op_random},
+};
+
+static const operation *
+find_operation(const char *name)
+{
+    size_t k;
+
+    for (k = 0; k < sizeof(operations) / sizeof(operations[0]); k++) {
+        if (strcmp(operations[k].name, name) == 0) {
+            return &operations[k];
+        }
+    }
+    die("unknown operation");
+    return NULL;
+}
+
 static void
 exec_line(char *line)
 {
-    char *tok[MAX_TOKENS + 1];
+    char *tok[MAX_TOKENS + 1] = {NULL};
     char *expect = NULL;
     int n = 0;
     char *save = NULL;
     char *t;
-    const char *op;
+    const operation *op;
     outcome out = {0, 0, ""};
 
     snprintf(cur_text, sizeof(cur_text), "%s", line);
@@ -483,315 +992,9 @@ exec_line(char *line)
     if (n == 0) {
         return;
     }
-    tok[n] = NULL;
-    op = tok[0];
-
-    if (strcmp(op, "interp") == 0) {
-        int i = var(tok[1], 'I');
-        if (i < 0) {
-            die("interp I<n>");
-        }
-        if (interps[i] != NULL) {
-            end_interp(i);
-        }
-        interps[i] = coextra_new_interpreter();
-        finish(&out, interps[i] == NULL);
-    } else if (strcmp(op, "end") == 0) {
-        int i = var(tok[1], 'I');
-        if (i < 0) {
-            die("end I<n>");
-        }
-        if (interps[i] != NULL) {
-            end_interp(i);
-            finish(&out, 0);
-        }
-    } else if (strcmp(op, "code") == 0 || strcmp(op, "noncode") == 0) {
-        int c = var(tok[1], 'C'), i = var(tok[2], 'I');
-        if (c < 0 || i < 0) {
-            die("code C<n> I<n> [nested [flags]]");
-        }
-        if (interps[i] != NULL) {
-            coextra_object *obj;
-            if (op[0] == 'c') {
-                int nested = n > 3 ? (int)number(tok[3]) : 0;
-                uint32_t flags = n > 4 ? (uint32_t)number(tok[4]) : 0;
-                obj = coextra_new_code(interps[i], nested, flags);
-            } else {
-                obj = coextra_new_non_code(interps[i]);
-            }
-            finish(&out, obj == NULL);
-            put_obj(c, obj);
-        }
-    } else if (strcmp(op, "copy") == 0) {
-        int c = var(tok[1], 'C'), i = var(tok[2], 'I');
-        int src = var(tok[3], 'C');
-        if (c < 0 || i < 0 || src < 0 || tok[4] == NULL) {
-            die("copy C<n> I<n> C<m> replace|marshal");
-        }
-        if (interps[i] != NULL && objs[src] != NULL &&
-            objs[src]->ob_kind == COEXTRA_KIND_CODE) {
-            int how = strcmp(tok[4], "marshal") == 0;
-            coextra_object *obj =
-                coextra_copy_code(interps[i], objs[src], how);
-            finish(&out, obj == NULL);
-            put_obj(c, obj);
-        }
-    } else if (strcmp(op, "nested") == 0) {
-        int c = var(tok[1], 'C'), src = var(tok[2], 'C');
-        if (c < 0 || src < 0) {
-            die("nested C<n> C<m> k");
-        }
-        if (objs[src] != NULL && objs[src]->ob_kind == COEXTRA_KIND_CODE) {
-            coextra_object *obj =
-                coextra_get_nested(objs[src], (int)number(tok[3]));
-            if (obj != NULL) {
-                finish(&out, 0);
-                put_obj(c, obj);
-            }
-        }
-    } else if (strcmp(op, "drop") == 0) {
-        int c = var(tok[1], 'C');
-        if (c < 0) {
-            die("drop C<n>");
-        }
-        if (objs[c] != NULL) {
-            put_obj(c, NULL);
-            finish(&out, 0);
-        }
-    } else if (strcmp(op, "request") == 0) {
-        int x = var(tok[1], 'X'), i = var(tok[2], 'I');
-        int kind;
-        intptr_t index;
-        if (x < 0 || i < 0 || tok[3] == NULL) {
-            die("request X<n> I<n> heap|none|reenter");
-        }
-        kind = strcmp(tok[3], "heap") == 0      ? KIND_HEAP
-               : strcmp(tok[3], "reenter") == 0 ? KIND_REENTER
-                                                : KIND_NONE;
-        if (interps[i] != NULL) {
-            index = coextra_request_index(interps[i], free_of_kind(kind));
-            finish(&out, index < 0);
-            if (index >= 0) {
-                indices[x].live = 1;
-                indices[x].interp = i;
-                indices[x].index = index;
-                indices[x].kind = kind;
-            }
-        }
-    } else if (strcmp(op, "release") == 0) {
-        int x = var(tok[1], 'X');
-        if (x < 0) {
-            die("release X<n>");
-        }
-        if (indices[x].live) {
-            int rc = coextra_release_index(interps[indices[x].interp],
-                                           indices[x].index);
-            finish(&out, rc < 0);
-            indices[x].live = 0;
-        }
-    } else if (strcmp(op, "set") == 0 || strcmp(op, "get") == 0) {
-        int c = var(tok[1], 'C'), x = var(tok[2], 'X');
-        if (c < 0 || x < 0) {
-            die("set C<n> X<n> new|null|same / get C<n> X<n>");
-        }
-        if (objs[c] != NULL && indices[x].live) {
-            index_var *ix = &indices[x];
-            coextra_interp *interp = interps[ix->interp];
-            void *value = NULL;
-            int rc;
-            if (op[0] == 'g') {
-                rc = coextra_get_extra(interp, objs[c], ix->index, &value);
-                finish(&out, rc < 0);
-                if (tok[3] != NULL && rc == 0 &&
-                    (strcmp(tok[3], "null") == 0) != (value == NULL)) {
-                    die("get read an unexpected value");
-                }
-                if (rc == 0) {
-                    /* The header's inline fast path must agree. */
-                    void *fast = (void *)1;
-                    int frc = coextra_get_extra_fast(interp, objs[c],
-                                                     ix->index, &fast);
-                    if (frc != 0 || fast != value) {
-                        die("coextra_get_extra_fast disagrees");
-                    }
-                }
-            } else {
-                const char *what = tok[3] != NULL ? tok[3] : "new";
-                int fresh = strcmp(what, "new") == 0;
-                if (fresh) {
-                    value = value_for(ix);
-                } else if (strcmp(what, "same") == 0) {
-                    /* Re-store what is there: must not be freed. */
-                    if (coextra_get_extra(interp, objs[c], ix->index, &value) <
-                        0) {
-                        coextra_take_error(NULL, 0);
-                        value = NULL;
-                    }
-                }
-                rc = coextra_set_extra(interp, objs[c], ix->index, value);
-                finish(&out, rc < 0);
-                if (rc < 0 && fresh) {
-                    discard_value(ix, value);
-                }
-            }
-        }
-    } else if (strcmp(op, "getraw") == 0 || strcmp(op, "setraw") == 0 ||
-               strcmp(op, "releaseraw") == 0) {
-        /* Invalid uses: arbitrary index numbers, any object. */
-        int i = var(tok[1], 'I');
-        int c = op[0] == 'r' ? 0 : var(tok[2], 'C');
-        if (i < 0 || c < 0) {
-            die("getraw/setraw I<n> C<n> N, releaseraw I<n> N");
-        }
-        if (interps[i] != NULL && (op[0] == 'r' || objs[c] != NULL)) {
-            void *value = (void *)1;
-            int rc;
-            if (op[0] == 'g') {
-                rc = coextra_get_extra(interps[i], objs[c], number(tok[3]),
-                                       &value);
-                if (rc < 0 && value != NULL) {
-                    die("failed get left *extra set");
-                }
-            } else if (op[0] == 's') {
-                rc = coextra_set_extra(interps[i], objs[c], number(tok[3]),
-                                       int_value());
-            } else {
-                rc = coextra_release_index(interps[i], number(tok[2]));
-            }
-            finish(&out, rc < 0);
-        }
-    } else if (strcmp(op, "hook") == 0) {
-        int hv = var(tok[1], 'H'), i = var(tok[2], 'I');
-        int x = n > 4 ? var(tok[4], 'X') : 0;
-        if (hv < 0 || i < 0 || x < 0 || tok[3] == NULL) {
-            die("hook H<n> I<n> record|fail|set|newcode [X<n>]");
-        }
-        if (interps[i] != NULL && !hooks[hv].live) {
-            hook_var *h = &hooks[hv];
-            int id;
-            h->interp = i;
-            h->index = x;
-            h->action = strcmp(tok[3], "fail") == 0      ? HOOK_FAIL
-                        : strcmp(tok[3], "set") == 0     ? HOOK_SET
-                        : strcmp(tok[3], "newcode") == 0 ? HOOK_NEWCODE
-                                                         : HOOK_RECORD;
-            id = coextra_add_hook(interps[i], driver_hook, h);
-            finish(&out, id < 0);
-            if (id >= 0) {
-                h->id = id;
-                h->live = 1;
-            }
-        }
-    } else if (strcmp(op, "unhook") == 0) {
-        int hv = var(tok[1], 'H');
-        if (hv < 0) {
-            die("unhook H<n>");
-        }
-        if (hooks[hv].live) {
-            int rc =
-                coextra_remove_hook(interps[hooks[hv].interp], hooks[hv].id);
-            finish(&out, rc < 0);
-            hooks[hv].live = 0;
-        }
-    } else if (strcmp(op, "unhookraw") == 0) {
-        int i = var(tok[1], 'I');
-        if (i < 0) {
-            die("unhookraw I<n> N");
-        }
-        if (interps[i] != NULL) {
-            int rc = coextra_remove_hook(interps[i], (int)number(tok[2]));
-            finish(&out, rc < 0);
-        }
-    } else if (strcmp(op, "inline") == 0 || strcmp(op, "bytes") == 0) {
-        int c = var(tok[1], 'C');
-        if (c < 0) {
-            die("inline C<n> [0|1] / bytes C<n> [N]");
-        }
-        if (objs[c] != NULL) {
-            intptr_t got = op[0] == 'i' ? coextra_has_inline_extra(objs[c])
-                                        : coextra_extra_bytes(objs[c]);
-            finish(&out, got < 0);
-            if (got >= 0 && op[0] == 'b') {
-                if (coextra_sizeof_code(objs[c]) !=
-                    (intptr_t)sizeof(coextra_code) + got) {
-                    die("sizeof is not base size plus extra bytes");
-                }
-            }
-            if (got >= 0 && tok[2] != NULL && got != number(tok[2])) {
-                die("unexpected inline flag or extra byte count");
-            }
-        }
-    } else if (strcmp(op, "target") == 0) {
-        int i = var(tok[1], 'I'), c = var(tok[2], 'C');
-        int x = n > 3 ? var(tok[3], 'X') : -1;
-        if (i < 0 || c < 0) {
-            die("target I<n> C<n> [X<n>]");
-        }
-        if (interps[i] != NULL && objs[c] != NULL) {
-            coextra_object *old = target_code;
-            coextra_incref(objs[c]);
-            target_code = objs[c];
-            target_interp = interps[i];
-            target_index = x;
-            coextra_drop(old);
-        }
-    } else if (strcmp(op, "fillindices") == 0 ||
-               strcmp(op, "fillhooks") == 0) {
-        /* Exhaust indices or hooks; with a count, exactly that many
-           more must succeed before the failure. */
-        static hook_var record = {1, 0, 0, HOOK_RECORD, 0};
-        int i = var(tok[1], 'I');
-        long count = 0;
-        if (i < 0) {
-            die("fillindices I<n> [N] / fillhooks I<n> [N]");
-        }
-        if (interps[i] != NULL) {
-            long limit =
-                op[4] == 'i' ? COEXTRA_MAX_INDICES : COEXTRA_MAX_HOOKS;
-            for (;;) {
-                int rc =
-                    op[4] == 'i'
-                        ? (int)coextra_request_index(interps[i], heap_free)
-                        : coextra_add_hook(interps[i], driver_hook, &record);
-                if (rc < 0) {
-                    break;
-                }
-                count++;
-            }
-            finish(&out, 1);
-            if (strcmp(out.exc, "RuntimeError") == 0 && tok[2] != NULL &&
-                (count != number(tok[2]) || count > limit)) {
-                die("capacity differs from the expected count");
-            }
-        }
-    } else if (strcmp(op, "fail") == 0) {
-        coextra_fail_allocations(number(tok[1]), number(tok[2]));
-    } else if (strcmp(op, "unraisable") == 0) {
-        long count = 0;
-        while (coextra_take_unraisable(NULL, 0)) {
-            count++;
-        }
-        if (tok[1] != NULL && count != number(tok[1])) {
-            die("unexpected number of unraisable reports");
-        }
-    } else if (strcmp(op, "hookcalls") == 0) {
-        long count = __atomic_exchange_n(&hook_calls, 0, __ATOMIC_RELAXED);
-        if (count != number(tok[1])) {
-            die("unexpected number of hook calls");
-        }
-    } else if (strcmp(op, "threads") == 0) {
-        int c = var(tok[3], 'C'), x = var(tok[4], 'X');
-        if (c < 0 || x < 0) {
-            die("threads N ROUNDS C<n> X<n>");
-        }
-        if (objs[c] != NULL && indices[x].live) {
-            run_threads((int)number(tok[1]), number(tok[2]), c, x);
-        }
-    } else if (strcmp(op, "random") == 0) {
-        run_random((unsigned long)number(tok[1]), number(tok[2]));
-    } else {
-        die("unknown operation");
-    }
+    op = find_operation(tok[0]);
+    cur_op = op;
+    op->run(tok, &out);
 
     if (expect != NULL) {
         if (!out.done) {

@@ -5,19 +5,23 @@ Usage::
     python tools/mutation/run.py [--sample N] [--seed S] [--jobs J]
         [--timeout SECONDS] [--output build/mutation/score.json]
 
-universalmutator (PyPI) writes every mutant of
-``reference_impl/src/coextra.c`` (about 6,700).  The mutants are shuffled
-with a fixed seed and examined in that order: each is compiled to an
-object file with the flags of the reference build; one that does not
-compile is dropped, and so is one whose object file equals the
-original's (the compiler proved it equivalent).  The first ``--sample``
-mutants that remain are a uniform random sample of the compiled,
-non-identical mutants.  Each is linked with ``table.c`` into a shared
-library and the conformance suite runs against it through the C-ABI
-loader (``--coextra-impl=PATH``), stopping at the first failure.  A
-mutant is killed when the run fails, crashes or times out.
+universalmutator (PyPI) writes every mutant of each file of the
+reference (``reference_impl/src``: every ``.c`` file but ``table.c``,
+the C ABI's export, and ``internal.h``, which the files share).  The
+mutants of all files are shuffled together with a fixed seed and
+examined in that order: the files a mutant touches (its own, or every
+``.c`` file for a header) are compiled to object files with the flags of
+the reference build; one that does not compile is dropped, and so is
+one whose object files equal the original's (the compiler proved it
+equivalent).  The first ``--sample`` mutants that remain are a uniform
+random sample of the compiled, non-identical mutants.  Each is linked
+with the other original objects and ``table.c`` into a shared library
+and the conformance suite runs against it through the C-ABI loader
+(``--coextra-impl=PATH``), stopping at the first failure.  A mutant is
+killed when the run fails, crashes or times out.
 
-Survivors are looked up in ``tools/mutation/survivors.json``, which says
+Survivors are looked up in ``tools/mutation/survivors.json``, keyed by
+file, line and change, which says
 for each known survivor either why it is equivalent (kind
 ``equivalent``: no caller that keeps the ABI's contract can tell it from
 the original) or why the suite cannot catch it (kind ``not-caught``, for
@@ -29,7 +33,10 @@ tools/mutation/score.json, which the docs show).
 
 ``--recheck FILE`` runs the suite again on the mutants of an earlier
 results file that were not killed (after tests were added for them),
-keeping its sample, and writes the updated score.
+keeping its sample, and writes the updated score.  ``--rejudge FILE``
+runs nothing: it applies the current survivors.json to the mutants of
+an earlier results file that the suite did not kill (after survivors
+were annotated) and writes the updated score.
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ import json
 import math
 import os
 import random
+import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,7 +63,11 @@ from typing import NoReturn
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "reference_impl" / "src"
 ABI = ROOT / "conformance" / "abi"
-TARGET = SRC / "coextra.c"
+#: The C ABI's export, linked unmutated with every mutant.
+TABLE = "table.c"
+#: Headers whose mutants rebuild every .c file.  coextra.h, the public
+#: interface, is left alone: its structures are the ABI's.
+HEADERS = ("internal.h",)
 SURVIVORS = Path(__file__).with_name("survivors.json")
 
 #: Flags of the object files compared and linked: those of the reference
@@ -74,11 +87,43 @@ EXCLUDED = ("equivalent", "harness")
 SUITE_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
 
 
+def library_sources() -> list[str]:
+    """Return the names of the reference's .c files, table.c excepted."""
+    return [p.name for p in sorted(SRC.glob("*.c")) if p.name != TABLE]
+
+
+def targets() -> list[str]:
+    """Return the names of the files whose mutants are examined."""
+    return library_sources() + list(HEADERS)
+
+
+#: A comment closing a line of code, such as a requirement tag:
+#: ``return -1; /* R-ALLOC-2 */``.
+_TRAILING_COMMENT = re.compile(r"^(?P<code>[^/]*?\S)\s*/\*.*?\*/\s*$")
+
+
+def mutable_text(name: str) -> str:
+    """Return file ``name`` with the comments that close code lines cut.
+
+    universalmutator passes over every line holding ``/*``, and the
+    lines that implement a requirement carry its ID in such a comment;
+    without it they are mutated like any other.  Comments do not change
+    the object file, and line numbers stay the same.
+    """
+    lines = (SRC / name).read_text(encoding="utf-8").splitlines()
+    cut = []
+    for line in lines:
+        match = _TRAILING_COMMENT.match(line)
+        cut.append(match["code"] if match else line)
+    return "\n".join(cut) + "\n"
+
+
 @dataclass
 class Mutant:
     """One mutant: where it changes the source and what became of it."""
 
     name: str
+    file: str
     line: int
     original: str
     mutated: str
@@ -100,25 +145,34 @@ def fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def generate(work: Path) -> list[Path]:
-    """Write every mutant of coextra.c into ``work/mutants``."""
+def generate(work: Path) -> list[tuple[str, Path]]:
+    """Write every mutant of every target into ``work/mutants``.
+
+    Returns (target name, mutant file) pairs.  universalmutator names a
+    mutant after its file's stem (``drain.mutant.12.c``), so names are
+    unique across targets.
+    """
     mutate = shutil.which("mutate")
     if mutate is None:
         fail(
             "universalmutator's `mutate` is not on PATH: "
             "pip install universalmutator"
         )
-    source = work / "coextra.c"
-    shutil.copy(TARGET, source)
     out = work / "mutants"
     out.mkdir()
-    subprocess.run(
-        [mutate, str(source), "c", "--noCheck", "--mutantDir", str(out)],
-        cwd=work,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    mutants = sorted(out.glob("coextra.mutant.*.c"), key=_number)
+    mutants: list[tuple[str, Path]] = []
+    for name in targets():
+        source = work / name
+        source.write_text(mutable_text(name), encoding="utf-8")
+        subprocess.run(
+            [mutate, str(source), "c", "--noCheck", "--mutantDir", str(out)],
+            cwd=work,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        stem, suffix = name.rsplit(".", 1)
+        found = sorted(out.glob(f"{stem}.mutant.*.{suffix}"), key=_number)
+        mutants += [(name, path) for path in found]
     if not mutants:
         fail("universalmutator wrote no mutant")
     return mutants
@@ -128,23 +182,23 @@ def _number(path: Path) -> int:
     return int(path.name.split(".")[2])
 
 
-def describe(path: Path, original_lines: list[str]) -> Mutant:
-    """Find the line a mutant changes."""
+def describe(name: str, path: Path, original_lines: list[str]) -> Mutant:
+    """Find the line a mutant of file ``name`` changes."""
     lines = path.read_text(encoding="utf-8").splitlines()
     for n, (old, new) in enumerate(
         zip(original_lines, lines, strict=False), start=1
     ):
         if old != new:
-            return Mutant(path.name, n, old, new)
+            return Mutant(path.name, name, n, old, new)
     # A deleted line at the end, or a change in line count.
     n = min(len(lines), len(original_lines))
     old = original_lines[n] if n < len(original_lines) else ""
     new = lines[n] if n < len(lines) else ""
-    return Mutant(path.name, n + 1, old, new)
+    return Mutant(path.name, name, n + 1, old, new)
 
 
 def compile_object(source: Path, out: Path) -> bool:
-    """Compile ``source`` (named coextra.c in its own folder) to ``out``.
+    """Compile ``source``, in a folder holding every source, to ``out``.
 
     A syntax check comes first: it is several times faster than code
     generation and rejects most mutants that do not compile.
@@ -161,18 +215,101 @@ def compile_object(source: Path, out: Path) -> bool:
     return True
 
 
-def examine(mutant: Path, slot: Path, original: bytes) -> tuple[str, bytes]:
-    """Compile one mutant in ``slot``; return (status, object bytes)."""
-    source = slot / "coextra.c"
-    shutil.copy(mutant, source)
-    obj = slot / "coextra.o"
-    obj.unlink(missing_ok=True)
-    if not compile_object(source, obj):
-        return "does-not-compile", b""
-    data = obj.read_bytes()
-    if data == original:
-        return "same-object", b""
-    return "valid", data
+def copy_sources(folder: Path) -> None:
+    """Copy the unmutated sources (every .c and .h) into ``folder``.
+
+    The files that are mutated are copied as they are mutated, with the
+    comments closing code lines cut, so that the same text is compiled.
+    """
+    mutated = set(targets())
+    for path in [*SRC.glob("*.c"), *SRC.glob("*.h")]:
+        if path.name in mutated:
+            text = mutable_text(path.name)
+            (folder / path.name).write_text(text, encoding="utf-8")
+        else:
+            shutil.copy(path, folder / path.name)
+
+
+def affected(name: str) -> list[str]:
+    """Return the .c files a mutant of file ``name`` changes."""
+    return library_sources() if name in HEADERS else [name]
+
+
+def object_name(source: str) -> str:
+    """Return the object file name of a .c file."""
+    return source[: -len(".c")] + ".o"
+
+
+Objects = dict[str, bytes]
+
+
+def examine(
+    name: str, mutant: Path, slot: Path, original: Objects
+) -> tuple[str, Objects]:
+    """Compile one mutant of ``name`` in ``slot``.
+
+    Returns the status and the object files that differ from the
+    original ones, by name.
+    """
+    copy_sources(slot)
+    shutil.copy(mutant, slot / name)
+    changed: Objects = {}
+    for source in affected(name):
+        obj = slot / object_name(source)
+        obj.unlink(missing_ok=True)
+        if not compile_object(slot / source, obj):
+            return "does-not-compile", {}
+        data = obj.read_bytes()
+        if data != original[obj.name]:
+            changed[obj.name] = data
+    if not changed:
+        return "same-object", {}
+    return "valid", changed
+
+
+def build_base(base: Path) -> Objects:
+    """Compile the unmutated library and table.c in ``base``.
+
+    Returns the library's object files by name; table.o stays in
+    ``base``.
+    """
+    copy_sources(base)
+    original: Objects = {}
+    for source in library_sources():
+        obj = base / object_name(source)
+        if not compile_object(base / source, obj):
+            fail(f"the unmutated {source} does not compile")
+        original[obj.name] = obj.read_bytes()
+    subprocess.run(
+        ["gcc", *CFLAGS, "-c", TABLE, "-o", "table.o"], cwd=base, check=True
+    )
+    return original
+
+
+def link_library(
+    folder: Path, base: Path, changed: Objects, out: Path
+) -> None:
+    """Link ``out`` from the changed objects and the other base ones."""
+    objects = []
+    for source in library_sources():
+        obj = object_name(source)
+        if obj in changed:
+            (folder / obj).write_bytes(changed[obj])
+            objects.append(folder / obj)
+        else:
+            objects.append(base / obj)
+    subprocess.run(
+        [
+            "gcc",
+            "-shared",
+            "-pthread",
+            *map(str, objects),
+            str(base / "table.o"),
+            "-o",
+            str(out),
+        ],
+        check=True,
+    )
 
 
 def run_suite(
@@ -190,19 +327,27 @@ def run_suite(
         f"--coextra-impl={library}",
         *SUITE_ARGS,
     ]
-    try:
-        done = subprocess.run(
-            command,
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired:
-        return True, "timeout"
+    # Its own session, so that a timeout can kill the whole group: the
+    # suite runs isolated tests in child processes, which a mutant can
+    # make hang and which would otherwise outlive the run.
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return True, "timeout"
+    done = subprocess.CompletedProcess(
+        command, proc.returncode, stdout, stderr
+    )
     if done.returncode == 0:
         return False, "passed"
     if done.returncode < 0:
@@ -231,7 +376,7 @@ def wilson(killed: int, total: int, z: float = 1.96) -> tuple[float, float]:
 def _entry(
     annotated: dict[str, dict[str, str]], mutant: Mutant
 ) -> dict[str, str]:
-    return annotated.get(f"{mutant.line}: {mutant.key}", {})
+    return annotated.get(f"{mutant.file}:{mutant.line}: {mutant.key}", {})
 
 
 def _kind(annotated: dict[str, dict[str, str]], mutant: Mutant) -> str:
@@ -242,11 +387,26 @@ def _note(annotated: dict[str, dict[str, str]], mutant: Mutant) -> str:
     return _entry(annotated, mutant).get("reason", "")
 
 
+def verdict(
+    annotated: dict[str, dict[str, str]], mutant: Mutant, killed: bool
+) -> None:
+    """Set the mutant's status and reason once the suite has run."""
+    mutant.reason = ""
+    if killed:
+        mutant.status = "killed"
+    elif _kind(annotated, mutant) in EXCLUDED:
+        mutant.status = _kind(annotated, mutant)
+        mutant.reason = _note(annotated, mutant)
+    else:
+        mutant.status = "survived"
+        mutant.reason = _note(annotated, mutant)
+
+
 def load_survivors() -> dict[str, dict[str, str]]:
-    """Return the annotated survivors, keyed by "line: change"."""
+    """Return the annotated survivors, keyed by "file:line: change"."""
     data = json.loads(SURVIVORS.read_text(encoding="utf-8"))
     return {
-        f"{entry['line']}: {entry['change']}": entry
+        f"{entry['file']}:{entry['line']}: {entry['change']}": entry
         for entry in data["survivors"]
     }
 
@@ -298,6 +458,13 @@ def main(argv: list[str] | None = None) -> int:
         help="results file of an earlier run: run its survivors again",
     )
     parser.add_argument(
+        "--rejudge",
+        type=Path,
+        default=None,
+        help="results file of an earlier run: apply survivors.json to its "
+        "survivors again, without running the suite",
+    )
+    parser.add_argument(
         "--only",
         default=None,
         help="comma-separated mutant names to run (no sampling)",
@@ -309,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
         fail("gcc not found: apt-get install gcc")
     annotated = load_survivors()
     started = time.monotonic()
+    if args.rejudge is not None:
+        return _rejudge(args, annotated, started)
     work = Path(tempfile.mkdtemp(prefix="coextra-mutation-"))
     try:
         if args.recheck is not None:
@@ -325,32 +494,24 @@ def _run(
     started: float,
 ) -> int:
     mutants = generate(work)
-    original_lines = TARGET.read_text(encoding="utf-8").splitlines()
+    original_lines = {
+        name: mutable_text(name).splitlines() for name in targets()
+    }
     base = work / "base"
     base.mkdir()
-    shutil.copy(TARGET, base / "coextra.c")
-    shutil.copy(SRC / "table.c", base / "table.c")
-    if not compile_object(base / "coextra.c", base / "coextra.o"):
-        fail("the unmutated coextra.c does not compile")
-    subprocess.run(
-        ["gcc", *CFLAGS, "-c", "table.c", "-o", "table.o"],
-        cwd=base,
-        check=True,
-    )
-    original = (base / "coextra.o").read_bytes()
-    table_obj = base / "table.o"
+    original = build_base(base)
 
     order = list(mutants)
     random.Random(args.seed).shuffle(order)
     if args.only:
         wanted = set(args.only.split(","))
-        order = [m for m in order if m.name in wanted]
+        order = [m for m in order if m[1].name in wanted]
     slots = [work / f"slot{i}" for i in range(args.jobs)]
     for slot in slots:
         slot.mkdir()
 
     dropped = {"does-not-compile": 0, "same-object": 0}
-    chosen: list[tuple[Mutant, bytes]] = []
+    chosen: list[tuple[Mutant, Objects]] = []
     position = 0
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         # Compile in batches of `jobs`, in shuffled order, until the
@@ -361,15 +522,20 @@ def _run(
             position += len(batch)
             results = list(
                 pool.map(
-                    lambda pair: examine(pair[0], pair[1], original),
+                    lambda pair: examine(
+                        pair[0][0], pair[0][1], pair[1], original
+                    ),
                     zip(batch, slots, strict=True),
                 )
             )
-            for path, (status, data) in zip(batch, results, strict=True):
+            for (name, path), (status, data) in zip(
+                batch, results, strict=True
+            ):
                 if status != "valid":
                     dropped[status] += 1
                 elif len(chosen) < args.sample:
-                    chosen.append((describe(path, original_lines), data))
+                    mutant = describe(name, path, original_lines[name])
+                    chosen.append((mutant, data))
     examined = position
     compiled_at = time.monotonic()
     print(
@@ -384,7 +550,7 @@ def _run(
     libs = work / "libs"
     libs.mkdir()
     base_lib = libs / "base.so"
-    _link(base / "coextra.o", table_obj, base_lib)
+    link_library(libs, base, {}, base_lib)
     killed, how = run_suite(base_lib, sys.executable, args.timeout, work)
     if killed:
         fail(
@@ -394,19 +560,17 @@ def _run(
     # Mutants compiling to the same object are the same program: the
     # suite runs once per distinct object.
     by_object: dict[str, list[Mutant]] = {}
-    objects: dict[str, bytes] = {}
+    objects: dict[str, Objects] = {}
     for mutant, data in chosen:
-        digest = hashlib.sha256(data).hexdigest()
+        digest = _digest(data)
         by_object.setdefault(digest, []).append(mutant)
         objects[digest] = data
 
     def judge(digest: str) -> tuple[str, bool, str]:
         folder = libs / digest[:16]
         folder.mkdir()
-        obj = folder / "coextra.o"
-        obj.write_bytes(objects[digest])
         lib = folder / "libmutant.so"
-        _link(obj, table_obj, lib)
+        link_library(folder, base, objects[digest], lib)
         killed, how = run_suite(lib, sys.executable, args.timeout, folder)
         shutil.rmtree(folder, ignore_errors=True)
         return digest, killed, how
@@ -416,17 +580,11 @@ def _run(
         for digest, was_killed, how in pool.map(judge, list(by_object)):
             for mutant in by_object[digest]:
                 mutant.detail = how
-                if was_killed:
-                    mutant.status = "killed"
-                elif _kind(annotated, mutant) in EXCLUDED:
-                    mutant.status = _kind(annotated, mutant)
-                    mutant.reason = _note(annotated, mutant)
-                else:
-                    mutant.status = "survived"
-                    mutant.reason = _note(annotated, mutant)
+                verdict(annotated, mutant, was_killed)
+                if mutant.status == "survived":
                     print(
-                        f"  survived: {mutant.name} line {mutant.line}: "
-                        f"{mutant.key}",
+                        f"  survived: {mutant.name} "
+                        f"{mutant.file}:{mutant.line}: {mutant.key}",
                         flush=True,
                     )
             done_count += 1
@@ -467,7 +625,7 @@ def _finish(
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = children.ru_utime + children.ru_stime
     for m in survivors:
-        print(f"SURVIVED {m.name} line {m.line}: {m.key}")
+        print(f"SURVIVED {m.name} {m.file}:{m.line}: {m.key}")
     print(
         f"mutation score {score:.1%} (95 % CI {low:.1%} to {high:.1%}): "
         f"{killed_n} killed of {scored} non-equivalent "
@@ -482,7 +640,7 @@ def _finish(
                 "do not edit: rerun it to regenerate."
             ),
             "tool": "universalmutator",
-            "target": "reference_impl/src/coextra.c",
+            "target": [f"reference_impl/src/{name}" for name in targets()],
             **summary,
             "killed": killed_n,
             "equivalent": equivalent,
@@ -498,6 +656,48 @@ def _finish(
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(result, indent=1) + "\n", "utf-8")
     return 0 if score >= args.minimum else 1
+
+
+def _previous_summary(previous: dict[str, object]) -> dict[str, object]:
+    """Return the sampling figures of an earlier results file."""
+    keys = (
+        "mutants_generated",
+        "examined",
+        "dropped_does_not_compile",
+        "dropped_same_object",
+        "seed",
+        "sample",
+        "distinct_objects",
+    )
+    return {key: previous[key] for key in keys}
+
+
+def _rejudge(
+    args: argparse.Namespace,
+    annotated: dict[str, dict[str, str]],
+    started: float,
+) -> int:
+    """Apply survivors.json to the unkilled mutants of an earlier run.
+
+    Whether the suite killed a mutant is that run's measurement and is
+    kept; only the annotation of the ones it did not kill (equivalent,
+    harness or not caught) is read again.
+    """
+    try:
+        previous = json.loads(args.rejudge.read_text(encoding="utf-8"))
+        sample = [Mutant(**entry) for entry in previous["mutants"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fail(
+            f"{args.rejudge}: cannot read its mutants ({exc}): "
+            "regenerate it with tox -e mutation"
+        )
+    for mutant in sample:
+        if mutant.status != "killed":
+            verdict(annotated, mutant, False)
+    summary = _previous_summary(previous)
+    summary["rejudged"] = sum(m.status != "killed" for m in sample)
+    summary["first_run_minutes"] = previous.get("minutes")
+    return _finish(args, sample, summary, started)
 
 
 def _recheck(
@@ -518,12 +718,8 @@ def _recheck(
     files = work / "mutants"
     base = work / "base"
     base.mkdir()
-    shutil.copy(SRC / "table.c", base / "table.c")
-    shutil.copy(TARGET, base / "coextra.c")
-    subprocess.run(
-        ["gcc", *CFLAGS, "-c", "table.c", "coextra.c"], cwd=base, check=True
-    )
-    _link(base / "coextra.o", base / "table.o", base / "base.so")
+    original = build_base(base)
+    link_library(base, base, {}, base / "base.so")
     killed, how = run_suite(
         base / "base.so", sys.executable, args.timeout, base
     )
@@ -536,48 +732,33 @@ def _recheck(
     def judge(mutant: Mutant) -> None:
         folder = work / mutant.name
         folder.mkdir()
-        shutil.copy(files / mutant.name, folder / "coextra.c")
-        if not compile_object(folder / "coextra.c", folder / "coextra.o"):
-            fail(f"{mutant.name} no longer compiles: is coextra.c changed?")
-        _link(folder / "coextra.o", base / "table.o", folder / "lib.so")
+        status, changed = examine(
+            mutant.file, files / mutant.name, folder, original
+        )
+        if status != "valid":
+            fail(f"{mutant.name} {status}: is {mutant.file} changed?")
+        link_library(folder, base, changed, folder / "lib.so")
         was_killed, detail = run_suite(
             folder / "lib.so", sys.executable, args.timeout, folder
         )
         mutant.detail = f"rechecked: {detail}"
-        mutant.reason = ""
-        if was_killed:
-            mutant.status = "killed"
-        elif _kind(annotated, mutant) in EXCLUDED:
-            mutant.status = _kind(annotated, mutant)
-            mutant.reason = _note(annotated, mutant)
-        else:
-            mutant.status = "survived"
-            mutant.reason = _note(annotated, mutant)
+        verdict(annotated, mutant, was_killed)
 
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(judge, again))
-    summary = {
-        key: previous[key]
-        for key in (
-            "mutants_generated",
-            "examined",
-            "dropped_does_not_compile",
-            "dropped_same_object",
-            "seed",
-            "sample",
-            "distinct_objects",
-        )
-    }
+    summary = _previous_summary(previous)
     summary["rechecked"] = len(again)
     summary["first_run_minutes"] = previous.get("minutes")
     return _finish(args, sample, summary, started)
 
 
-def _link(obj: Path, table: Path, out: Path) -> None:
-    subprocess.run(
-        ["gcc", "-shared", "-pthread", str(obj), str(table), "-o", str(out)],
-        check=True,
-    )
+def _digest(changed: Objects) -> str:
+    """Identify a mutant's program by its changed object files."""
+    digest = hashlib.sha256()
+    for name in sorted(changed):
+        digest.update(name.encode() + b"\0")
+        digest.update(changed[name])
+    return digest.hexdigest()
 
 
 if __name__ == "__main__":

@@ -40,6 +40,13 @@ def _percent(value: float) -> str:
     return f"{100 * value:.1f} %"
 
 
+def _where(mutant: dict[str, Any]) -> str:
+    """Return ``file:line`` of a mutant (``line N`` in one-file results)."""
+    if "file" in mutant:
+        return f"{mutant['file']}:{mutant['line']}"
+    return f"line {mutant['line']}"
+
+
 def build(data: dict[str, Any], path: Path) -> list[nodes.Node]:
     """Return a summary paragraph and the table of mutants not killed."""
     missing = [key for key in SUMMARY if key not in data]
@@ -63,7 +70,7 @@ def build(data: dict[str, Any], path: Path) -> list[nodes.Node]:
     result: list[nodes.Node] = [nodes.paragraph(text, text)]
     rows = [
         {
-            "mutant": f"line {m['line']}",
+            "mutant": _where(m),
             "change": f"{m['original'].strip()} => {m['mutated'].strip()}",
             "status": m["status"],
             "reason": m.get("reason", ""),

@@ -1,9 +1,9 @@
 //! The C ABI of the conformance suite (`conformance/abi/coextra_abi.h`).
 //!
 //! Everything that crosses the boundary is here: the table, mirrored
-//! field by field with `#[repr(C)]`, the `extern "C"` entry points that
-//! turn raw pointers into the safe types of the other modules, and the
-//! wrappers that call the C free functions and hooks.  Each entry point
+//! field by field with `#[repr(C)]`, and the `extern "C"` entry points
+//! that turn raw pointers into the safe types of the other modules (the
+//! C free functions and hooks are wrapped in `callbacks`).  Each entry point
 //! returns the C API's error value and leaves the error pending in the
 //! calling thread (`errors`), from where `take_error` reads it.
 //!
@@ -20,6 +20,7 @@ use std::ffi::{c_char, c_int, c_long, c_void, CStr};
 use std::mem::size_of;
 use std::ptr;
 
+use crate::callbacks::{CFreeFunc, CHook, FreeFn, HookFn};
 use crate::errors::{self, Error, Result};
 use crate::failure;
 use crate::interp::{self, CopyKind, Interp};
@@ -45,59 +46,6 @@ const COPY_MARSHAL: c_int = 1;
 #[repr(C)]
 pub struct CInterp {
     _private: [u8; 0],
-}
-
-/// A C free function, `coextra_freefunc`.
-pub type CFreeFunc = unsafe extern "C" fn(value: *mut c_void);
-
-/// A C constructor hook, `coextra_hook`.
-pub type CHook = unsafe extern "C" fn(code: *mut ObjHead, arg: *mut c_void) -> c_int;
-
-/// A registered free function.
-#[derive(Clone, Copy, Debug)]
-pub struct FreeFn(CFreeFunc);
-
-impl FreeFn {
-    /// Wrap a Rust free function (safe to call with any value).
-    pub fn from_rust(free: extern "C" fn(*mut c_void)) -> FreeFn {
-        FreeFn(free)
-    }
-
-    /// Hand `value` to the free function.
-    pub fn call(self, value: usize) {
-        // SAFETY: the function was registered through request_index by C
-        // code that promised (PEP 8523) it accepts every non-NULL value
-        // stored under its index, and those are the only values passed.
-        unsafe { (self.0)(value as *mut c_void) }
-    }
-}
-
-/// A registered constructor hook and its argument.
-#[derive(Clone, Copy, Debug)]
-pub struct HookFn {
-    hook: CHook,
-    /// The registration's `arg`, kept as an address: it is only ever
-    /// handed back to the hook, never dereferenced here.
-    arg: usize,
-}
-
-impl HookFn {
-    /// Wrap a Rust hook (safe to call with any code object).
-    pub fn from_rust(
-        hook: extern "C" fn(*mut ObjHead, *mut c_void) -> c_int,
-        arg: usize,
-    ) -> HookFn {
-        HookFn { hook, arg }
-    }
-
-    /// Call the hook for a newly constructed code object.
-    pub fn call(self, code: &CodeObject) -> c_int {
-        let code = code as *const CodeObject as *mut ObjHead;
-        // SAFETY: the hook was registered by C code through add_hook with
-        // this `arg`; it receives a borrowed reference to a live code
-        // object, as the PEP's constructor-hook contract says.
-        unsafe { (self.hook)(code, self.arg as *mut c_void) }
-    }
 }
 
 /// `coextra_table`, field by field.
@@ -349,8 +297,8 @@ unsafe extern "C" fn co_flags(code: *mut ObjHead) -> u32 {
 
 unsafe extern "C" fn request_index(interp: *mut CInterp, free: Option<CFreeFunc>) -> isize {
     // SAFETY: handle contract (module docs).
-    let result =
-        unsafe { interp_ref(interp) }.and_then(|interp| interp.request_index(free.map(FreeFn)));
+    let result = unsafe { interp_ref(interp) }
+        .and_then(|interp| interp.request_index(free.map(FreeFn::from_c)));
     report(result.map(|index| index as isize), -1)
 }
 
@@ -415,7 +363,12 @@ unsafe extern "C" fn compare_exchange_extra(
         // SAFETY: handle contract (module docs).
         let interp = unsafe { interp_ref(interp) }?;
         // SAFETY: handle contract (module docs).
-        interp.compare_exchange_extra(unsafe { object_ref(code) }?, index, wanted, desired as usize)
+        interp.compare_exchange_extra(
+            unsafe { object_ref(code) }?,
+            index,
+            wanted,
+            desired as usize,
+        )
     })();
     match result {
         Ok(None) => 1,
@@ -441,10 +394,7 @@ unsafe extern "C" fn add_hook(
         // SAFETY: handle contract (module docs).
         let interp = unsafe { interp_ref(interp) }?;
         let hook = hook.ok_or(Error::System)?;
-        interp.add_hook(HookFn {
-            hook,
-            arg: arg as usize,
-        })
+        interp.add_hook(HookFn::from_c(hook, arg))
     })();
     report(result, -1)
 }

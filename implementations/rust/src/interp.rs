@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::callbacks::{FreeFn, HookFn};
 use crate::errors::{self, Error, Result};
 use crate::failure;
-use crate::ffi::{FreeFn, HookFn};
 use crate::hooks::HookChain;
 use crate::index::{self, IndexTable};
 use crate::object::{self, CodeObject, InlineOwned, ObjHead, ObjRef, CODE_BASE_SIZE};
@@ -103,6 +103,9 @@ impl Interp {
                 .collect(),
             state: Mutex::new(State::default()),
         });
+        // Values live only in interpreters: once one exists, destroying
+        // a code object has to free what they hold in it.
+        object::on_code_destroyed(code_destroyed);
         registry().push(Arc::clone(&interp));
         interp
     }
@@ -247,9 +250,12 @@ impl Interp {
             let index = index as usize;
             match self.inline_slot(code, index) {
                 Some(slot) => {
-                    if let Err(current) =
-                        slot.compare_exchange(expected, desired, Ordering::AcqRel, Ordering::Acquire)
-                    {
+                    if let Err(current) = slot.compare_exchange(
+                        expected,
+                        desired,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
                         return Ok(Some(current));
                     }
                 }

@@ -6,12 +6,18 @@
 //! text on a small object model of its own: interpreters with their
 //! indices, hooks and out-of-line tables behind a mutex (`interp`),
 //! reference-counted code objects whose inline storage exists only when
-//! `CO_INLINE_EXTRA` is set (`object`), and the bookkeeping pieces
-//! (`index`, `hooks`, `storage`, `errors`, `failure`).
+//! `CO_INLINE_EXTRA` is set (`object`), the free functions and hooks C
+//! registers (`callbacks`), and the bookkeeping pieces (`index`, `hooks`,
+//! `storage`, `errors`, `failure`).
+//!
+//! Modules import downwards only: `ffi` uses `interp`, which uses
+//! `callbacks` and `object`; `object` uses neither.  Destroying a code
+//! object frees its values through the function `interp` registers with
+//! `object::on_code_destroyed`.
 //!
 //! `unsafe` code is confined to the modules that own the memory and
-//! the calls crossing the C boundary, `ffi`, `object` and `blocks` (the
-//! counting allocator); every other
+//! the calls crossing the C boundary, `ffi`, `callbacks`, `object` and
+//! `blocks` (the counting allocator); every other
 //! module is checked by `deny(unsafe_code)`.
 
 #![deny(unsafe_code)]
@@ -19,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod blocks;
+pub mod callbacks;
 pub mod errors;
 pub mod failure;
 pub mod ffi;

@@ -1,6 +1,7 @@
 //! The object model: reference-counted objects handed to C as pointers.
 //!
-//! This module and `ffi` are the only ones allowed to use `unsafe`: they
+//! This module, `ffi` and `callbacks` are the only ones allowed to use
+//! `unsafe` (besides the allocator in `blocks`): they
 //! own the raw memory that crosses the C ABI.  Everything else works with
 //! the safe types defined here ([`ObjRef`], [`CodeObject`],
 //! [`InlineOwned`]).
@@ -35,6 +36,7 @@ use std::collections::HashSet;
 use std::mem::size_of;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use crate::errors::{Error, Result};
 
@@ -293,6 +295,20 @@ impl Drop for ObjRef {
     }
 }
 
+/// What destroying a code object does before its memory goes: detach
+/// and free the values every interpreter holds in it.  The interpreters
+/// own those values, so `interp` provides it (`on_code_destroyed`) when
+/// the first interpreter is created; before that no value exists and
+/// there is nothing to do.  This keeps the object model free of any
+/// dependency on the interpreters.
+static CODE_DESTROYED: OnceLock<fn(&CodeObject)> = OnceLock::new();
+
+/// Set what destroying a code object does first (once: later calls,
+/// which must pass the same function, change nothing).
+pub fn on_code_destroyed(teardown: fn(&CodeObject)) {
+    CODE_DESTROYED.get_or_init(|| teardown);
+}
+
 /// Tear down an object whose last reference went.
 ///
 /// # Safety
@@ -304,7 +320,9 @@ unsafe fn destroy(object: NonNull<ObjHead>) {
     if let Some(code) = head.as_code() {
         // Detach and free the values of every interpreter (R-FREE-3);
         // this also removes the object from its owner's InlineOwned set.
-        crate::interp::code_destroyed(code);
+        if let Some(teardown) = CODE_DESTROYED.get() {
+            teardown(code);
+        }
         // The layout is the one `alloc` used: it depends only on the flag
         // and the slot count, which never change.
         let len = code.inline().map(|inline| inline.slots.len());
@@ -334,8 +352,9 @@ unsafe fn destroy(object: NonNull<ObjHead>) {
 /// interpreter, so the interpreter keeps the addresses of the code
 /// objects it gave inline storage.  Invariant: an address is in the set
 /// only while its object is alive.  It is inserted right after the object
-/// is allocated and removed by `interp::code_destroyed` (called from
-/// `destroy` before the memory is freed); both happen, like every walk
+/// is allocated and removed by the teardown `interp` registers with
+/// [`on_code_destroyed`] (called from `destroy` before the memory is
+/// freed); both happen, like every walk
 /// below, with the interpreter's lock held, which is the only way to
 /// reach the set (`&mut self`).
 #[derive(Debug, Default)]
