@@ -199,10 +199,30 @@ cx_enter(int interp, PyThreadState **prev)
     }
     /* A long before 3.7, an unsigned long since. */
     if ((unsigned long)PyThread_get_thread_ident() != cx_main_thread) {
+#if CX_HAVE_OWN_GIL
+        /* Another worker thread (a suite thread calling into a
+           sub-interpreter, as R-INTERP-7's parallel test does): a thread
+           state of the target interpreter, made for this call and
+           deleted by cx_leave(), since a thread state belongs to one
+           thread. */
+        PyInterpreterState *target = cx_tstates[interp]->interp;
+        PyThreadState *temporary;
+
+        *prev = PyEval_SaveThread();
+        temporary = PyThreadState_New(target);
+        if (temporary == NULL) {
+            PyEval_RestoreThread(*prev);
+            PyErr_NoMemory();
+            return -1;
+        }
+        PyEval_RestoreThread(temporary);
+        return 0;
+#else
         PyErr_SetString(PyExc_ValueError,
                         "sub-interpreters are driven from the worker's "
-                        "main thread only");
+                        "main thread only before 3.12");
         return -1;
+#endif
     }
     if (cx_own_gil[interp] || cx_own_gil[cx_current_interp(current)]) {
         /* Two GILs: give up the current one, then take the target's. */
@@ -223,6 +243,16 @@ cx_leave(PyThreadState *prev)
         return;
     }
     current = PyThreadState_Get();
+#if CX_HAVE_OWN_GIL
+    if ((unsigned long)PyThread_get_thread_ident() != cx_main_thread) {
+        /* The temporary thread state cx_enter() made: delete it (which
+           releases its interpreter's GIL), then resume the caller's. */
+        PyThreadState_Clear(current);
+        PyThreadState_DeleteCurrent();
+        PyEval_RestoreThread(prev);
+        return;
+    }
+#endif
     if (cx_own_gil[cx_current_interp(current)] ||
         cx_own_gil[cx_current_interp(prev)]) {
         PyEval_SaveThread();
@@ -1141,6 +1171,14 @@ cx_end_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_ValueError, "cannot end the main interpreter");
         return NULL;
     }
+    if ((unsigned long)PyThread_get_thread_ident() != cx_main_thread) {
+        /* Py_EndInterpreter needs the interpreter's own thread state,
+           which belongs to the main thread. */
+        PyErr_SetString(PyExc_ValueError,
+                        "interpreters are ended from the worker's main "
+                        "thread only");
+        return NULL;
+    }
     if (cx_enter(interp, &prev) < 0) {
         return NULL;
     }
@@ -1155,6 +1193,71 @@ cx_end_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
            and whether one is still current differs between versions. */
         PyThreadState_Swap(prev);
     }
+    Py_RETURN_NONE;
+}
+
+/* Objects parked for drop_parked(): park(obj) keeps a strong reference
+   here and returns a token, so that the caller can let go of every
+   reference the main interpreter holds (its argument tuples and lists
+   included) before drop_parked() releases the last one inside the
+   object's own interpreter.  An object of an interpreter with its own
+   allocator must die there, and nothing the main interpreter allocated
+   may be freed there. */
+#define CX_MAX_PARKED 64
+static PyObject *cx_parked[CX_MAX_PARKED];
+
+static PyObject *
+cx_park(PyObject *Py_UNUSED(self), PyObject *obj)
+{
+    int i;
+
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    for (i = 0; i < CX_MAX_PARKED; i++) {
+        if (cx_parked[i] == NULL) {
+            Py_INCREF(obj);
+            cx_parked[i] = obj;
+            break;
+        }
+    }
+    PyThread_release_lock(cx_free_lock);
+    if (i == CX_MAX_PARKED) {
+        PyErr_SetString(PyExc_OverflowError, "too many parked objects");
+        return NULL;
+    }
+    return PyLong_FromLong(i);
+}
+
+static PyObject *
+cx_drop_parked(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int interp, token;
+    PyObject *obj;
+    PyThreadState *prev;
+
+    if (!PyArg_ParseTuple(args, "ii", &interp, &token)) {
+        return NULL;
+    }
+    if (token < 0 || token >= CX_MAX_PARKED) {
+        PyErr_SetString(PyExc_ValueError, "no such parked object");
+        return NULL;
+    }
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    obj = cx_parked[token];
+    cx_parked[token] = NULL;
+    PyThread_release_lock(cx_free_lock);
+    if (obj == NULL) {
+        PyErr_SetString(PyExc_ValueError, "no such parked object");
+        return NULL;
+    }
+    if (cx_enter(interp, &prev) < 0) {
+        /* Not in its interpreter: keep it rather than free it wrongly. */
+        PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+        cx_parked[token] = obj;
+        PyThread_release_lock(cx_free_lock);
+        return NULL;
+    }
+    Py_DECREF(obj);
+    cx_leave(prev);
     Py_RETURN_NONE;
 }
 
@@ -1541,6 +1644,10 @@ static PyMethodDef cx_methods[] = {
      "new_interpreter([own_gil]) -> number of a new sub-interpreter"},
     {"end_interpreter", cx_end_interpreter, METH_VARARGS,
      "end_interpreter(n): Py_EndInterpreter"},
+    {"park", cx_park, METH_O,
+     "park(obj) -> token; keeps a reference for drop_parked()"},
+    {"drop_parked", cx_drop_parked, METH_VARARGS,
+     "drop_parked(interp, token): release the parked reference there"},
     {"call_in", cx_call_in, METH_VARARGS,
      "call_in(interp, f, args[, kwargs]) -> f(*args, **kwargs) run there"},
     {"hammer", cx_hammer, METH_VARARGS,
