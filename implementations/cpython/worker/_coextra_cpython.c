@@ -1229,6 +1229,71 @@ cx_end_interpreter(PyObject *Py_UNUSED(self), PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* Objects parked for drop_parked(): park(obj) keeps a strong reference
+   here and returns a token, so that the caller can let go of every
+   reference the main interpreter holds (its argument tuples and lists
+   included) before drop_parked() releases the last one inside the
+   object's own interpreter.  An object of an interpreter with its own
+   allocator must die there, and nothing the main interpreter allocated
+   may be freed there. */
+#define CX_MAX_PARKED 64
+static PyObject *cx_parked[CX_MAX_PARKED];
+
+static PyObject *
+cx_park(PyObject *Py_UNUSED(self), PyObject *obj)
+{
+    int i;
+
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    for (i = 0; i < CX_MAX_PARKED; i++) {
+        if (cx_parked[i] == NULL) {
+            Py_INCREF(obj);
+            cx_parked[i] = obj;
+            break;
+        }
+    }
+    PyThread_release_lock(cx_free_lock);
+    if (i == CX_MAX_PARKED) {
+        PyErr_SetString(PyExc_OverflowError, "too many parked objects");
+        return NULL;
+    }
+    return PyLong_FromLong(i);
+}
+
+static PyObject *
+cx_drop_parked(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    int interp, token;
+    PyObject *obj;
+    PyThreadState *prev;
+
+    if (!PyArg_ParseTuple(args, "ii", &interp, &token)) {
+        return NULL;
+    }
+    if (token < 0 || token >= CX_MAX_PARKED) {
+        PyErr_SetString(PyExc_ValueError, "no such parked object");
+        return NULL;
+    }
+    PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+    obj = cx_parked[token];
+    cx_parked[token] = NULL;
+    PyThread_release_lock(cx_free_lock);
+    if (obj == NULL) {
+        PyErr_SetString(PyExc_ValueError, "no such parked object");
+        return NULL;
+    }
+    if (cx_enter(interp, &prev) < 0) {
+        /* Not in its interpreter: keep it rather than free it wrongly. */
+        PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
+        cx_parked[token] = obj;
+        PyThread_release_lock(cx_free_lock);
+        return NULL;
+    }
+    Py_DECREF(obj);
+    cx_leave(prev);
+    Py_RETURN_NONE;
+}
+
 /* Call callable(*args) with interpreter `interp` current, so that what it
    constructs (code objects above all) is constructed by that
    interpreter; an exception it raises is carried back. */
@@ -1612,6 +1677,10 @@ static PyMethodDef cx_methods[] = {
      "new_interpreter([own_gil]) -> number of a new sub-interpreter"},
     {"end_interpreter", cx_end_interpreter, METH_VARARGS,
      "end_interpreter(n): Py_EndInterpreter"},
+    {"park", cx_park, METH_O,
+     "park(obj) -> token; keeps a reference for drop_parked()"},
+    {"drop_parked", cx_drop_parked, METH_VARARGS,
+     "drop_parked(interp, token): release the parked reference there"},
     {"call_in", cx_call_in, METH_VARARGS,
      "call_in(interp, f, args[, kwargs]) -> f(*args, **kwargs) run there"},
     {"hammer", cx_hammer, METH_VARARGS,

@@ -105,6 +105,8 @@ class Worker(object):
         self.own_gil = set()  # type: Set[int]
         self.ended = set()  # type: Set[int]
         self.owners = {}  # type: Dict[int, int]
+        # Objects of ended own-allocator interpreters (see op_drop()).
+        self.orphans = []  # type: List[Any]
         # A sub-interpreter that never gets hooks or indices; see
         # flagged_code().
         self.scratch = None
@@ -239,6 +241,14 @@ class Worker(object):
         else:
             source = "v_%d = %d\n" % (n, n)
         filename = "<coextra-%d>" % n
+        if interp in self.own_gil:
+            # An interpreter with its own object allocator must not keep
+            # an object the main interpreter allocated: the code object
+            # would hold this str as co_filename and free it with the
+            # wrong allocator (free(): invalid pointer).  compile()
+            # decodes a bytes file name into a str of the interpreter
+            # that runs it.
+            filename = filename.encode("ascii")
         if flags:
             return self.keep(
                 self.flagged_code(interp, source, filename, flags), interp)
@@ -272,9 +282,12 @@ class Worker(object):
         # type: (int) -> None
         owner = self.owners.pop(obj, 0)
         if owner in self.ended:
-            # Its interpreter is gone; only the main one is left to run
-            # the destruction.
-            owner = 0
+            # Made by an interpreter with its own object allocator, which
+            # has ended: no interpreter left can free its memory (the main
+            # one's allocator aborts on it, PEP 684 forbids such sharing),
+            # so it is kept, never destroyed.
+            self.orphans.append(self.objects.pop(obj))
+            return None
         holder = [self.objects.pop(obj)]
         try:
             ref = weakref.ref(holder[0])
@@ -282,8 +295,11 @@ class Worker(object):
             ref = None
         if owner:
             # An interpreter with its own allocator: the last reference
-            # goes, and the object is destroyed, in that interpreter.
-            self.cx.call_in(owner, holder.clear, ())
+            # goes, and the object is destroyed, in that interpreter, and
+            # nothing the main interpreter allocated (such as a list
+            # holding it) is freed there.
+            token = self.cx.park(holder.pop())
+            self.cx.drop_parked(owner, token)
         else:
             holder.clear()
         if ref is not None and ref() is not None:
