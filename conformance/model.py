@@ -1,4 +1,4 @@
-"""An executable model of PEP 8523, in pure Python.
+"""An executable model of PEP 9999, in pure Python.
 
 The model is the readable reading of the specification: every rule of the
 PEP that the suite checks is a line here, with its requirement ID in a

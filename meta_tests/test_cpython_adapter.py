@@ -268,7 +268,7 @@ def test_storage_size_counts_the_allocated_block(
 ) -> None:
     """8 bytes for the pointer, then the block grows with the indices."""
     if impl.pep8523:
-        pytest.skip("layout of a PEP 8523 build is measured differently")
+        pytest.skip("layout of a PEP 9999 build is measured differently")
     session = impl.open_session()
     try:
         main = session.main

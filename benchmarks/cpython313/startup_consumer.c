@@ -6,7 +6,7 @@
  * the compiled module), it requests one extra index and stores a value
  * into every code object built from then on:
  *
- *   - on a PEP 8523 build, from a constructor hook (the slot is inline,
+ *   - on a PEP 9999 build, from a constructor hook (the slot is inline,
  *     sized when the code object is built);
  *   - on an unpatched build, from a code watcher's CREATE event, the
  *     nearest stock mechanism (the first SetExtra allocates the block).

@@ -17,7 +17,7 @@ code unit at ``co_code_adaptive`` is a RESUME instruction (so the offset
 of the bytecode inside the code object is right) and the line decoded
 for the current instruction is one of the loop's lines.
 
-PEP 8523 removes ``co_extra`` from ``PyCodeObject``, which moves
+PEP 9999 removes ``co_extra`` from ``PyCodeObject``, which moves
 ``co_code_adaptive`` down (12 bytes on x86-64: the pointer and the padding
 before it).  The script also reports what a tool with the stock 3.13
 offset built in would read there, to show why tools must take the offsets

@@ -9,7 +9,7 @@ Usage (from the repository root)::
 
 Each *setting* runs the same modules with ``python -m test`` on two
 interpreters built from the same source, one unpatched and one with the
-PEP 8523 series:
+PEP 9999 series:
 
 ``plain``     default build (GIL), no consumer;
 ``consumer``  default build, with a consumer active from start-up: a

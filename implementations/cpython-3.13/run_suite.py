@@ -13,7 +13,7 @@ the cache does not hold an up-to-date build (minutes; the build is
 cached for every later run), then runs ``pytest --pyargs
 coextra_conformance --coextra-impl=cpython`` with ``COEXTRA_PYTHON``
 naming the installed interpreter: the stock-CPython adapter drives it out
-of process and detects the PEP 8523 API from its headers.  Every other
+of process and detects the PEP 9999 API from its headers.  Every other
 argument goes to pytest unchanged.
 """
 

@@ -1,4 +1,4 @@
-"""The PEP 8523 reference implementation, packaged for the suite.
+"""The PEP 9999 reference implementation, packaged for the suite.
 
 ``implementation()`` is registered as ``reference`` in the entry-point
 group ``coextra.implementations``; it wraps the C ABI table of the

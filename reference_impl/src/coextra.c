@@ -1,5 +1,5 @@
 /*
- * coextra.c -- the PEP 8523 API on the reference's object model, in the
+ * coextra.c -- the PEP 9999 API on the reference's object model, in the
  * PEP's order: index allocation, storage, ownership and free functions,
  * the CO_INLINE_EXTRA flag, the constructor hook chain, interpreters,
  * copies.  Each function is headed by the PEP section and the main
@@ -41,7 +41,7 @@ inline_size_now(const coextra_interp *interp)
 }
 
 /* ================================================================== */
-/* PEP 8523: Index allocation.  R-INDEX-1, R-INDEX-3, R-INDEX-6 */
+/* PEP 9999: Index allocation.  R-INDEX-1, R-INDEX-3, R-INDEX-6 */
 intptr_t
 coextra_request_index(coextra_interp *interp, coextra_freefunc func)
 {
@@ -91,7 +91,7 @@ coextra_request_index(coextra_interp *interp, coextra_freefunc func)
     return i;
 }
 
-/* PEP 8523: Index allocation, release.  R-INDEX-7, R-INDEX-9 */
+/* PEP 9999: Index allocation, release.  R-INDEX-7, R-INDEX-9 */
 int
 coextra_release_index(coextra_interp *interp, intptr_t index)
 {
@@ -116,7 +116,7 @@ coextra_release_index(coextra_interp *interp, intptr_t index)
 }
 
 /* ================================================================== */
-/* PEP 8523: Storage, Get.  R-STORE-1, R-STORE-2, R-STORE-6, R-STORE-8 */
+/* PEP 9999: Storage, Get.  R-STORE-1, R-STORE-2, R-STORE-6, R-STORE-8 */
 int
 coextra_get_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
                   void **extra)
@@ -147,7 +147,7 @@ coextra_get_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
     return 0;
 }
 
-/* PEP 8523: Storage, Set; Ownership on overwrite and clear.
+/* PEP 9999: Storage, Set; Ownership on overwrite and clear.
    R-STORE-2, R-STORE-7, R-STORE-9, R-FREE-1, R-FREE-2, R-ALLOC-2 */
 int
 coextra_set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
@@ -196,7 +196,7 @@ coextra_set_extra(coextra_interp *interp, coextra_object *code, intptr_t index,
     return 0;
 }
 
-/* PEP 8523: Storage, CompareExchange.  R-STORE-12, R-STORE-13,
+/* PEP 9999: Storage, CompareExchange.  R-STORE-12, R-STORE-13,
    R-THREAD-5 */
 int
 coextra_compare_exchange_extra(coextra_interp *interp, coextra_object *code,
@@ -262,7 +262,7 @@ coextra_compare_exchange_extra(coextra_interp *interp, coextra_object *code,
 }
 
 /* ================================================================== */
-/* PEP 8523: Ownership at destruction.  R-FREE-3, R-FREE-7, R-INTERP-3 */
+/* PEP 9999: Ownership at destruction.  R-FREE-3, R-FREE-7, R-INTERP-3 */
 
 static bool
 holds_values_for(coextra_interp *interp, const coextra_object *code)
@@ -309,7 +309,7 @@ clear_code_extras(coextra_object *code)
 }
 
 /* ================================================================== */
-/* PEP 8523: The CO_INLINE_EXTRA flag.  R-FLAG-3 */
+/* PEP 9999: The CO_INLINE_EXTRA flag.  R-FLAG-3 */
 int
 coextra_has_inline_extra(coextra_object *code)
 {
@@ -321,7 +321,7 @@ coextra_has_inline_extra(coextra_object *code)
 }
 
 /* ================================================================== */
-/* PEP 8523: The constructor hook chain, registration.  R-HOOK-6,
+/* PEP 9999: The constructor hook chain, registration.  R-HOOK-6,
    R-HOOK-10, R-HOOK-13 */
 int
 coextra_add_hook(coextra_interp *interp, coextra_hook hook, void *arg)
@@ -367,7 +367,7 @@ coextra_add_hook(coextra_interp *interp, coextra_hook hook, void *arg)
     return id;
 }
 
-/* PEP 8523: The constructor hook chain, removal.  R-HOOK-6, R-HOOK-7 */
+/* PEP 9999: The constructor hook chain, removal.  R-HOOK-6, R-HOOK-7 */
 int
 coextra_remove_hook(coextra_interp *interp, int hook_id)
 {
@@ -391,7 +391,7 @@ coextra_remove_hook(coextra_interp *interp, int hook_id)
 
 /* The PEP's code-object constructor: every code object, including those
    of coextra_new_code and coextra_copy_code, is made here.
-   PEP 8523: Zero cost and the CO_INLINE_EXTRA flag; the constructor
+   PEP 9999: Zero cost and the CO_INLINE_EXTRA flag; the constructor
    hook chain.  R-FLAG-1, R-FLAG-2, R-HOOK-1, R-HOOK-4, R-HOOK-8 */
 coextra_object *
 construct_code(coextra_interp *interp, uint32_t flags,
@@ -481,7 +481,7 @@ construct_code(coextra_interp *interp, uint32_t flags,
 }
 
 /* ================================================================== */
-/* PEP 8523: Interpreters.  R-INTERP-1, R-INTERP-5, R-FREE-11 */
+/* PEP 9999: Interpreters.  R-INTERP-1, R-INTERP-5, R-FREE-11 */
 coextra_interp *
 coextra_new_interpreter(void)
 {
@@ -572,7 +572,7 @@ coextra_end_interpreter(coextra_interp *interp)
 }
 
 /* ================================================================== */
-/* PEP 8523: Copies and introspection.  R-COPY-1, R-COPY-2, R-HOOK-3 */
+/* PEP 9999: Copies and introspection.  R-COPY-1, R-COPY-2, R-HOOK-3 */
 coextra_object *
 coextra_copy_code(coextra_interp *interp, coextra_object *code, int how)
 {

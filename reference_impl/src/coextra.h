@@ -1,5 +1,5 @@
 /*
- * coextra.h -- public interface of the PEP 8523 reference implementation.
+ * coextra.h -- public interface of the PEP 9999 reference implementation.
  *
  * The reference implements the whole PEP on a small object model of its
  * own: interpreter states, reference-counted objects, and code objects

@@ -1,4 +1,4 @@
-/* A tiny "JIT": counts calls per code object with the PEP 8523 API.
+/* A tiny "JIT": counts calls per code object with the PEP 9999 API.
  *
  * enable() requests an extra index, installs a constructor hook that gives
  * every new code object a counter up front (CompareExchange from NULL, so
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 
 #ifndef Py_HAVE_PEP8523
-#error "callcount needs an interpreter with the PEP 8523 API"
+#error "callcount needs an interpreter with the PEP 9999 API"
 #endif
 
 typedef struct {

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(compiled.stderr, file=sys.stderr)
             print(
                 "callcount.py: callcount.c does not compile against "
-                f"{args.python}'s headers (is it a PEP 8523 build?)",
+                f"{args.python}'s headers (is it a PEP 9999 build?)",
                 file=sys.stderr,
             )
             return 1

@@ -3,7 +3,7 @@
  *
  * It requests one extra index, and stores a freshly allocated value into
  * every code object built from then on; its free function releases the
- * value.  On a PEP 8523 build it does so from a constructor hook; on an
+ * value.  On a PEP 9999 build it does so from a constructor hook; on an
  * unpatched 3.12+ build from a code watcher's CREATE event (the nearest
  * stock mechanism), so both builds run the same workload.
  *

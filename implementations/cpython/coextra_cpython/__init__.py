@@ -1,4 +1,4 @@
-"""Stock CPython 3.6-3.15 under the PEP 8523 conformance suite.
+"""Stock CPython 3.6-3.15 under the PEP 9999 conformance suite.
 
 The interpreter under test runs out of process (see :mod:`.adapter`); it
 is chosen with the ``COEXTRA_PYTHON`` environment variable.

@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-#: The interpreters this adapter supports without the PEP 8523 API.
+#: The interpreters this adapter supports without the PEP 9999 API.
 SUPPORTED = ((3, 6), (3, 15))
 SUPPORTED_TEXT = "CPython 3.6-3.15"
 
@@ -277,7 +277,7 @@ def out_of_range(target: Target) -> str:
     return (
         f"COEXTRA_PYTHON={target.name} is CPython {target.version_text}; "
         f"the cpython adapter supports {SUPPORTED_TEXT} (or a build "
-        f"providing the PEP 8523 API)"
+        f"providing the PEP 9999 API)"
     )
 
 

@@ -1,4 +1,4 @@
-"""The suite's view of a stock CPython 3.6-3.15 (or a PEP 8523 build).
+"""The suite's view of a stock CPython 3.6-3.15 (or a PEP 9999 build).
 
 pytest runs on the host Python; the interpreter under test runs
 ``worker.py`` in a separate process and calls the real co_extra API
@@ -191,7 +191,7 @@ class CPythonSession:
         )
 
     def release_index(self, interp: Handle, index: int) -> None:
-        """PyUnstable_Eval_ReleaseCodeExtraIndex (PEP 8523 builds only)."""
+        """PyUnstable_Eval_ReleaseCodeExtraIndex (PEP 9999 builds only)."""
         self._call("release_index", interp=self._interp(interp), index=index)
 
     def get_extra(self, interp: Handle, code: Handle, index: int) -> int:
@@ -281,7 +281,7 @@ class CPythonSession:
         self._call("remove_hook", interp=self._interp(interp), hook_id=hook_id)
 
     def has_inline_extra(self, code: Handle) -> bool:
-        """PyUnstable_Code_HasInlineExtra (PEP 8523 builds only)."""
+        """PyUnstable_Code_HasInlineExtra (PEP 9999 builds only)."""
         return bool(self._call("has_inline_extra", code=self._number(code)))
 
     def hammer_extra(
@@ -402,7 +402,7 @@ class CPythonSession:
 
 
 class CPythonImplementation:
-    """Stock CPython (or a PEP 8523 build) run out of process."""
+    """Stock CPython (or a PEP 9999 build) run out of process."""
 
     name = "cpython"
     in_process = False
@@ -412,7 +412,7 @@ class CPythonImplementation:
 
         Raises AdapterLoadError with a one-line message when the
         interpreter is missing, not CPython, outside 3.6-3.15 without the
-        PEP 8523 API, or when no C compiler can build the extension.
+        PEP 9999 API, or when no C compiler can build the extension.
         """
         self.interpreter = interpreter or os.environ.get(ENV_VAR) or "python3"
         self.request_timeout = request_timeout()
@@ -512,7 +512,7 @@ class CPythonImplementation:
 
     def describe(self) -> str:
         """One line for the report header."""
-        api = "PEP 8523 API" if self.pep8523 else ", ".join(self.functions)
+        api = "PEP 9999 API" if self.pep8523 else ", ".join(self.functions)
         where = self.target.executable
         if self.target.root is not None:
             where += f" in the root {self.target.root}"

@@ -1,9 +1,9 @@
 /*
  * _coextra_cpython.c -- the target-interpreter half of the stock CPython
- * adapter of the PEP 8523 conformance suite.
+ * adapter of the PEP 9999 conformance suite.
  *
  * worker.py compiles this file against the interpreter under test
- * (CPython 3.6 ... 3.15, or a build carrying the PEP 8523 API) and calls
+ * (CPython 3.6 ... 3.15, or a build carrying the PEP 9999 API) and calls
  * the real co_extra API through it.  Everything the suite observes from
  * inside the interpreter is recorded here in C:
  *
@@ -32,7 +32,7 @@
 /* -- which API the headers offer --------------------------------------- */
 
 #if defined(PyUnstable_CODE_EXTRA_MIN_INDICES) || defined(Py_HAVE_PEP8523)
-/* A patched interpreter implementing the proposed API of PEP 8523. */
+/* A patched interpreter implementing the proposed API of PEP 9999. */
 #define CX_PEP8523 1
 #else
 #define CX_PEP8523 0
@@ -849,7 +849,7 @@ cx_set_extra(PyObject *Py_UNUSED(self), PyObject *args)
     return cx_result(rc, name);
 }
 
-/* The code object's co_flags as C code sees them.  A PEP 8523 build may
+/* The code object's co_flags as C code sees them.  A PEP 9999 build may
    keep CO_INLINE_EXTRA out of the Python-level attribute (the patched
    3.13 does), and the suite's flag requirements are about this field. */
 static PyObject *
@@ -863,7 +863,7 @@ cx_c_co_flags(PyObject *Py_UNUSED(self), PyObject *code)
 }
 
 #if CX_PEP8523 && defined(Py_HAVE_PEP8523)
-/* PEP 8523 builds that implement CompareExchange (the patched 3.13). */
+/* PEP 9999 builds that implement CompareExchange (the patched 3.13). */
 static PyObject *
 cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
 {

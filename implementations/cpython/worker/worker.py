@@ -323,7 +323,7 @@ class Worker(object):
 
     def op_co_flags(self, code):
         # type: (int) -> int
-        # The C field: a PEP 8523 build may hide CO_INLINE_EXTRA from the
+        # The C field: a PEP 9999 build may hide CO_INLINE_EXTRA from the
         # Python attribute, which op_py_co_flags reports.
         return int(self.cx.c_co_flags(self.obj(code)))
 

@@ -36,7 +36,7 @@ impl FreeFn {
     /// Hand `value` to the free function.
     pub fn call(self, value: usize) {
         // SAFETY: the function was registered through request_index by C
-        // code that promised (PEP 8523) it accepts every non-NULL value
+        // code that promised (PEP 9999) it accepts every non-NULL value
         // stored under its index, and those are the only values passed.
         unsafe { (self.0)(value as *mut c_void) }
     }

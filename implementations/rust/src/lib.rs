@@ -1,4 +1,4 @@
-//! An independent Rust implementation of PEP 8523: pay-for-use extra
+//! An independent Rust implementation of PEP 9999: pay-for-use extra
 //! storage on code objects and a code-constructor hook chain.
 //!
 //! The crate builds a C dynamic library exporting the conformance suite's
