@@ -18,8 +18,8 @@ to get it:
 * ``py313t`` and ``patched-ft`` (the free-threaded CPython 3.13.15,
   stock and patched) run when their build is cached, or when
   ``COEXTRA_FT=1`` asks (building what is missing);
-* ``py313t-tsan`` (the thread requirements on the ThreadSanitizer build)
-  runs only when ``COEXTRA_FT_TSAN=1`` asks: ThreadSanitizer slows the
+* ``py313t-tsan`` and ``patched-ft-tsan`` (the thread requirements on the
+  ThreadSanitizer builds, stock and patched) run only when ``COEXTRA_FT_TSAN=1`` asks: ThreadSanitizer slows the
   interpreter several times over, and the native-thread stress tests are
   the suite's heaviest.
 """
@@ -120,14 +120,18 @@ def select(env: dict[str, str]) -> tuple[list[str], list[str]]:
                 "ten minutes); run `make test COEXTRA_FT=1` or "
                 f"`tox -e {name}`"
             )
-    if env.get("COEXTRA_FT_TSAN") == "1":
-        chosen.append("py313t-tsan")
-    else:
-        skipped.append(
-            "py313t-tsan: the ThreadSanitizer build of free-threaded "
-            "CPython 3.13.15 runs only when asked (slow); run `make test "
-            "COEXTRA_FT_TSAN=1` or `tox -e py313t-tsan`"
-        )
+    for name, what in (
+        ("py313t-tsan", "stock"),
+        ("patched-ft-tsan", "patched"),
+    ):
+        if env.get("COEXTRA_FT_TSAN") == "1":
+            chosen.append(name)
+        else:
+            skipped.append(
+                f"{name}: the ThreadSanitizer build of {what} free-threaded "
+                "CPython 3.13.15 runs only when asked (slow); run `make test "
+                f"COEXTRA_FT_TSAN=1` or `tox -e {name}`"
+            )
     return chosen, skipped
 
 
