@@ -19,9 +19,10 @@ to get it:
   stock and patched) run when their build is cached, or when
   ``COEXTRA_FT=1`` asks (building what is missing);
 * ``py313t-tsan`` and ``patched-ft-tsan`` (the thread requirements on the
-  ThreadSanitizer builds, stock and patched) run only when ``COEXTRA_FT_TSAN=1`` asks: ThreadSanitizer slows the
-  interpreter several times over, and the native-thread stress tests are
-  the suite's heaviest.
+  ThreadSanitizer builds, stock and patched) run only when
+  ``COEXTRA_FT_TSAN=1`` asks: ThreadSanitizer slows the interpreter
+  several times over, and the native-thread stress tests are the suite's
+  heaviest.
 """
 
 from __future__ import annotations
