@@ -179,6 +179,23 @@ class _FreeSeesPendingError(ModelSession):
                 self._call_free(free, value)
 
 
+class _FreeErrorEndsBatch(ModelSession):
+    """Stops freeing a batch at the first free function leaving an error."""
+
+    def _run_frees(self, frees: Iterable[Freeing]) -> None:
+        saved = self._pending()
+        self._set_pending(None)
+        try:
+            for free, value in frees:
+                if free is not None and value != 0:
+                    self._call_free(free, value)
+                    if self._pending() is not None:
+                        self._free_left_error()
+                        break
+        finally:
+            self._set_pending(saved)
+
+
 class _FinalizationFreesDescending(ModelSession):
     """Frees a finalized interpreter's values in descending index order."""
 
@@ -241,6 +258,19 @@ class _ZeroCostViolated(ModelSession):
 
     def extra_bytes(self, code: Handle) -> int:
         return super().extra_bytes(code) + 8
+
+
+class _OutOfLineSlotsSizedAsBytes(ModelSession):
+    """Counts a byte instead of a pointer for each out-of-line slot."""
+
+    def extra_bytes(self, code: Handle) -> int:
+        assert isinstance(code, _Code)
+        with self._lock:
+            slots = sum(
+                len(interp.out_of_line.get(code.address, ()))
+                for interp in self._interps
+            )
+        return super().extra_bytes(code) - (WORD_BITS // 8 - 1) * slots
 
 
 # -- HOOK ----------------------------------------------------------------
@@ -599,6 +629,14 @@ compare_exchange_not_atomic = _broken(
 free_sees_pending_error = _broken(
     "free_sees_pending_error", _FreeSeesPendingError, "R-FREE-12"
 )
+free_error_ends_batch = _broken(
+    "free_error_ends_batch", _FreeErrorEndsBatch, "R-FREE-12"
+)
+out_of_line_slots_sized_as_bytes = _broken(
+    "out_of_line_slots_sized_as_bytes",
+    _OutOfLineSlotsSizedAsBytes,
+    "R-FLAG-9",
+)
 finalization_frees_descending = _broken(
     "finalization_frees_descending",
     _FinalizationFreesDescending,
@@ -663,6 +701,8 @@ BROKEN: dict[str, BrokenImplementation] = {
         compare_exchange_not_atomic,
         free_sees_pending_error,
         finalization_frees_descending,
+        free_error_ends_batch,
+        out_of_line_slots_sized_as_bytes,
         hook_minus_one_is_success,
         hook_ids_reused,
         flag_visible_to_python,

@@ -416,6 +416,47 @@ def test_exception_left_by_free_function_is_unraisable(
     )
 
 
+@pytest.mark.req("R-FREE-12")
+@pytest.mark.requires(Capability.PENDING_ERROR)
+@pytest.mark.isolated
+def test_batch_goes_on_after_a_free_function_leaves_an_exception(
+    session: Session,
+) -> None:
+    """A free function's exception does not stop the frees that follow.
+
+    One code object holds values under three indices, the lowest of which
+    has a free function that leaves RuntimeError set.  Destroying the
+    object frees all three in one go: the exception must be reported as
+    unraisable once, the two values after it freed all the same, and the
+    caller's own exception must be pending again afterwards.
+    """
+    failing = session.request_index(
+        session.main, FreeFunc(1, FreeAction.SET_ERROR)
+    )
+    later = [session.request_index(session.main, FreeFunc(t)) for t in (2, 3)]
+    code = session.new_code(session.main)
+    stored = [(1, 0x1221), (2, 0x1222), (3, 0x1223)]
+    for index, (_, value) in zip((failing, *later), stored, strict=True):
+        session.set_extra(session.main, code, index, value)
+    h.precondition(
+        session.take_unraisable() == [],
+        "storing into empty slots reported something as unraisable",
+    )
+    left = session.drop_with_error(code, "KeyError")
+    h.assert_frees(
+        DESTROY, "R-FREE-12", h.frees(session, tags=[1, 2, 3]), stored
+    )
+    unraisable = session.take_unraisable()
+    assert unraisable == ["RuntimeError"], (
+        f"{DESTROY}: the exception one free function left must be reported "
+        f"as unraisable once (R-FREE-12); reported: {unraisable}"
+    )
+    assert left == "KeyError", (
+        f"{DESTROY}: {left!r} is pending instead of the caller's KeyError "
+        f"after a free function left an exception (R-FREE-12)"
+    )
+
+
 @pytest.mark.req("R-FREE-13")
 @pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
 @pytest.mark.isolated
