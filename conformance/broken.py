@@ -205,6 +205,17 @@ class _FinalizationFreesDescending(ModelSession):
         return self._take_values(state, code)[::-1]
 
 
+class _NoConstructionWhileFinalizing(ModelSession):
+    """Refuses to construct code in an interpreter being finalized."""
+
+    def _construct(
+        self, interp: _Interp, flags: int, consts: list[_Code], hooks: bool
+    ) -> _Code:
+        if not interp.alive:
+            raise ApiError(CONSTRUCT, "MemoryError")
+        return super()._construct(interp, flags, consts, hooks)
+
+
 class _NoFreeOnDestroy(ModelSession):
     def _destruction_order(self, frees: list[Freeing]) -> list[Freeing]:
         return []
@@ -629,6 +640,11 @@ compare_exchange_not_atomic = _broken(
 free_sees_pending_error = _broken(
     "free_sees_pending_error", _FreeSeesPendingError, "R-FREE-12"
 )
+no_construction_while_finalizing = _broken(
+    "no_construction_while_finalizing",
+    _NoConstructionWhileFinalizing,
+    "R-FREE-13",
+)
 free_error_ends_batch = _broken(
     "free_error_ends_batch", _FreeErrorEndsBatch, "R-FREE-12"
 )
@@ -702,6 +718,7 @@ BROKEN: dict[str, BrokenImplementation] = {
         free_sees_pending_error,
         finalization_frees_descending,
         free_error_ends_batch,
+        no_construction_while_finalizing,
         out_of_line_slots_sized_as_bytes,
         hook_minus_one_is_success,
         hook_ids_reused,

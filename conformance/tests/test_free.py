@@ -460,6 +460,44 @@ def test_batch_goes_on_after_a_free_function_leaves_an_exception(
 @pytest.mark.req("R-FREE-13")
 @pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
 @pytest.mark.isolated
+def test_free_functions_construct_code_during_finalization(
+    session: Session,
+) -> None:
+    """Free functions run by finalization construct code objects.
+
+    A second interpreter stores values, in its own code object and in one
+    of the main interpreter, under an index whose free function
+    constructs a code object in that second interpreter and destroys it
+    again.  Ending the interpreter frees both values: each free function
+    must have run once, and each of its constructions must have worked.
+    """
+    other = session.new_interpreter()
+    maker = session.request_index(
+        other, FreeFunc(1, FreeAction.NEW_CODE, interp=other)
+    )
+    session.request_index(other, FreeFunc(2))
+    own = session.new_code(other)
+    shared = session.new_code(session.main)
+    for n, code in enumerate((own, shared)):
+        session.set_extra(other, code, maker, 0x1331 + n)
+    session.end_interpreter(other)
+    calls = [c for c in h.calls_of(session) if c.tag == 1]
+    h.assert_frees(
+        "interpreter finalization",
+        "R-FREE-13",
+        calls,
+        [(1, 0x1331), (1, 0x1332)],
+    )
+    failed = [c for c in calls if c.error is not None or c.result != 0]
+    assert not failed, (
+        f"a free function run by finalization could not construct a code "
+        f"object in the interpreter being finalized (R-FREE-13): {failed}"
+    )
+
+
+@pytest.mark.req("R-FREE-13")
+@pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
+@pytest.mark.isolated
 def test_code_destroyed_after_its_interpreter_is_freed_in_order(
     session: Session,
 ) -> None:
