@@ -216,6 +216,33 @@ class _NoConstructionWhileFinalizing(ModelSession):
         return super()._construct(interp, flags, consts, hooks)
 
 
+class _HooksRunDuringFinalization(ModelSession):
+    """Keeps the hook chain while finalization runs the free functions."""
+
+    _kept: tuple[_Interp, list[tuple[int, Hook]]] | None = None
+
+    def end_interpreter(self, interp: Handle) -> None:
+        state = self._as_interp(interp)
+        with self._lock:
+            self._kept = (state, list(state.hooks))
+        try:
+            super().end_interpreter(interp)
+        finally:
+            self._kept = None
+
+    def _run_frees(self, frees: Iterable[Freeing]) -> None:
+        kept = self._kept
+        if kept is not None:
+            with self._lock:
+                kept[0].hooks[:] = kept[1]
+        try:
+            super()._run_frees(frees)
+        finally:
+            if kept is not None:
+                with self._lock:
+                    kept[0].hooks.clear()
+
+
 class _NoFreeOnDestroy(ModelSession):
     def _destruction_order(self, frees: list[Freeing]) -> list[Freeing]:
         return []
@@ -645,6 +672,11 @@ no_construction_while_finalizing = _broken(
     _NoConstructionWhileFinalizing,
     "R-FREE-13",
 )
+hooks_run_during_finalization = _broken(
+    "hooks_run_during_finalization",
+    _HooksRunDuringFinalization,
+    "R-FREE-13",
+)
 free_error_ends_batch = _broken(
     "free_error_ends_batch", _FreeErrorEndsBatch, "R-FREE-12"
 )
@@ -719,6 +751,7 @@ BROKEN: dict[str, BrokenImplementation] = {
         finalization_frees_descending,
         free_error_ends_batch,
         no_construction_while_finalizing,
+        hooks_run_during_finalization,
         out_of_line_slots_sized_as_bytes,
         hook_minus_one_is_success,
         hook_ids_reused,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..adapter import Capability, FreeAction, FreeFunc, Session
+from ..adapter import Capability, FreeAction, FreeFunc, Hook, Session
 from ..evidence import Deviation
 from . import helpers as h
 
@@ -492,6 +492,45 @@ def test_free_functions_construct_code_during_finalization(
     assert not failed, (
         f"a free function run by finalization could not construct a code "
         f"object in the interpreter being finalized (R-FREE-13): {failed}"
+    )
+
+
+@pytest.mark.req("R-FREE-13")
+@pytest.mark.requires(
+    Capability.INTERPRETERS, Capability.FINALIZE, Capability.HOOKS
+)
+@pytest.mark.isolated
+def test_no_hook_runs_for_code_constructed_during_finalization(
+    session: Session,
+) -> None:
+    """Hooks of an interpreter being finalized stay silent.
+
+    A second interpreter has a recording hook and stores a value under
+    an index whose free function constructs a code object in that
+    interpreter.  Ending the interpreter frees the value, and so
+    constructs the code object: the hook must not see it.
+    """
+    other = session.new_interpreter()
+    session.add_hook(other, Hook(5))
+    maker = session.request_index(
+        other, FreeFunc(1, FreeAction.NEW_CODE, interp=other)
+    )
+    own = session.new_code(other)
+    session.set_extra(other, own, maker, 0x1341)
+    session.take_hook_calls()
+    session.end_interpreter(other)
+    calls = [c for c in h.calls_of(session) if c.tag == 1]
+    h.assert_frees(
+        "interpreter finalization", "R-FREE-13", calls, [(1, 0x1341)]
+    )
+    assert calls[0].error is None, (
+        f"a free function run by finalization could not construct a code "
+        f"object in the interpreter being finalized (R-FREE-13): {calls}"
+    )
+    seen = session.take_hook_calls()
+    assert seen == [], (
+        f"hooks of the interpreter being finalized ran for code its free "
+        f"functions constructed (R-FREE-13): {seen}"
     )
 
 
