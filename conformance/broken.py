@@ -179,6 +179,23 @@ class _FreeSeesPendingError(ModelSession):
                 self._call_free(free, value)
 
 
+class _FreeErrorEndsBatch(ModelSession):
+    """Stops freeing a batch at the first free function leaving an error."""
+
+    def _run_frees(self, frees: Iterable[Freeing]) -> None:
+        saved = self._pending()
+        self._set_pending(None)
+        try:
+            for free, value in frees:
+                if free is not None and value != 0:
+                    self._call_free(free, value)
+                    if self._pending() is not None:
+                        self._free_left_error()
+                        break
+        finally:
+            self._set_pending(saved)
+
+
 class _FinalizationFreesDescending(ModelSession):
     """Frees a finalized interpreter's values in descending index order."""
 
@@ -186,6 +203,44 @@ class _FinalizationFreesDescending(ModelSession):
         self, state: _Interp, code: _Code
     ) -> list[Freeing]:
         return self._take_values(state, code)[::-1]
+
+
+class _NoConstructionWhileFinalizing(ModelSession):
+    """Refuses to construct code in an interpreter being finalized."""
+
+    def _construct(
+        self, interp: _Interp, flags: int, consts: list[_Code], hooks: bool
+    ) -> _Code:
+        if not interp.alive:
+            raise ApiError(CONSTRUCT, "MemoryError")
+        return super()._construct(interp, flags, consts, hooks)
+
+
+class _HooksRunDuringFinalization(ModelSession):
+    """Keeps the hook chain while finalization runs the free functions."""
+
+    _kept: tuple[_Interp, list[tuple[int, Hook]]] | None = None
+
+    def end_interpreter(self, interp: Handle) -> None:
+        state = self._as_interp(interp)
+        with self._lock:
+            self._kept = (state, list(state.hooks))
+        try:
+            super().end_interpreter(interp)
+        finally:
+            self._kept = None
+
+    def _run_frees(self, frees: Iterable[Freeing]) -> None:
+        kept = self._kept
+        if kept is not None:
+            with self._lock:
+                kept[0].hooks[:] = kept[1]
+        try:
+            super()._run_frees(frees)
+        finally:
+            if kept is not None:
+                with self._lock:
+                    kept[0].hooks.clear()
 
 
 class _NoFreeOnDestroy(ModelSession):
@@ -241,6 +296,19 @@ class _ZeroCostViolated(ModelSession):
 
     def extra_bytes(self, code: Handle) -> int:
         return super().extra_bytes(code) + 8
+
+
+class _OutOfLineSlotsSizedAsBytes(ModelSession):
+    """Counts a byte instead of a pointer for each out-of-line slot."""
+
+    def extra_bytes(self, code: Handle) -> int:
+        assert isinstance(code, _Code)
+        with self._lock:
+            slots = sum(
+                len(interp.out_of_line.get(code.address, ()))
+                for interp in self._interps
+            )
+        return super().extra_bytes(code) - (WORD_BITS // 8 - 1) * slots
 
 
 # -- HOOK ----------------------------------------------------------------
@@ -599,6 +667,24 @@ compare_exchange_not_atomic = _broken(
 free_sees_pending_error = _broken(
     "free_sees_pending_error", _FreeSeesPendingError, "R-FREE-12"
 )
+no_construction_while_finalizing = _broken(
+    "no_construction_while_finalizing",
+    _NoConstructionWhileFinalizing,
+    "R-FREE-13",
+)
+hooks_run_during_finalization = _broken(
+    "hooks_run_during_finalization",
+    _HooksRunDuringFinalization,
+    "R-FREE-13",
+)
+free_error_ends_batch = _broken(
+    "free_error_ends_batch", _FreeErrorEndsBatch, "R-FREE-12"
+)
+out_of_line_slots_sized_as_bytes = _broken(
+    "out_of_line_slots_sized_as_bytes",
+    _OutOfLineSlotsSizedAsBytes,
+    "R-FLAG-9",
+)
 finalization_frees_descending = _broken(
     "finalization_frees_descending",
     _FinalizationFreesDescending,
@@ -663,6 +749,10 @@ BROKEN: dict[str, BrokenImplementation] = {
         compare_exchange_not_atomic,
         free_sees_pending_error,
         finalization_frees_descending,
+        free_error_ends_batch,
+        no_construction_while_finalizing,
+        hooks_run_during_finalization,
+        out_of_line_slots_sized_as_bytes,
         hook_minus_one_is_success,
         hook_ids_reused,
         flag_visible_to_python,

@@ -142,8 +142,8 @@ class FreeAction(str, enum.Enum):
     GET = "get"
     #: Call Set on ``FreeFunc.code``/``index`` with ``FreeFunc.value``.
     SET = "set"
-    #: Construct one code object in the session's main interpreter and
-    #: drop it again.
+    #: Construct one code object in ``FreeFunc.interp`` (the session's
+    #: main interpreter when None) and drop it again.
     NEW_CODE = "new-code"
     #: Record in FreeCall.result whether an exception was pending when
     #: the free function was called (1) or not (0); leave it as found.
@@ -288,7 +288,7 @@ def run_free_action(host: ActionHost, free: FreeFunc, value: int) -> FreeCall:
             host.set_extra(interp, free.code, free.index, free.value)
             result = 0
         elif free.action is FreeAction.NEW_CODE:
-            host.construct_and_drop(host.main)
+            host.construct_and_drop(interp)
             result = 0
         elif free.action is FreeAction.CHECK_ERROR:
             result = 1 if host.error_pending() else 0

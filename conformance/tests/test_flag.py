@@ -235,6 +235,35 @@ def test_sizeof_counts_extra_storage(session: Session) -> None:
     )
 
 
+@pytest.mark.req("R-FLAG-9")
+@pytest.mark.requires(Capability.SIZEOF, Capability.STORAGE_SIZE)
+@pytest.mark.parametrize("slots", [1, 2, 16])
+def test_sizeof_holds_a_pointer_per_out_of_line_value(
+    session: Session, slots: int
+) -> None:
+    """The size reported grows by a pointer at least per value out of line.
+
+    A code object made before any index exists has no inline storage, so
+    the values stored under the ``slots`` indices requested afterwards
+    (the highest first) live out of line; sys.getsizeof() must then
+    exceed what it reported before the stores by at least one pointer
+    for each value held.
+    """
+    code = session.new_code(session.main)
+    indices = [
+        session.request_index(session.main, FreeFunc(1)) for _ in range(slots)
+    ]
+    before = session.sizeof(code)
+    for n, index in enumerate(reversed(indices)):
+        session.set_extra(session.main, code, index, 0x990 + n)
+    grown = session.sizeof(code) - before
+    pointers = slots * h.WORD_BITS // 8
+    assert grown >= pointers, (
+        f"sys.getsizeof() grew by {grown} bytes for {slots} values stored "
+        f"out of line; they hold {pointers} bytes of pointers (R-FLAG-9)"
+    )
+
+
 @pytest.mark.req("R-FLAG-10")
 @pytest.mark.requires(Capability.PYTHON_CODE)
 def test_flag_is_invisible_to_python_code(session: Session) -> None:

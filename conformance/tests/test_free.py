@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..adapter import Capability, FreeAction, FreeFunc, Session
+from ..adapter import Capability, FreeAction, FreeFunc, Hook, Session
 from ..evidence import Deviation
 from . import helpers as h
 
@@ -413,6 +413,124 @@ def test_exception_left_by_free_function_is_unraisable(
     )
     h.assert_frees(
         DESTROY, "R-FREE-12", h.frees(session), [(1, 0x1211), (1, 0x1212)]
+    )
+
+
+@pytest.mark.req("R-FREE-12")
+@pytest.mark.requires(Capability.PENDING_ERROR)
+@pytest.mark.isolated
+def test_batch_goes_on_after_a_free_function_leaves_an_exception(
+    session: Session,
+) -> None:
+    """A free function's exception does not stop the frees that follow.
+
+    One code object holds values under three indices, the lowest of which
+    has a free function that leaves RuntimeError set.  Destroying the
+    object frees all three in one go: the exception must be reported as
+    unraisable once, the two values after it freed all the same, and the
+    caller's own exception must be pending again afterwards.
+    """
+    failing = session.request_index(
+        session.main, FreeFunc(1, FreeAction.SET_ERROR)
+    )
+    later = [session.request_index(session.main, FreeFunc(t)) for t in (2, 3)]
+    code = session.new_code(session.main)
+    stored = [(1, 0x1221), (2, 0x1222), (3, 0x1223)]
+    for index, (_, value) in zip((failing, *later), stored, strict=True):
+        session.set_extra(session.main, code, index, value)
+    h.precondition(
+        session.take_unraisable() == [],
+        "storing into empty slots reported something as unraisable",
+    )
+    left = session.drop_with_error(code, "KeyError")
+    h.assert_frees(
+        DESTROY, "R-FREE-12", h.frees(session, tags=[1, 2, 3]), stored
+    )
+    unraisable = session.take_unraisable()
+    assert unraisable == ["RuntimeError"], (
+        f"{DESTROY}: the exception one free function left must be reported "
+        f"as unraisable once (R-FREE-12); reported: {unraisable}"
+    )
+    assert left == "KeyError", (
+        f"{DESTROY}: {left!r} is pending instead of the caller's KeyError "
+        f"after a free function left an exception (R-FREE-12)"
+    )
+
+
+@pytest.mark.req("R-FREE-13")
+@pytest.mark.requires(Capability.INTERPRETERS, Capability.FINALIZE)
+@pytest.mark.isolated
+def test_free_functions_construct_code_during_finalization(
+    session: Session,
+) -> None:
+    """Free functions run by finalization construct code objects.
+
+    A second interpreter stores values, in its own code object and in one
+    of the main interpreter, under an index whose free function
+    constructs a code object in that second interpreter and destroys it
+    again.  Ending the interpreter frees both values: each free function
+    must have run once, and each of its constructions must have worked.
+    """
+    other = session.new_interpreter()
+    maker = session.request_index(
+        other, FreeFunc(1, FreeAction.NEW_CODE, interp=other)
+    )
+    session.request_index(other, FreeFunc(2))
+    own = session.new_code(other)
+    shared = session.new_code(session.main)
+    for n, code in enumerate((own, shared)):
+        session.set_extra(other, code, maker, 0x1331 + n)
+    session.end_interpreter(other)
+    calls = [c for c in h.calls_of(session) if c.tag == 1]
+    h.assert_frees(
+        "interpreter finalization",
+        "R-FREE-13",
+        calls,
+        [(1, 0x1331), (1, 0x1332)],
+    )
+    failed = [c for c in calls if c.error is not None or c.result != 0]
+    assert not failed, (
+        f"a free function run by finalization could not construct a code "
+        f"object in the interpreter being finalized (R-FREE-13): {failed}"
+    )
+
+
+@pytest.mark.req("R-FREE-13")
+@pytest.mark.requires(
+    Capability.INTERPRETERS, Capability.FINALIZE, Capability.HOOKS
+)
+@pytest.mark.isolated
+def test_no_hook_runs_for_code_constructed_during_finalization(
+    session: Session,
+) -> None:
+    """Hooks of an interpreter being finalized stay silent.
+
+    A second interpreter has a recording hook and stores a value under
+    an index whose free function constructs a code object in that
+    interpreter.  Ending the interpreter frees the value, and so
+    constructs the code object: the hook must not see it.
+    """
+    other = session.new_interpreter()
+    session.add_hook(other, Hook(5))
+    maker = session.request_index(
+        other, FreeFunc(1, FreeAction.NEW_CODE, interp=other)
+    )
+    own = session.new_code(other)
+    session.set_extra(other, own, maker, 0x1341)
+    session.take_hook_calls()
+    session.end_interpreter(other)
+    calls = [c for c in h.calls_of(session) if c.tag == 1]
+    h.assert_frees(
+        "interpreter finalization", "R-FREE-13", calls, [(1, 0x1341)]
+    )
+    assert calls[0].error is None, (
+        f"a free function run by finalization could not construct a code "
+        f"object in the interpreter being finalized (R-FREE-13): {calls}"
+    )
+    seen = session.take_hook_calls()
+    assert seen == [], (
+        f"hooks of the interpreter being finalized ran for code its free "
+        f"functions constructed (R-FREE-13): {seen}"
     )
 
 
