@@ -10,7 +10,8 @@ TOX := $(VENV)/bin/tox
 # those whose interpreter or toolchain is missing (printing how to get it)
 # and adds `patched`, `py314`/`py315` and the free-threaded `py313t` and
 # `patched-ft` when their build is cached or COEXTRA_PATCHED=1, COEXTRA_SID=1
-# or COEXTRA_FT=1 asks; `py313t-tsan` only when COEXTRA_FT_TSAN=1 asks.
+# or COEXTRA_FT=1 asks; `py313t-tsan` and `patched-ft-tsan` only when
+# COEXTRA_FT_TSAN=1 asks.
 export COEXTRA_PATCHED COEXTRA_SID COEXTRA_FT COEXTRA_FT_TSAN
 
 .PHONY: conformance test clean

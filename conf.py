@@ -62,13 +62,10 @@ coextra_benchmarks = "benchmarks/results/latest.json"
 coextra_benchmarks_schema = "benchmarks/results.schema.json"
 # Pages generated from the sources: the suite's tests by requirement, the
 # reference's C with line anchors, and the patched CPython's patch series
-# (the 3.13 series once it exists, else the 3.11 one).
+# (CPython 3.13.15's).
 coextra_tests_dir = "conformance/tests"
 coextra_c_sources = ["reference_impl/src/*.h", "reference_impl/src/*.c"]
-coextra_patch_dirs = [
-    "implementations/cpython-3.13",
-    "implementations/cpython-3.11",
-]
+coextra_patch_dirs = ["implementations/cpython-3.13"]
 
 # -- Options for HTML output -----------------------------------------------
 

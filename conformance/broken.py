@@ -20,6 +20,7 @@ from .contract import (
     ADD_HOOK,
     COMPARE_EXCHANGE,
     CONSTRUCT,
+    RELEASE,
     REQUEST,
     SET,
     WORD_BITS,
@@ -94,6 +95,24 @@ class _NoExceptionOnExhaustion(ModelSession):
             if exc.exc_type == "RuntimeError":
                 raise ApiError(REQUEST, None) from None
             raise
+
+
+class _IndexValidDuringRelease(ModelSession):
+    """Keeps a released index valid until its free functions have run."""
+
+    def release_index(self, interp: Handle, index: int) -> None:
+        state = self._as_interp(interp)
+        with self._lock:
+            if index not in state.indices:
+                raise ApiError(RELEASE, "SystemError")
+            free = state.indices[index]
+            frees: list[Freeing] = []
+            for code in self._codes.values():
+                frees.append((free, self._read(state, code, index)))
+                self._clear_released(state, code, index)
+        self._run_frees(frees)
+        with self._lock:
+            state.indices.pop(index, None)
 
 
 # -- STORE ---------------------------------------------------------------
@@ -552,6 +571,9 @@ request_consumes_index_on_failure = _broken(
 no_exception_on_exhaustion = _broken(
     "no_exception_on_exhaustion", _NoExceptionOnExhaustion, "R-INDEX-3"
 )
+index_valid_during_release = _broken(
+    "index_valid_during_release", _IndexValidDuringRelease, "R-INDEX-11"
+)
 get_invalid_index_succeeds = _broken(
     "get_invalid_index_succeeds",
     _GetInvalidIndexSucceeds,
@@ -726,6 +748,7 @@ BROKEN: dict[str, BrokenImplementation] = {
         capacity_short_by_one,
         request_consumes_index_on_failure,
         no_exception_on_exhaustion,
+        index_valid_during_release,
         get_invalid_index_succeeds,
         segfaults_on_odd_pattern,
         frees_on_restore,

@@ -844,7 +844,9 @@ def test_minimal_adapter_passes_the_suite(tmp_path: Path) -> None:
 
 # -- the patched interpreter's figures ------------------------------------
 
-PATCHED_RESULTS = ROOT / "implementations" / "cpython-3.11" / "results.json"
+PATCHED_RESULTS = (
+    ROOT / "implementations" / "cpython-3.13" / "results" / "measure.json"
+)
 
 
 def test_patched_figures_render_the_committed_file() -> None:
@@ -939,7 +941,7 @@ def _source_pages(project: Path) -> None:
     src = project / "reference_impl" / "src"
     src.mkdir(parents=True)
     (src / "demo.c").write_text(C_SOURCE, encoding="utf-8")
-    for version, names in (("3.11", ("0001-old.patch",)), ("3.13", ())):
+    for version, names in (("3.12", ("0001-old.patch",)), ("3.13", ())):
         folder = project / "implementations" / f"cpython-{version}"
         folder.mkdir(parents=True)
         for name in names:
@@ -985,16 +987,17 @@ def test_source_pages_link_requirements_to_tests_and_c_lines(
     assert "Read it." in api
 
 
-def test_patch_series_prefers_the_newest_folder(
+def test_patch_series_prefers_the_first_folder_with_patches(
     build: Build, project: Path
 ) -> None:
-    """3.13's series is shown once it exists; until then 3.11's."""
+    """The first folder of ``coextra_patch_dirs`` holding a series wins."""
     _source_pages(project)
-    out, _ = build()
+    folders = ["implementations/cpython-3.13", "implementations/cpython-3.12"]
+    out, _ = build(coextra_patch_dirs=folders)
     assert "0001-old.patch" in read(out, "docs/patches")
     new = project / "implementations" / "cpython-3.13" / "0001-new.patch"
     new.write_text("diff --git a/y b/y\n+3.13\n", encoding="utf-8")
-    out, _ = build()
+    out, _ = build(coextra_patch_dirs=folders)
     html = read(out, "docs/patches")
     assert "0001-new.patch" in html
     assert "0001-old.patch" not in html

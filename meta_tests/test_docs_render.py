@@ -230,7 +230,6 @@ def site() -> Iterator[Path]:
             "docs",
             "conformance/tests",
             "reference_impl/src",
-            "implementations/cpython-3.11",
             "implementations/cpython-3.13",
         ):
             if not (ROOT / folder).is_dir():

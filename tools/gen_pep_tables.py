@@ -10,14 +10,15 @@ derived, never written by hand:
 
 ``cpython-deviations``
     Backwards Compatibility: requirement x CPython version, from the
-    suite's reports ``results/cpython-3.X.json`` (and the patched build's
-    ``results/cpython-3.11-pep.json``), with the observed behaviour and
+    suite's reports ``results/cpython-3.X.json`` (and the patched builds'
+    ``results/cpython-3.13-pep.json`` and ``cpython-3.13t-pep.json``),
+    with the observed behaviour and
     the upstream issue of each deviation, taken from the expectations
     that the reports carry.
 ``benchmark-figures``
     Rationale: the costs of each design, from
     ``benchmarks/results/latest.json`` and the patched interpreter's
-    ``implementations/cpython-3.11/results.json``.
+    ``implementations/cpython-3.13/results/measure.json``.
 ``like-for-like``
     Rationale: every design through the functions it exports, on
     CPython 3.13.15 patched and unpatched (default and free-threaded),
@@ -46,7 +47,14 @@ from pep_source import GENERATED_BEGIN_RE, GENERATED_END, PEP_PATH, REPO
 DEFAULT_PEP = PEP_PATH
 RESULTS = REPO / "results"
 BENCH = REPO / "benchmarks" / "results" / "latest.json"
-PATCHED = REPO / "implementations" / "cpython-3.11" / "results.json"
+PATCHED = (
+    REPO / "implementations" / "cpython-3.13" / "results" / "measure.json"
+)
+#: The patched builds' reports, as (file stem, column heading).
+PATCHED_REPORTS = (
+    ("cpython-3.13-pep", "3.13 +PEP"),
+    ("cpython-3.13t-pep", "3.13t +PEP"),
+)
 #: Columns in order: stock releases, then the free-threaded build (3.13t).
 VERSIONS = [f"3.{minor}" for minor in range(6, 16)] + ["3.13t"]
 REGEN_COMMAND = "tox -e regen"
@@ -57,12 +65,13 @@ CELL = {
     "fail": "**fails**",
     "xfail": "**fails**",
     "crashed": "**crashes**",
+    "timeout": "**hangs**",
     "xpass": "pass",
     "not-applicable": "n/a",
     "error": "error",
     "untested": "untested",
 }
-DEVIATING = frozenset({"fail", "xfail", "crashed", "error"})
+DEVIATING = frozenset({"fail", "xfail", "crashed", "timeout", "error"})
 #: The API's name prefixes: ``_PyEval_``/``_PyCode_`` up to 3.11,
 #: ``PyUnstable_Eval_``/``PyUnstable_Code_`` from 3.12.
 _API_PREFIX = re.compile(r"\b(?:_Py|PyUnstable_)(?=(?:Eval|Code)_)")
@@ -113,8 +122,11 @@ def deviations_block(results: Path) -> list[str]:
             "*No CPython results are committed yet: run* ``tox -e py36`` "
             "*...* ``tox -e py315``, ``tox -e py313t``."
         ]
-    patched_path = results / "cpython-3.11-pep.json"
-    patched = _by_id(_load(patched_path)) if patched_path.is_file() else {}
+    patched = {
+        heading: _by_id(_load(results / f"{stem}.json"))
+        for stem, heading in PATCHED_REPORTS
+        if (results / f"{stem}.json").is_file()
+    }
     versions = list(reports)
     # A report lists the requirements in PEP order; _by_id keeps it.  The
     # longest report decides the order: a report made before a requirement
@@ -129,16 +141,20 @@ def deviations_block(results: Path) -> list[str]:
         req_id
         for req_id in order
         if any(reports[v][req_id]["outcome"] in DEVIATING for v in versions)
+        or any(
+            report.get(req_id, untested)["outcome"] in DEVIATING
+            for report in patched.values()
+        )
     ]
     total = len(order)
     lines = [
         f"Measured by the conformance suite against stock CPython "
         f"{_version_ranges(versions)} (``results/cpython-3.X.json``; "
         f"3.14 and 3.15 are Debian's builds, 3.13t the free-threaded build "
-        f"of 3.13.15) and against the patched 3.11.2 of "
-        f"`Reference Implementation`_ "
-        f"(column *PEP*).  Of {total} requirements, the {len(rows)} below "
-        f"fail on at least one version; every other one passes wherever "
+        f"of 3.13.15) and against the patched 3.13.15 of "
+        f"`Reference Implementation`_ (columns *+PEP*, default and "
+        f"free-threaded builds).  Of {total} requirements, the {len(rows)} below "
+        f"fail in at least one column; every other one passes wherever "
         f"the adapter can exercise it.  *n/a* marks a capability that the "
         f"version lacks (index release and the inline flag everywhere; "
         f"constructor hooks before 3.12), which the suite "
@@ -151,7 +167,7 @@ def deviations_block(results: Path) -> list[str]:
         "   * - Requirement",
     ]
     lines += [f"     - {v}" for v in versions]
-    lines.append("     - PEP")
+    lines += [f"     - {heading}" for heading in patched]
     for req_id in rows:
         level = next(
             reports[v][req_id]["level"]
@@ -161,8 +177,9 @@ def deviations_block(results: Path) -> list[str]:
         lines.append(f"   * - {_ref(req_id)} ({level})")
         for v in versions:
             lines.append(f"     - {_cell(reports[v][req_id])}")
-        entry = patched.get(req_id, {"outcome": "untested"})
-        lines.append(f"     - {_cell(entry)}")
+        for report in patched.values():
+            entry = report.get(req_id, {"outcome": "untested"})
+            lines.append(f"     - {_cell(entry)}")
     lines += [
         "",
         "What the suite observed, newest version first (the reasons of "
@@ -180,7 +197,7 @@ def _cell(entry: Json) -> str:
     outcome = entry["outcome"]
     if outcome == "xfail":
         how = (entry.get("expectation") or {}).get("outcome", "fail")
-        outcome = "crashed" if how == "crashed" else "fail"
+        outcome = how if how in ("crashed", "timeout") else "fail"
     return CELL[outcome]
 
 
@@ -405,7 +422,8 @@ def _patched_lines(patched: Json) -> list[str]:
     imports = patched["import_seconds"]
     base, pep = sizes["baseline"], sizes["patched"]
     lines = [
-        f"In the patched CPython {patched['cpython']} (same source and "
+        f"In the patched CPython {patched['cpython']} (default build; same "
+        f"source and "
         f"options, with and without the patch series), a small code object "
         f"takes {pep['no_consumer']} bytes instead of "
         f"{base['no_consumer']} while no consumer is active and "

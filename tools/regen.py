@@ -15,7 +15,11 @@ anything again: it copies and normalises what the last runs left in
    each committed report (copied or not) is then normalised: node IDs
    relative to the repository (``conformance/tests/<file>::<test>``) and
    no ``duration``, which changes on every run;
-2. ``build/bench/latest.json`` becomes ``benchmarks/results/latest.json``;
+2. ``build/bench/latest.json`` becomes ``benchmarks/results/latest.json``,
+   ``build/mutation/score.json`` ``tools/mutation/score.json``, and each
+   ``build/cpython-3.13/<name>.json`` (CPython's own tests, the real
+   consumers and the sizes of the patched builds) becomes
+   ``implementations/cpython-3.13/results/<name>.json``;
 3. the PEP's generated blocks are rebuilt from the committed results
    (``tools/gen_pep_tables.py``);
 4. the requirement registry ``conformance/requirements.json`` is rebuilt
@@ -42,6 +46,10 @@ BUILD = REPO / "build"
 RUN_RESULTS = BUILD / "results"
 RUN_BENCH = BUILD / "bench" / "latest.json"
 RUN_MUTATION = BUILD / "mutation" / "score.json"
+#: What the patched CPython's scripts measured (CPython's own tests, the
+#: real consumers, PyTorch Dynamo, sizes and instruction counts).
+RUN_PATCHED = BUILD / "cpython-3.13"
+PATCHED_RESULTS = REPO / "implementations" / "cpython-3.13" / "results"
 MUTATION = REPO / "tools" / "mutation" / "score.json"
 RESULTS = REPO / "results"
 BENCH = REPO / "benchmarks" / "results" / "latest.json"
@@ -127,11 +135,22 @@ def commit_mutation_score() -> None:
         _write_if_changed(MUTATION, RUN_MUTATION.read_text(encoding="utf-8"))
 
 
+def commit_patched_results() -> None:
+    """Copy what the patched CPython's measuring scripts last wrote."""
+    if RUN_PATCHED.is_dir():
+        for path in sorted(RUN_PATCHED.glob("*.json")):
+            _read_json(path)  # refuse a truncated file
+            _write_if_changed(
+                PATCHED_RESULTS / path.name, path.read_text(encoding="utf-8")
+            )
+
+
 def main() -> int:
     """Regenerate every committed result and generated file."""
     commit_reports()
     commit_benchmarks()
     commit_mutation_score()
+    commit_patched_results()
     status = gen_pep_tables.main([])
     if status:
         return status

@@ -16,7 +16,14 @@ import pytest
 
 from ..adapter import Session
 from ..contract import ADD_HOOK as ADD_HOOK
-from ..contract import COMPARE_EXCHANGE, ApiError, FreeCall, Handle
+from ..contract import (
+    COMPARE_EXCHANGE,
+    ApiError,
+    FreeAction,
+    FreeCall,
+    FreeFunc,
+    Handle,
+)
 from ..contract import CONSTRUCT as CONSTRUCT
 from ..contract import GET as GET
 from ..contract import HAS_INLINE as HAS_INLINE
@@ -98,6 +105,22 @@ def calls_of(session: Session, *, null: bool = False) -> list[FreeCall]:
     return [
         call for call in session.take_free_calls() if null or call.value != 0
     ]
+
+
+def request_self_acting(
+    session: Session, action: FreeAction, code: Handle, value: int = 0
+) -> int:
+    """Request an index whose free function acts on that same index.
+
+    A free function is registered before its index is known, so guess
+    the index from R-INDEX-6 (lowest free index first) and keep the
+    request whose guess held; skip when no guess holds.
+    """
+    for guess in range(4):
+        free = FreeFunc(10 + guess, action, code, guess, value)
+        if session.request_index(session.main, free) == guess:
+            return guess
+    pytest.skip(f"{REQUEST} indices are not predictable (R-INDEX-6)")
 
 
 def precondition(ok: object, message: str, **evidence: object) -> None:

@@ -235,27 +235,12 @@ def test_freed_out_of_line_value_is_never_read_again(
     h.assert_no_frees(h.GET, "R-FREE-8", session)
 
 
-def _predicted_free(
-    session: Session, action: FreeAction, code: object, value: int = 0
-) -> int:
-    """Request an index whose free function acts on its own slot.
-
-    A free function is registered before its index is known, so guess
-    the index from R-INDEX-6 and keep the request whose guess held.
-    """
-    for guess in range(4):
-        free = FreeFunc(10 + guess, action, code, guess, value)
-        if session.request_index(session.main, free) == guess:
-            return guess
-    pytest.skip(f"{h.REQUEST} indices are not predictable (R-INDEX-6)")
-
-
 @pytest.mark.req("R-FREE-9")
 @pytest.mark.isolated
 def test_new_value_is_visible_during_free(session: Session) -> None:
     """New value is visible during free."""
     early = session.new_code(session.main)
-    index = _predicted_free(session, FreeAction.GET, early)
+    index = h.request_self_acting(session, FreeAction.GET, early)
     for new in (0x92, 0):
         session.set_extra(session.main, early, index, 0x91)
         session.take_free_calls()

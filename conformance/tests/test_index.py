@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ..adapter import MIN_INDICES, ApiError, Capability, FreeFunc, Session
+from ..adapter import (
+    MIN_INDICES,
+    ApiError,
+    Capability,
+    FreeAction,
+    FreeFunc,
+    Session,
+)
 from ..evidence import Deviation
 from . import helpers as h
 
@@ -290,3 +297,41 @@ def test_released_index_is_invalid_for_get_and_set(
         with h.api_error(h.SET, "SystemError", "R-INDEX-10"):
             session.set_extra(session.main, code, index, 0xA2)
     h.assert_no_frees(h.SET, "R-INDEX-10", session)
+
+
+@pytest.mark.req("R-INDEX-11")
+@pytest.mark.requires(Capability.RELEASE)
+@pytest.mark.isolated
+@pytest.mark.parametrize("action", [FreeAction.GET, FreeAction.SET])
+def test_index_is_invalid_for_the_free_functions_of_its_release(
+    session: Session, action: FreeAction
+) -> None:
+    """A free function run by a release finds its index already invalid.
+
+    The free function of the index being released reads (GET) or stores
+    into (SET) another code object under that same index.
+    """
+    holder = session.new_code(session.main)
+    other = session.new_code(session.main)
+    index = h.request_self_acting(session, action, other, 0xB1)
+    session.set_extra(session.main, holder, index, 0xA1)
+    h.assert_no_frees(h.SET, "R-INDEX-11", session)
+    session.release_index(session.main, index)
+    calls = [c for c in h.calls_of(session) if c.value == 0xA1]
+    # Whether the release frees the value at all is R-INDEX-7's question.
+    h.precondition(
+        calls, f"{h.RELEASE} did not free the value 0xa1 (R-INDEX-7)"
+    )
+    call = calls[0]
+    if call.error != "SystemError":
+        function = h.GET if action is FreeAction.GET else h.SET
+        raise Deviation(
+            f"{function} with the index being released, called by its free "
+            f"function during {h.RELEASE}, must fail with SystemError; it "
+            f"returned {call.result!r} with "
+            f"{call.error or 'no exception'} (R-INDEX-11)",
+            requirement="R-INDEX-11",
+            function=function,
+            expected={"error": "SystemError"},
+            actual={"error": call.error, "result": call.result},
+        )

@@ -295,7 +295,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only count instructions with callgrind (merged into output)",
     )
-    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    # Under build/, like every run's output; tox -e regen commits it as
+    # results/measure.json of this folder.
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=HERE.parent.parent / "build" / "cpython-3.13" / "measure.json",
+    )
     args = parser.parse_args(argv)
     if args.instructions_only:
         results = json.loads(args.output.read_text())

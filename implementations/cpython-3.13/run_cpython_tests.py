@@ -50,7 +50,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUTPUT = HERE / "results" / "regrtest.json"
+#: Under build/, like every run's output; ``tox -e regen`` commits it as
+#: ``results/regrtest.json`` of this folder.
+DEFAULT_OUTPUT = (
+    HERE.parent.parent / "build" / "cpython-3.13" / "regrtest.json"
+)
 
 #: The modules the comparison covers (those that exist in 3.13 are run).
 MODULES = (
@@ -267,8 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         "--output",
         type=Path,
         default=DEFAULT_OUTPUT,
-        help="results file (default: implementations/"
-        "cpython-3.13/results/regrtest.json)",
+        help="results file (default: build/cpython-3.13/regrtest.json, "
+        "which tox -e regen commits)",
     )
     parser.add_argument(
         "--logs",

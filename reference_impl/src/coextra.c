@@ -103,7 +103,7 @@ coextra_release_index(coextra_interp *interp, intptr_t index)
     }
     /* Invalid for Get/Set from now on, but not reusable until every
        value under it has been freed with its free function. */
-    interp->indices[index].state = IDX_RELEASING; /* R-INDEX-10 */
+    interp->indices[index].state = IDX_RELEASING; /* R-INDEX-11 */
     unlock(&interp->lock);
 
     drain(interp, index); /* R-INDEX-7 */

@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sample",
         type=int,
-        default=400,
+        default=100,
         help="compiled, non-identical mutants to run. Default: %(default)s",
     )
     parser.add_argument(

@@ -149,7 +149,7 @@ def setup(app: Sphinx) -> ExtensionMetadata:
     )
     app.add_config_value(
         "coextra_patched_results",
-        "implementations/cpython-3.11/results.json",
+        "implementations/cpython-3.13/results/measure.json",
         "env",
         str,
     )
@@ -162,7 +162,7 @@ def setup(app: Sphinx) -> ExtensionMetadata:
     )
     app.add_config_value(
         "coextra_patch_dirs",
-        ["implementations/cpython-3.13", "implementations/cpython-3.11"],
+        ["implementations/cpython-3.13"],
         "env",
         list,
     )

@@ -1,11 +1,11 @@
 """The patched interpreter's figures on the benchmark page.
 
 ``.. coextra-patched-cpython::`` shows
-``implementations/cpython-3.11/results.json`` (``coextra_patched_results``),
-which ``measure.py`` (now in ``implementations/cpython-3.13``) wrote:
-the patched CPython 3.11.2 against the unpatched build of the same
-source.  A file that lacks an expected entry fails the build naming the
-file and the entry; a missing file is said on the page.
+``implementations/cpython-3.13/results/measure.json``
+(``coextra_patched_results``), which that folder's ``measure.py`` writes:
+the patched CPython 3.13.15 (default build) against the unpatched build of
+the same source.  A file that lacks an expected entry fails the build
+naming the file and the entry; a missing file is said on the page.
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ KNOWN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cpython-3.14", "3.14"),
     ("cpython-3.15", "3.15"),
     ("rust", "Rust"),
-    ("cpython-3.11-pep", "3.11 +PEP"),
     ("cpython-3.13-pep", "3.13 +PEP"),
     ("cpython-3.13t-pep", "3.13t +PEP"),
 )

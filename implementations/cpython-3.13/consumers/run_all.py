@@ -42,7 +42,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FOLDER = HERE.parent
-DEFAULT_OUTPUT = FOLDER / "results" / "consumers.json"
+#: Under build/, like every run's output; ``tox -e regen`` commits it as
+#: ``results/consumers.json`` of the cpython-3.13 folder.
+DEFAULT_OUTPUT = (
+    FOLDER.parent.parent / "build" / "cpython-3.13" / "consumers.json"
+)
 UNPATCHED = {"patched": "baseline", "patched-ft": "baseline-ft"}
 
 PERF_WORKLOAD = """
