@@ -87,7 +87,7 @@ def targets(
     mem: list[dict[str, Any]],
     hook_case: dict[str, Any],
 ) -> dict[str, Any]:
-    """Compare this run with the project's targets (TARGET_* of run_support)."""
+    """Compare this run with the targets (TARGET_* of run_support)."""
     by_name = {c["name"]: c for c in cases}
     inline = by_name["reference_get_inline"]
     chain = (

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,38 @@ def gen_pep_tables() -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as patch:
         patch.syspath_prepend(str(REPO / "tools"))
         yield importlib.import_module("gen_pep_tables")
+
+
+#: The tox that the README's commands bootstrap (see the Makefile).
+BOOTSTRAPPED_TOX = REPO / ".venv" / "bin" / "tox"
+
+
+def test_every_tox_environment_resolves_its_interpreter() -> None:
+    """No environment is refused before it starts.
+
+    tox reads a name's factors as interpreter requests: a factor such as
+    ``cpython`` in ``bench-cpython`` contradicts ``base_python = python3``
+    unless the section says otherwise, and the environment then fails at
+    once, whoever runs it.  ``tox config`` reports that per environment.
+    """
+    if not BOOTSTRAPPED_TOX.is_file():
+        pytest.skip("no .venv/bin/tox: run make conformance once")
+    proc = subprocess.run(
+        [str(BOOTSTRAPPED_TOX), "config", "-e", "ALL", "-k", "base_python"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    sections = proc.stdout.split("[testenv:")[1:]
+    assert len(sections) > 20, proc.stdout
+    refused = [
+        section.splitlines()[0].rstrip("]")
+        for section in sections
+        if "Exception" in section
+    ]
+    assert not refused, f"tox refuses these environments: {refused}"
 
 
 def test_missing_tools_drop_only_their_environments(

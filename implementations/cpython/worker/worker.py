@@ -149,7 +149,7 @@ class Worker(object):
                              type(exc).__name__) from None
 
     def flagged_code(self, interp, source, filename, flags):
-        # type: (int, str, str, int) -> Any
+        # type: (int, str, str | bytes, int) -> Any
         """Construct compiled ``source`` with extra co_flags bits, once.
 
         compile() cannot set co_flags, and replace() after it would be a
@@ -240,7 +240,8 @@ class Worker(object):
                 for i in range(nested))
         else:
             source = "v_%d = %d\n" % (n, n)
-        filename = "<coextra-%d>" % n
+        name = "<coextra-%d>" % n
+        filename = name  # type: str | bytes
         if interp in self.own_gil:
             # An interpreter with its own object allocator must not keep
             # an object the main interpreter allocated: the code object
@@ -248,7 +249,7 @@ class Worker(object):
             # wrong allocator (free(): invalid pointer).  compile()
             # decodes a bytes file name into a str of the interpreter
             # that runs it.
-            filename = filename.encode("ascii")
+            filename = name.encode("ascii")
         if flags:
             return self.keep(
                 self.flagged_code(interp, source, filename, flags), interp)
