@@ -265,17 +265,28 @@ def test_sizeof_holds_a_pointer_per_out_of_line_value(
 
 
 @pytest.mark.req("R-FLAG-10")
-@pytest.mark.requires(Capability.PYTHON_CODE)
+@pytest.mark.requires(Capability.PYTHON_CODE, Capability.COPY)
 def test_flag_is_invisible_to_python_code(session: Session) -> None:
-    """CO_INLINE_EXTRA is invisible to Python code."""
+    """CO_INLINE_EXTRA is invisible to Python code.
+
+    The same code twice: constructed before a consumer exists, and copied
+    by ``replace()`` once one does (the copy is a construction, so it has
+    inline storage, R-COPY-2).  Python code must not tell them apart.
+    """
     flags = 0x3  # CO_OPTIMIZED | CO_NEWLOCALS, as a function has
     plain = session.new_code(session.main, nested=1, flags=flags)
     index = session.request_index(session.main, FreeFunc(1))
-    inline = session.new_code(session.main, nested=1, flags=flags)
+    inline = session.copy_code(session.main, plain, "replace")
     session.set_extra(session.main, inline, index, 0x1001)
-    assert _flagged(session, inline), (
-        "the code object constructed with a consumer has no inline storage "
-        "(R-FLAG-2), so this test cannot check R-FLAG-10"
+    h.precondition(
+        _flagged(session, inline),
+        "the copy constructed with a consumer has no inline storage "
+        "(R-COPY-2), so this test cannot check R-FLAG-10",
+    )
+    h.precondition(
+        not _flagged(session, plain),
+        "the code object constructed before any consumer has inline "
+        "storage (R-FLAG-1), so this test cannot check R-FLAG-10",
     )
     seen_plain = session.python_view(plain)
     seen_inline = session.python_view(inline)

@@ -354,9 +354,12 @@ def test_free_functions_run_without_the_pending_exception(
             f"{DESTROY} with KeyError pending left {left!r} pending; the "
             f"caller's exception must survive the free functions (R-FREE-12)"
         )
-    calls = session.take_free_calls()
-    assert sorted(c.value for c in calls) == [0x1201, 0x1202, 0x1203], (
-        f"{DESTROY}: every value must be freed once (R-FREE-3): {calls}"
+    calls = [c for c in session.take_free_calls() if c.value != 0]
+    # How often destruction frees is R-FREE-3's question (and a call
+    # with NULL R-FREE-4's): a set-up step here.
+    h.precondition(
+        sorted(c.value for c in calls) == [0x1201, 0x1202, 0x1203],
+        f"{DESTROY} did not free each value once (R-FREE-3): {calls}",
     )
     seen = [c for c in calls if c.result != 0]
     assert not seen, (

@@ -32,6 +32,7 @@ from coextra_conformance.adapter import (
     Handle,
     Hook,
     HookCall,
+    PythonView,
 )
 
 from . import _build
@@ -168,6 +169,16 @@ class CPythonSession:
     def drop(self, obj: Handle) -> None:
         """Delete the worker's reference, collecting cycles if needed."""
         self._call("drop", obj=self._number(obj))
+
+    def drop_with_error(self, obj: Handle, exc_type: str) -> str | None:
+        """Release ``obj`` with ``exc_type`` pending (a GIL build only).
+
+        Returns the class name of the exception pending afterwards.
+        """
+        left = self._call(
+            "drop_with_error", obj=self._number(obj), exc_type=exc_type
+        )
+        return None if left is None else str(left)
 
     def code_id(self, code: Handle) -> int:
         """Return the code object's address, as hooks record it."""
@@ -334,6 +345,21 @@ class CPythonSession:
         """Return ``code.co_flags`` as Python code sees it."""
         return int(self._call("py_co_flags", code=self._number(code)))
 
+    def python_view(self, code: Handle) -> PythonView:
+        """Return ``co_flags``, ``hash()`` and ``marshal.dumps()`` of it."""
+        seen = self._call("python_view", code=self._number(code))
+        return PythonView(
+            co_flags=int(seen["co_flags"]),
+            hash=int(seen["hash"]),
+            marshal=bytes.fromhex(seen["marshal"]),
+        )
+
+    def python_equal(self, a: Handle, b: Handle) -> bool:
+        """Return ``a == b`` computed in the target interpreter."""
+        return bool(
+            self._call("python_equal", a=self._number(a), b=self._number(b))
+        )
+
     def extra_bytes(self, code: Handle) -> int:
         """Count the co_extra pointer plus the block Set allocated."""
         return int(self._call("extra_bytes", code=self._number(code)))
@@ -467,8 +493,20 @@ class CPythonImplementation:
         if hello.get("own_gil"):
             # Py_NewInterpreterFromConfig with PyInterpreterConfig_OWN_GIL.
             caps.add(Capability.OWN_GIL)
+        if self.gil:
+            # drop_with_error destroys the object inside the call; on a
+            # free-threaded build the main interpreter's code objects have
+            # deferred reference counts and die only in a collection,
+            # which cannot run with an exception pending.
+            caps.add(Capability.PENDING_ERROR)
         if self.pep8523:
-            caps |= {Capability.RELEASE, Capability.INLINE_FLAG}
+            # PYTHON_CODE only matters where there is a flag to hide
+            # (R-FLAG-10); stock CPython has none.
+            caps |= {
+                Capability.RELEASE,
+                Capability.INLINE_FLAG,
+                Capability.PYTHON_CODE,
+            }
         # CompareExchange (patched 3.13): declared only when the suite
         # defines the capability.
         compare_exchange = getattr(Capability, "COMPARE_EXCHANGE", None)

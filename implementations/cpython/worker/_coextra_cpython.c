@@ -85,6 +85,8 @@ enum {
     CX_FREE_GET = 1,
     CX_FREE_SET = 2,
     CX_FREE_NEW_CODE = 3,
+    CX_FREE_CHECK_ERROR = 4,
+    CX_FREE_SET_ERROR = 5,
     CX_HOOK_FAIL = 1,
     CX_HOOK_SET_EXTRA = 2,
     CX_HOOK_NEW_CODE = 3,
@@ -498,16 +500,23 @@ cx_free_common(int tag, void *value)
     void *out;
     int rc = 0;
 
-    if (at < 0 || conf->action == CX_RECORD) {
+    /* A call with NULL is only recorded, as the suite's contract says: a
+       consumer's free function ignores NULL. */
+    if (at < 0 || conf->action == CX_RECORD || value == NULL) {
         return;
     }
     local.error[0] = '\0';
     local.result = 0;
+    local.has_result = conf->action != CX_FREE_SET_ERROR;
     /* Free functions run inside deallocation, possibly while an
        exception is being handled: keep whatever is pending intact. */
     PyErr_Fetch(&type, &exc, &tb);
-    call->has_result = 1;
     switch (conf->action) {
+    case CX_FREE_CHECK_ERROR:
+        /* Whether the implementation called us with an exception set
+           (R-FREE-12); it is put back below, as found. */
+        call->result = type != NULL;
+        break;
     case CX_FREE_GET:
     case CX_FREE_SET:
         target = conf->target ? cx_deref(conf->target) : NULL;
@@ -535,8 +544,12 @@ cx_free_common(int tag, void *value)
         break;
     }
     PyErr_Restore(type, exc, tb);
+    if (conf->action == CX_FREE_SET_ERROR) {
+        /* A buggy free function: returns with an exception set. */
+        PyErr_SetString(PyExc_RuntimeError, "free function failed");
+    }
     PyThread_acquire_lock(cx_free_lock, WAIT_LOCK);
-    cx_free_log[at].has_result = 1;
+    cx_free_log[at].has_result = local.has_result;
     cx_free_log[at].result = local.result;
     memcpy(cx_free_log[at].error, local.error, sizeof(local.error));
     PyThread_release_lock(cx_free_lock);
@@ -1260,6 +1273,45 @@ cx_park(PyObject *Py_UNUSED(self), PyObject *obj)
     return PyLong_FromLong(i);
 }
 
+/* drop_with_error(box, exc_class): release the one object of box (a
+   list) while exc_class is the pending exception, then return the class
+   name of the exception pending afterwards (None when none is), cleared.
+   The caller holds no other reference, so the object is destroyed here,
+   with the exception set: what a Py_DECREF in an error path does
+   (R-FREE-12). */
+static PyObject *
+cx_drop_with_error(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *box, *exc_class, *obj, *type, *value, *traceback, *name;
+
+    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &box, &exc_class)) {
+        return NULL;
+    }
+    if (PyList_GET_SIZE(box) != 1 || !PyExceptionClass_Check(exc_class)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "drop_with_error(box, exc_class): box must hold "
+                        "one object and exc_class be an exception class");
+        return NULL;
+    }
+    obj = PyList_GET_ITEM(box, 0);
+    Py_INCREF(obj);
+    if (PyList_SetSlice(box, 0, 1, NULL) < 0) {
+        Py_DECREF(obj);
+        return NULL;
+    }
+    PyErr_SetNone(exc_class);
+    Py_DECREF(obj);
+    if (!PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    PyErr_Fetch(&type, &value, &traceback);
+    name = PyUnicode_FromString(((PyTypeObject *)type)->tp_name);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    return name;
+}
+
 static PyObject *
 cx_drop_parked(PyObject *Py_UNUSED(self), PyObject *args)
 {
@@ -1679,6 +1731,9 @@ static PyMethodDef cx_methods[] = {
      "end_interpreter(n): Py_EndInterpreter"},
     {"park", cx_park, METH_O,
      "park(obj) -> token; keeps a reference for drop_parked()"},
+    {"drop_with_error", cx_drop_with_error, METH_VARARGS,
+     "drop_with_error(box, exc_class) -> class name pending after "
+     "releasing box's one object with exc_class pending, or None"},
     {"drop_parked", cx_drop_parked, METH_VARARGS,
      "drop_parked(interp, token): release the parked reference there"},
     {"call_in", cx_call_in, METH_VARARGS,

@@ -22,6 +22,7 @@ The first line the worker writes is a handshake, ``{"hello": {...}}`` or
 worker and are named by integer handles.
 """
 
+import builtins
 import gc
 import itertools
 import json
@@ -59,7 +60,14 @@ CONSTRUCT = "code object construction"
 # END GENERATED: contract
 
 # The recording actions by the codes of the _coextra_cpython extension.
-FREE_ACTIONS = {"record": 0, "get": 1, "set": 2, "new-code": 3}
+FREE_ACTIONS = {
+    "record": 0,
+    "get": 1,
+    "set": 2,
+    "new-code": 3,
+    "check-error": 4,
+    "set-error": 5,
+}
 HOOK_ACTIONS = {
     "record": 0,
     "fail": 1,
@@ -279,6 +287,17 @@ class Worker(object):
         # A fresh int object (too large for the small-int cache).
         return self.keep(int("1" * 30) + next(self.counters))
 
+    def op_drop_with_error(self, obj, exc_type):
+        # type: (int, str) -> Optional[str]
+        if self.owners.get(obj, 0):
+            raise ValueError(
+                "drop_with_error: only objects of the main interpreter")
+        exc_class = getattr(builtins, exc_type)
+        box = [self.objects.pop(obj)]
+        # The extension takes the object out of the box before releasing
+        # it, so that the release destroys it with the exception set.
+        return self.cx.drop_with_error(box, exc_class)
+
     def op_drop(self, obj):
         # type: (int) -> None
         owner = self.owners.pop(obj, 0)
@@ -331,6 +350,19 @@ class Worker(object):
     def op_py_co_flags(self, code):
         # type: (int) -> int
         return int(self.obj(code).co_flags)
+
+    def op_python_view(self, code):
+        # type: (int) -> Dict[str, Any]
+        obj = self.obj(code)
+        return {
+            "co_flags": int(obj.co_flags),
+            "hash": hash(obj),
+            "marshal": marshal.dumps(obj).hex(),
+        }
+
+    def op_python_equal(self, a, b):
+        # type: (int, int) -> bool
+        return bool(self.obj(a) == self.obj(b))
 
     # -- the API ---------------------------------------------------------
 
