@@ -201,18 +201,11 @@ class _FreeSeesPendingError(ModelSession):
 class _FreeErrorEndsBatch(ModelSession):
     """Stops freeing a batch at the first free function leaving an error."""
 
-    def _run_frees(self, frees: Iterable[Freeing]) -> None:
-        saved = self._pending()
-        self._set_pending(None)
-        try:
-            for free, value in frees:
-                if free is not None and value != 0:
-                    self._call_free(free, value)
-                    if self._pending() is not None:
-                        self._free_left_error()
-                        break
-        finally:
-            self._set_pending(saved)
+    def _after_free_call(self) -> bool:
+        if self._pending() is None:
+            return True
+        self._free_left_error()
+        return False
 
 
 class _FinalizationFreesDescending(ModelSession):

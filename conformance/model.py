@@ -327,9 +327,19 @@ class ModelSession:
                 # R-INDEX-5: no free function; R-FREE-4: never NULL.
                 if free is not None and value != 0:
                     self._call_free(free, value)
-                    self._free_left_error()
+                    if not self._after_free_call():
+                        break
         finally:
             self._set_pending(saved)
+
+    def _after_free_call(self) -> bool:
+        """Report what a free function left; say whether the batch goes on.
+
+        R-FREE-12: an exception left by one free function is unraisable
+        and the values after it are freed all the same.
+        """
+        self._free_left_error()
+        return True
 
     def _free_left_error(self) -> None:
         left = self._pending()
