@@ -557,9 +557,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         key = "pyperformance_instructions"
     # A run of some builds keeps the figures of the others.
     kept = [row for row in results.get(key, []) if row["build"] not in pairs]
+    # The kept rows keep their details too: a run of 3.13.15t alone must
+    # not drop what an earlier run measured on 3.13.15.
     old_details = results.get(f"{key}_details", {})
-    for label in labels:
-        if label not in pairs and label in old_details:
+    for label in {row["build"] for row in kept}:
+        if label in old_details:
             details[label] = old_details[label]
     results[key] = kept + rows
     results[f"{key}_details"] = details

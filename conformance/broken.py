@@ -567,11 +567,13 @@ no_exception_on_exhaustion = _broken(
 index_valid_during_release = _broken(
     "index_valid_during_release", _IndexValidDuringRelease, "R-INDEX-11"
 )
+# An index being released is invalid too (R-INDEX-11).
 get_invalid_index_succeeds = _broken(
     "get_invalid_index_succeeds",
     _GetInvalidIndexSucceeds,
     "R-STORE-6",
     "R-INDEX-10",
+    "R-INDEX-11",
 )
 segfaults_on_odd_pattern = _broken(
     "segfaults_on_odd_pattern", _SegfaultsOnOddPattern, "R-STORE-3"
@@ -585,7 +587,6 @@ no_free_on_destroy = _broken(
     _NoFreeOnDestroy,
     "R-FREE-3",
     "R-INDEX-7",
-    "R-FREE-12",
     "R-FREE-13",
     "R-INTERP-5",
     "R-ALLOC-4",
@@ -596,7 +597,6 @@ double_free_on_destroy = _broken(
     _DoubleFreeOnDestroy,
     "R-FREE-3",
     "R-INDEX-7",
-    "R-FREE-12",
     "R-FREE-13",
     "R-INTERP-5",
     "R-ALLOC-4",

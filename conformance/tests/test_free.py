@@ -414,9 +414,9 @@ def test_batch_goes_on_after_a_free_function_leaves_an_exception(
 
     One code object holds values under three indices, the lowest of which
     has a free function that leaves RuntimeError set.  Destroying the
-    object frees all three in one go: the exception must be reported as
-    unraisable once, the two values after it freed all the same, and the
-    caller's own exception must be pending again afterwards.
+    object frees all three in one go; the test then looks for one
+    unraisable report, the two later values freed, and the caller's own
+    exception pending again.
     """
     failing = session.request_index(
         session.main, FreeFunc(1, FreeAction.SET_ERROR)

@@ -302,14 +302,18 @@ def test_released_index_is_invalid_for_get_and_set(
 @pytest.mark.req("R-INDEX-11")
 @pytest.mark.requires(Capability.RELEASE)
 @pytest.mark.isolated
-@pytest.mark.parametrize("action", [FreeAction.GET, FreeAction.SET])
+@pytest.mark.parametrize(
+    ("action", "function"),
+    [(FreeAction.GET, h.GET), (FreeAction.SET, h.SET)],
+    ids=["get", "set"],
+)
 def test_index_is_invalid_for_the_free_functions_of_its_release(
-    session: Session, action: FreeAction
+    session: Session, action: FreeAction, function: str
 ) -> None:
-    """A free function run by a release finds its index already invalid.
+    """Get and Set called back during a release of their own index.
 
-    The free function of the index being released reads (GET) or stores
-    into (SET) another code object under that same index.
+    What a release calls reads (GET) or stores into (SET) a second code
+    object, under the very index that is going away.
     """
     holder = session.new_code(session.main)
     other = session.new_code(session.main)
@@ -324,7 +328,6 @@ def test_index_is_invalid_for_the_free_functions_of_its_release(
     )
     call = calls[0]
     if call.error != "SystemError":
-        function = h.GET if action is FreeAction.GET else h.SET
         raise Deviation(
             f"{function} with the index being released, called by its free "
             f"function during {h.RELEASE}, must fail with SystemError; it "
