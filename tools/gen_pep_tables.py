@@ -447,15 +447,19 @@ def _patched_lines(patched: Json) -> list[str]:
             f"{counts['ratio_import']:.4f}.",
             "",
         ]
+    load = patched["load_average_start"][0], patched["load_average_end"][0]
     lines += [
-        f"Wall-clock, best of {patched['runs']} runs, patched over "
-        f"unpatched: compiling the standard library "
-        f"{seconds['ratio_patched_over_baseline_none']:.2f}, importing "
-        f"{len(imports['modules'])} modules "
-        f"{imports['ratio_patched_over_baseline']:.2f}; on this shared "
-        f"2-core machine wall-clock ratios move by a few per cent between "
-        f"runs, which is why the instruction counts are the figure to "
-        f"compare.",
+        f"Wall-clock, best of {patched['runs']} runs with the builds taking "
+        f"turns, patched over unpatched: compiling the standard library "
+        f"{seconds['ratio_patched_over_baseline_none']:.2f} with no "
+        f"consumer and "
+        f"{seconds['ratio_patched_over_baseline_one_consumer']:.2f} with "
+        f"one, importing {len(imports['modules'])} modules "
+        f"{imports['ratio_patched_over_baseline']:.2f}.  The machine is a "
+        f"shared 2-core virtual machine (load average {min(load):.1f} to "
+        f"{max(load):.1f} during the run), where such ratios move by up to "
+        f"ten per cent from run to run in either direction; the "
+        f"instruction counts above are the figures to compare.",
         "",
     ]
     return lines
@@ -628,6 +632,24 @@ def _lfl_other_lines(bench: Json, builds: list[str]) -> list[str]:
             f"geometric mean with its 95 % interval; the A/A figure "
             f"runs the unpatched build against itself and shows the "
             f"noise of this shared machine: " + "; ".join(parts) + ".",
+            "",
+        ]
+    counted = bench.get("pyperformance_instructions") or []
+    if counted:
+        parts = []
+        for row in counted:
+            lo, hi = row["spread"]
+            consumer = "one consumer" if row["consumer"] else "no consumer"
+            parts.append(
+                f"{row['build']}, {consumer}: {row['geomean']:.4f} "
+                f"[{lo:.4f}, {hi:.4f}]"
+            )
+        lines += [
+            "The same benchmarks counted in instructions (callgrind, one "
+            "value of each benchmark in one process, hash seed fixed), "
+            "which this machine's load does not move: "
+            + "; ".join(parts)
+            + ".",
             "",
         ]
     return lines

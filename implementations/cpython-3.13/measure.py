@@ -270,9 +270,7 @@ def wall_clock(builds: dict[str, Path], runs: int) -> dict[str, Any]:
     each, in a fresh process), so that a burst of load on this shared
     machine hits both rather than one build's whole series.
     """
-    keys = [
-        (name, consumer) for consumer in ("0", "1") for name in builds
-    ]
+    keys = [(name, consumer) for consumer in ("0", "1") for name in builds]
     times: dict[tuple[str, str], list[float]] = {key: [] for key in keys}
     for _ in range(runs):
         for name, consumer in keys:

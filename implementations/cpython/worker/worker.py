@@ -296,7 +296,8 @@ class Worker(object):
         box = [self.objects.pop(obj)]
         # The extension takes the object out of the box before releasing
         # it, so that the release destroys it with the exception set.
-        return self.cx.drop_with_error(box, exc_class)
+        left = self.cx.drop_with_error(box, exc_class)  # type: Optional[str]
+        return left
 
     def op_drop(self, obj):
         # type: (int) -> None
