@@ -14,7 +14,8 @@ anything again: it copies and normalises what the last runs left in
 1. every ``build/results/<name>.json`` becomes ``results/<name>.json``;
    each committed report (copied or not) is then normalised: node IDs
    relative to the repository (``conformance/tests/<file>::<test>``) and
-   no ``duration``, which changes on every run;
+   no ``duration`` and no object address in a message, which change
+   on every run;
 2. ``build/bench/latest.json`` becomes ``benchmarks/results/latest.json``,
    ``build/mutation/score.json`` ``tools/mutation/score.json``, and each
    ``build/cpython-3.13/<name>.json`` (CPython's own tests, the real
@@ -68,12 +69,27 @@ def stable_nodeid(nodeid: str) -> str:
     )
 
 
+#: An object's repr in a message, as in ``<function f at 0x7f3a...>``:
+#: its address changes on every run.
+_OBJECT_ADDRESS = re.compile(r" at 0x[0-9a-f]+>")
+
+
 def normalise_report(report: dict[str, Any]) -> dict[str, Any]:
-    """Return the committed form of a report: stable IDs, no durations."""
-    for requirement in report.get("requirements", []):
-        for test in requirement.get("tests", []):
-            test["nodeid"] = stable_nodeid(test["nodeid"])
-            test.pop("duration", None)
+    """Return the committed form of a report.
+
+    Stable node IDs, no durations and no object addresses in messages, so
+    that a report changes only when a result does.
+    """
+    tests = [
+        test
+        for requirement in report.get("requirements", [])
+        for test in requirement.get("tests", [])
+    ] + list((report.get("contracts") or {}).get("tests", []))
+    for test in tests:
+        test["nodeid"] = stable_nodeid(test["nodeid"])
+        test.pop("duration", None)
+        if isinstance(test.get("message"), str):
+            test["message"] = _OBJECT_ADDRESS.sub(" at 0x...>", test["message"])
     return report
 
 

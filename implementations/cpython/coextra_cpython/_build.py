@@ -137,6 +137,17 @@ def target_root() -> str | None:
     return str(Path(root).resolve())
 
 
+#: The extension's C files: the module first, then the parts it includes.
+C_SOURCES = (
+    "_coextra_cpython.c",
+    "cx_common.h",
+    "cx_alloc.h",
+    "cx_interp.h",
+    "cx_record.h",
+    "cx_hammer.h",
+)
+
+
 def worker_file(name: str) -> Path:
     """Return the path of a file shipped in ``coextra_cpython.worker``."""
     path = resources.files("coextra_cpython.worker").joinpath(name)
@@ -323,7 +334,7 @@ def build(target: Target) -> Path:
     For a target inside a root file system the directory is inside that
     root and also holds a copy of ``worker.py``.
     """
-    source = worker_file("_coextra_cpython.c").read_bytes()
+    sources = {name: worker_file(name).read_bytes() for name in C_SOURCES}
     in_root = target.root is not None
     if target.root is not None:
         compiler = _root_compiler(target.root)
@@ -335,7 +346,7 @@ def build(target: Target) -> Path:
         base = cache_dir()
     key = hashlib.sha256()
     for part in (
-        source,
+        *sources.values(),
         worker_source,
         repr(target).encode(),
         repr(compiler).encode(),
@@ -349,8 +360,9 @@ def build(target: Target) -> Path:
         return out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        c_file = Path(tmp) / "_coextra_cpython.c"
-        c_file.write_bytes(source)
+        for name, text in sources.items():
+            (Path(tmp) / name).write_bytes(text)
+        c_file = Path(tmp) / C_SOURCES[0]
         tmp_out = Path(tmp) / out.name
         command = [
             *compiler,
