@@ -134,7 +134,7 @@ def test_series_applies_to_the_cached_source(tmp_path: Path) -> None:
         assert "offset" not in proc.stdout, (patch.name, proc.stdout)
         assert "fuzz" not in proc.stdout, (patch.name, proc.stdout)
     header = (tree / "Include" / "cpython" / "code.h").read_text()
-    assert "#define Py_HAVE_PEP8523 1" in header
+    assert "#define Py_HAVE_PEP9999 1" in header
     assert "#define CO_INLINE_EXTRA         0x20000000" in header
 
 

@@ -89,7 +89,9 @@ def normalise_report(report: dict[str, Any]) -> dict[str, Any]:
         test["nodeid"] = stable_nodeid(test["nodeid"])
         test.pop("duration", None)
         if isinstance(test.get("message"), str):
-            test["message"] = _OBJECT_ADDRESS.sub(" at 0x...>", test["message"])
+            test["message"] = _OBJECT_ADDRESS.sub(
+                " at 0x...>", test["message"]
+            )
     return report
 
 

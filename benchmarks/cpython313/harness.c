@@ -62,7 +62,7 @@
 #define CALLGRIND_STOP_INSTRUMENTATION
 #endif
 
-#ifdef Py_HAVE_PEP8523
+#ifdef Py_HAVE_PEP9999
 #define PATCHED 1
 #else
 #define PATCHED 0

@@ -39,7 +39,7 @@ store(PyObject *code)
     return 0;
 }
 
-#ifdef Py_HAVE_PEP8523
+#ifdef Py_HAVE_PEP9999
 static int
 on_construct(PyObject *code, void *arg)
 {
@@ -103,7 +103,7 @@ PyInit__coextra_bench_consumer(void)
             Py_DECREF(m);
             return NULL;
         }
-#ifdef Py_HAVE_PEP8523
+#ifdef Py_HAVE_PEP9999
         int id = PyUnstable_Code_AddConstructorHook(on_construct, NULL);
 #else
         int id = PyCode_AddWatcher(on_code_event);

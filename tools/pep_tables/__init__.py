@@ -26,3 +26,10 @@ def load_json(path: Path) -> Json:
     """Read one committed JSON result."""
     data: Json = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def list_table(title: str, columns: list[str]) -> list[str]:
+    """Return the opening lines of a reST list-table with a header row."""
+    head = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", ""]
+    first, *rest = columns
+    return head + [f"   * - {first}"] + [f"     - {c}" for c in rest]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pep_tables import Json, load_json
+from pep_tables import Json, list_table, load_json
 
 
 def _case(bench: Json, name: str) -> Json:
@@ -41,14 +41,16 @@ def benchmark_block(bench_path: Path, patched_path: Path) -> list[str]:
         f"in the same run, and instructions per operation come from "
         f"callgrind.",
         "",
-        ".. list-table:: Reading one value",
-        "   :header-rows: 1",
-        "",
-        "   * - Design",
-        "     - ns (min)",
-        "     - ns (median)",
-        "     - x raw load",
-        "     - instructions",
+        *list_table(
+            "Reading one value",
+            [
+                "Design",
+                "ns (min)",
+                "ns (median)",
+                "x raw load",
+                "instructions",
+            ],
+        ),
     ]
     rows = [
         ("raw_load", "raw array load (the floor)"),
@@ -120,13 +122,10 @@ def _memory_lines(bench: Json) -> list[str]:
         key=lambda impl: [int(p) for p in impl.split("-")[1].split(".")],
     )
     lines = [
-        ".. list-table:: Extra-storage bytes per code object, by consumers",
-        "   :header-rows: 1",
-        "",
-        "   * - Implementation",
-        "     - 0",
-        "     - 1",
-        "     - 4",
+        *list_table(
+            "Extra-storage bytes per code object, by consumers",
+            ["Implementation", "0", "1", "4"],
+        ),
     ]
     for impl in ["reference", *stock]:
         lines.append(f"   * - {impl}")
@@ -144,13 +143,15 @@ def _memory_lines(bench: Json) -> list[str]:
     }
     lines += [
         "",
-        ".. list-table:: Compiling the whole standard library",
-        "   :header-rows: 1",
-        "",
-        "   * - Design",
-        "     - code objects",
-        "     - extra bytes, no consumer",
-        "     - extra bytes, one consumer",
+        *list_table(
+            "Compiling the whole standard library",
+            [
+                "Design",
+                "code objects",
+                "extra bytes, no consumer",
+                "extra bytes, one consumer",
+            ],
+        ),
     ]
     for design, label in labels.items():
         none = stdlib[(design, 0)]

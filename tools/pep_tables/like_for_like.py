@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pep_tables import Json, load_json
+from pep_tables import Json, list_table, load_json
 
 LFL_DESIGNS = {
     "stock": "stock (``co_extra`` pointer)",
@@ -60,11 +60,10 @@ def like_for_like_block(bench_path: Path) -> list[str]:
         f"loop's; ns is the least time per operation over interleaved "
         f"samples, loop included.",
         "",
-        ".. list-table:: Cost per operation, instructions (ns)",
-        "   :header-rows: 1",
-        "",
-        "   * - Design",
-        "     - Operation",
+        *list_table(
+            "Cost per operation, instructions (ns)",
+            ["Design", "Operation"],
+        ),
     ]
     lines += [f"     - {b} ({LFL_BUILDS[b]})" for b in builds]
     for design, label in LFL_DESIGNS.items():
@@ -98,15 +97,11 @@ def _lfl_memory_lines(bench: Json, builds: list[str]) -> list[str]:
     if not memory:
         return []
     lines = [
-        ".. list-table:: Extra bytes per code object, by consumers "
-        "(over the patched build's code object with no consumer)",
-        "   :header-rows: 1",
-        "",
-        "   * - Design",
-        "     - Build",
-        "     - 0",
-        "     - 1",
-        "     - 4",
+        *list_table(
+            "Extra bytes per code object, by consumers (over the patched "
+            "build's code object with no consumer)",
+            ["Design", "Build", "0", "1", "4"],
+        ),
     ]
     for design in ("stock", "pep", "watchers-table"):
         for b in builds:
@@ -122,15 +117,17 @@ def _lfl_memory_lines(bench: Json, builds: list[str]) -> list[str]:
     }
     if census:
         lines += [
-            ".. list-table:: Compiling the standard library of 3.13.15: "
-            "extra bytes over all its code objects",
-            "   :header-rows: 1",
-            "",
-            "   * - Design",
-            "     - Build",
-            "     - Code objects",
-            "     - No consumer",
-            "     - One consumer",
+            *list_table(
+                "Compiling the standard library of 3.13.15: extra bytes over "
+                "all its code objects",
+                [
+                    "Design",
+                    "Build",
+                    "Code objects",
+                    "No consumer",
+                    "One consumer",
+                ],
+            ),
         ]
         for design in ("stock", "pep", "watchers-table"):
             for b in builds:

@@ -15,7 +15,7 @@
 #include <Python.h>
 #include <stdlib.h>
 
-#ifndef Py_HAVE_PEP8523
+#ifndef Py_HAVE_PEP9999
 #error "callcount needs an interpreter with the PEP 9999 API"
 #endif
 

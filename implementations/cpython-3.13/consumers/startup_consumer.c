@@ -41,7 +41,7 @@ store_value(PyObject *code)
     return 0;
 }
 
-#ifdef Py_HAVE_PEP8523
+#ifdef Py_HAVE_PEP9999
 static int
 consumer_hook(PyObject *code, void *Py_UNUSED(arg))
 {
@@ -71,7 +71,7 @@ start(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args))
         }
         return NULL;
     }
-#ifdef Py_HAVE_PEP8523
+#ifdef Py_HAVE_PEP9999
     if (PyUnstable_Code_AddConstructorHook(consumer_hook, NULL) < 0) {
         return NULL;
     }

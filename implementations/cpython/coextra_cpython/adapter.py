@@ -455,12 +455,12 @@ class CPythonImplementation:
         self._retired: list[Worker] = []
         self._spare: Worker | None = self._spawn()
         hello = self._spare.handshake()
-        self.pep8523 = bool(hello["pep8523"])
+        self.pep9999 = bool(hello["pep9999"])
         self.watchers = bool(hello["watchers"])
         self.functions: tuple[str, ...] = tuple(hello["functions"])
         #: False when the interpreter runs free-threaded, without a GIL.
         self.gil = bool(hello.get("gil", True))
-        if not self.pep8523 and not (
+        if not self.pep9999 and not (
             _build.SUPPORTED[0]
             <= self.target.version[:2]
             <= _build.SUPPORTED[1]
@@ -472,7 +472,7 @@ class CPythonImplementation:
         self.version = (
             self.target.version_text
             + ("t" if not self.gil else "")
-            + ("+pep8523" if self.pep8523 else "")
+            + ("+pep9999" if self.pep9999 else "")
         )
         caps = {
             Capability.STORAGE_SIZE,
@@ -488,7 +488,7 @@ class CPythonImplementation:
             # hammer(): Set/Get loops in C on native threads.
             Capability.NATIVE_THREADS,
         }
-        if self.watchers or self.pep8523:
+        if self.watchers or self.pep9999:
             caps.add(Capability.HOOKS)
         if hello.get("own_gil"):
             # Py_NewInterpreterFromConfig with PyInterpreterConfig_OWN_GIL.
@@ -499,7 +499,7 @@ class CPythonImplementation:
             # deferred reference counts and die only in a collection,
             # which cannot run with an exception pending.
             caps.add(Capability.PENDING_ERROR)
-        if self.pep8523:
+        if self.pep9999:
             # PYTHON_CODE only matters where there is a flag to hide
             # (R-FLAG-10); stock CPython has none.
             caps |= {
@@ -550,7 +550,7 @@ class CPythonImplementation:
 
     def describe(self) -> str:
         """One line for the report header."""
-        api = "PEP 9999 API" if self.pep8523 else ", ".join(self.functions)
+        api = "PEP 9999 API" if self.pep9999 else ", ".join(self.functions)
         where = self.target.executable
         if self.target.root is not None:
             where += f" in the root {self.target.root}"

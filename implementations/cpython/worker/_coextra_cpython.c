@@ -166,7 +166,7 @@ cx_c_co_flags(PyObject *Py_UNUSED(self), PyObject *code)
     return PyLong_FromLong((long)((PyCodeObject *)code)->co_flags);
 }
 
-#if CX_PEP8523 && defined(Py_HAVE_PEP8523)
+#if CX_PEP9999 && defined(Py_HAVE_PEP9999)
 /* PEP 9999 builds that implement CompareExchange (the patched 3.13). */
 static PyObject *
 cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
@@ -206,7 +206,7 @@ cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
 }
 #endif
 
-#if CX_WATCHERS || CX_PEP8523
+#if CX_WATCHERS || CX_PEP9999
 /* Register a hook in a free slot; returns the API's result (id or -1).
    Also used by the ADD_HOOK action from inside a running hook. */
 static int
@@ -322,7 +322,7 @@ cx_remove_hook(PyObject *Py_UNUSED(self), PyObject *args)
 }
 #endif
 
-#if CX_PEP8523
+#if CX_PEP9999
 static PyObject *
 cx_release_index(PyObject *Py_UNUSED(self), PyObject *args)
 {
@@ -358,7 +358,7 @@ cx_has_inline_extra(PyObject *Py_UNUSED(self), PyObject *code)
 static PyObject *
 cx_extra_bytes(PyObject *Py_UNUSED(self), PyObject *code)
 {
-#if CX_PEP8523
+#if CX_PEP9999
     /* The layout of a patched object is the patch's business; rely on its
        __sizeof__ counting the storage (R-FLAG-9) and subtract the plain
        object size, which excludes any trailing storage. */
@@ -418,19 +418,19 @@ static PyMethodDef cx_methods[] = {
      "get_extra(interp, obj, index, prime) -> ((rc, error), extra)"},
     {"set_extra", cx_set_extra, METH_VARARGS,
      "set_extra(interp, obj, index, value) -> (rc, error)"},
-#if CX_WATCHERS || CX_PEP8523
+#if CX_WATCHERS || CX_PEP9999
     {"add_hook", cx_add_hook, METH_VARARGS,
      "add_hook(interp, tag, action, index, value) -> (rc, error)"},
     {"remove_hook", cx_remove_hook, METH_VARARGS,
      "remove_hook(interp, id) -> (rc, error)"},
 #endif
-#if CX_PEP8523
+#if CX_PEP9999
     {"release_index", cx_release_index, METH_VARARGS,
      "release_index(interp, index) -> (rc, error)"},
     {"has_inline_extra", cx_has_inline_extra, METH_O,
      "has_inline_extra(obj) -> (rc, error)"},
 #endif
-#if CX_PEP8523 && defined(Py_HAVE_PEP8523)
+#if CX_PEP9999 && defined(Py_HAVE_PEP9999)
     {"compare_exchange_extra", cx_compare_exchange_extra, METH_VARARGS,
      "compare_exchange_extra(interp, obj, index, expected, desired) -> "
      "((rc, error), value left in *expected)"},
@@ -441,7 +441,7 @@ static PyMethodDef cx_methods[] = {
      "extra_bytes(code) -> bytes spent on extra storage"},
     {"take_free_calls", cx_take_free_calls, METH_NOARGS,
      "take_free_calls() -> ([(tag, value, result, error)], lost)"},
-#if CX_WATCHERS || CX_PEP8523
+#if CX_WATCHERS || CX_PEP9999
     {"take_hook_calls", cx_take_hook_calls, METH_NOARGS,
      "take_hook_calls() -> ([(tag, code address)], lost)"},
 #endif
@@ -505,7 +505,7 @@ PyInit__coextra_cpython(void)
     }
 #endif
     cx_install_allocators();
-    if (PyModule_AddIntConstant(m, "PEP8523", CX_PEP8523) < 0 ||
+    if (PyModule_AddIntConstant(m, "PEP9999", CX_PEP9999) < 0 ||
         PyModule_AddIntConstant(m, "WATCHERS", CX_WATCHERS) < 0 ||
         PyModule_AddIntConstant(m, "OWN_GIL", CX_HAVE_OWN_GIL) < 0 ||
         PyModule_AddIntConstant(m, "FREE_TAGS", CX_FREE_TAGS) < 0 ||

@@ -20,14 +20,14 @@
 
 /* -- which API the headers offer --------------------------------------- */
 
-#if defined(PyUnstable_CODE_EXTRA_MIN_INDICES) || defined(Py_HAVE_PEP8523)
+#if defined(PyUnstable_CODE_EXTRA_MIN_INDICES) || defined(Py_HAVE_PEP9999)
 /* A patched interpreter implementing the proposed API of PEP 9999. */
-#define CX_PEP8523 1
+#define CX_PEP9999 1
 #else
-#define CX_PEP8523 0
+#define CX_PEP9999 0
 #endif
 
-#if CX_PEP8523 || PY_VERSION_HEX >= 0x030C0000
+#if CX_PEP9999 || PY_VERSION_HEX >= 0x030C0000
 /* 3.12 renamed the functions; the old names survive only as static
    inline wrappers, so call the exported names. */
 #define CX_REQUEST PyUnstable_Eval_RequestCodeExtraIndex
@@ -45,7 +45,7 @@
 #define CX_SET_NAME "_PyCode_SetExtra"
 #endif
 
-#if !CX_PEP8523 && PY_VERSION_HEX >= 0x030C0000
+#if !CX_PEP9999 && PY_VERSION_HEX >= 0x030C0000
 /* Stock 3.12+ has no constructor hook; code watchers are the nearest
    real mechanism (see the comment above cx_watch_0 for what they cannot
    express). */

@@ -163,7 +163,7 @@ static freefunc cx_free_funcs[CX_FREE_TAGS] = {
 
 /* -- recording constructor hooks --------------------------------------- */
 
-#if CX_WATCHERS || CX_PEP8523
+#if CX_WATCHERS || CX_PEP9999
 
 typedef struct {
     int used;
@@ -307,14 +307,35 @@ static PyCode_WatchCallback cx_watch_funcs[CX_HOOK_SLOTS] = {
 };
 #endif
 
-#if CX_PEP8523
+#if CX_PEP9999
 static int
 cx_pep_hook(PyObject *code, void *arg)
 {
     return cx_hook_common((cx_hook_slot *)arg, code);
 }
 #endif
-#endif /* CX_WATCHERS || CX_PEP8523 */
+#endif /* CX_WATCHERS || CX_PEP9999 */
+
+/* Append item (a new reference, or NULL after a failure) to list and
+   drop the reference; -1 if item was NULL or appending failed. */
+static int
+cx_append_new(PyObject *list, PyObject *item)
+{
+    int rc = item == NULL ? -1 : PyList_Append(list, item);
+
+    Py_XDECREF(item);
+    return rc;
+}
+
+/* The answer of a take_*() call: (records, number lost); consumes list. */
+static PyObject *
+cx_log_answer(PyObject *list, Py_ssize_t lost)
+{
+    PyObject *answer = Py_BuildValue("(On)", list, lost);
+
+    Py_DECREF(list);
+    return answer;
+}
 
 static PyObject *
 cx_take_free_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
@@ -352,21 +373,17 @@ cx_take_free_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
         /* "N" hands our reference to result over to the tuple. */
         item = Py_BuildValue("(iKNz)", c->tag, (unsigned long long)c->value,
                              result, c->error[0] ? c->error : NULL);
-        if (item == NULL || PyList_Append(list, item) < 0) {
-            Py_XDECREF(item);
+        if (cx_append_new(list, item) < 0) {
             free(taken);
             Py_DECREF(list);
             return NULL;
         }
-        Py_DECREF(item);
     }
     free(taken);
-    item = Py_BuildValue("(On)", list, lost);
-    Py_DECREF(list);
-    return item;
+    return cx_log_answer(list, lost);
 }
 
-#if CX_WATCHERS || CX_PEP8523
+#if CX_WATCHERS || CX_PEP9999
 static PyObject *
 cx_take_hook_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
 {
@@ -390,18 +407,14 @@ cx_take_hook_calls(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused))
     for (i = 0; i < len; i++) {
         item = Py_BuildValue("(iK)", taken[i].tag,
                              (unsigned long long)taken[i].code);
-        if (item == NULL || PyList_Append(list, item) < 0) {
-            Py_XDECREF(item);
+        if (cx_append_new(list, item) < 0) {
             free(taken);
             Py_DECREF(list);
             return NULL;
         }
-        Py_DECREF(item);
     }
     free(taken);
-    item = Py_BuildValue("(On)", list, lost);
-    Py_DECREF(list);
-    return item;
+    return cx_log_answer(list, lost);
 }
 #endif
 

@@ -533,7 +533,7 @@ def main():
                              sys.version_info.serial),
         "executable": sys.executable,
         "pid": os.getpid(),
-        "pep8523": bool(cx.PEP8523),
+        "pep9999": bool(cx.PEP9999),
         "watchers": bool(cx.WATCHERS),
         "compare_exchange": hasattr(cx, "compare_exchange_extra"),
         "own_gil": bool(cx.OWN_GIL),
