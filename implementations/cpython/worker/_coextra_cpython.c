@@ -33,6 +33,19 @@
 
 /* -- wrappers exposed to worker.py ------------------------------------- */
 
+/* The end of a wrapper, in the interpreter that made the call: capture
+   what the call left (cx_capture), make the caller's interpreter current
+   again and build (rc, error-or-None). */
+static PyObject *
+cx_answer(long long rc, PyThreadState *prev)
+{
+    char name[64];
+
+    cx_capture(rc, name, sizeof(name));
+    cx_leave(prev);
+    return cx_result(rc, name);
+}
+
 static PyObject *
 cx_configure_free(PyObject *Py_UNUSED(self), PyObject *args)
 {
@@ -74,7 +87,6 @@ cx_request_index(PyObject *Py_UNUSED(self), PyObject *args)
     freefunc free = NULL;
     Py_ssize_t rc;
     PyThreadState *prev;
-    char name[64];
 
     if (!PyArg_ParseTuple(args, "ii", &interp, &tag)) {
         return NULL;
@@ -92,9 +104,7 @@ cx_request_index(PyObject *Py_UNUSED(self), PyObject *args)
     CX_ARM();
     rc = CX_REQUEST(free);
     CX_DISARM();
-    cx_capture(rc, name, sizeof(name));
-    cx_leave(prev);
-    return cx_result(rc, name);
+    return cx_answer(rc, prev);
 }
 
 static PyObject *
@@ -106,7 +116,6 @@ cx_get_extra(PyObject *Py_UNUSED(self), PyObject *args)
     void *extra;
     int interp, rc;
     PyThreadState *prev;
-    char name[64];
 
     if (!PyArg_ParseTuple(args, "iOnO", &interp, &code, &index, &prime)) {
         return NULL;
@@ -118,9 +127,7 @@ cx_get_extra(PyObject *Py_UNUSED(self), PyObject *args)
     CX_ARM();
     rc = CX_GET(code, index, &extra);
     CX_DISARM();
-    cx_capture(rc, name, sizeof(name));
-    cx_leave(prev);
-    pair = cx_result(rc, name);
+    pair = cx_answer(rc, prev);
     if (pair == NULL) {
         return NULL;
     }
@@ -137,7 +144,6 @@ cx_set_extra(PyObject *Py_UNUSED(self), PyObject *args)
     uintptr_t word;
     int interp, rc;
     PyThreadState *prev;
-    char name[64];
 
     if (!PyArg_ParseTuple(args, "iOnO", &interp, &code, &index, &value)) {
         return NULL;
@@ -148,9 +154,7 @@ cx_set_extra(PyObject *Py_UNUSED(self), PyObject *args)
     CX_ARM();
     rc = CX_SET(code, index, (void *)word);
     CX_DISARM();
-    cx_capture(rc, name, sizeof(name));
-    cx_leave(prev);
-    return cx_result(rc, name);
+    return cx_answer(rc, prev);
 }
 
 /* The code object's co_flags as C code sees them.  A PEP 9999 build may
@@ -177,7 +181,6 @@ cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
     void *expected;
     int interp, rc;
     PyThreadState *prev;
-    char name[64];
 
     if (!PyArg_ParseTuple(args, "iOnOO", &interp, &code, &index, &expected_obj,
                           &desired_obj)) {
@@ -193,9 +196,7 @@ cx_compare_exchange_extra(PyObject *Py_UNUSED(self), PyObject *args)
     rc = PyUnstable_Code_CompareExchangeExtra(code, index, &expected,
                                               (void *)desired_word);
     CX_DISARM();
-    cx_capture(rc, name, sizeof(name));
-    cx_leave(prev);
-    pair = cx_result(rc, name);
+    pair = cx_answer(rc, prev);
     if (pair == NULL) {
         return NULL;
     }
@@ -307,7 +308,6 @@ cx_remove_hook(PyObject *Py_UNUSED(self), PyObject *args)
 {
     int interp, id, rc;
     PyThreadState *prev;
-    char name[64];
 
     if (!PyArg_ParseTuple(args, "ii", &interp, &id) ||
         cx_enter(interp, &prev) < 0) {
@@ -316,9 +316,7 @@ cx_remove_hook(PyObject *Py_UNUSED(self), PyObject *args)
     CX_ARM();
     rc = cx_hook_remove(id);
     CX_DISARM();
-    cx_capture(rc, name, sizeof(name));
-    cx_leave(prev);
-    return cx_result(rc, name);
+    return cx_answer(rc, prev);
 }
 #endif
 
@@ -329,7 +327,6 @@ cx_release_index(PyObject *Py_UNUSED(self), PyObject *args)
     Py_ssize_t index;
     int interp, rc;
     PyThreadState *prev;
-    char name[64];
 
     if (!PyArg_ParseTuple(args, "in", &interp, &index) ||
         cx_enter(interp, &prev) < 0) {
@@ -338,9 +335,7 @@ cx_release_index(PyObject *Py_UNUSED(self), PyObject *args)
     CX_ARM();
     rc = PyUnstable_Eval_ReleaseCodeExtraIndex(index);
     CX_DISARM();
-    cx_capture(rc, name, sizeof(name));
-    cx_leave(prev);
-    return cx_result(rc, name);
+    return cx_answer(rc, prev);
 }
 
 static PyObject *
